@@ -1,0 +1,278 @@
+//! Every environment variable the functions read, read once at init.
+//!
+//! A missing or malformed variable is a [`ConfigError`] naming it, so a bad
+//! deploy fails at cold start with a sentence instead of at the first event.
+
+use std::time::Duration;
+
+/// A variable that is missing or does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+/// Where the OpenAI API key comes from. Never the key in a template
+/// parameter: in Lambda it is a Secrets Manager secret, locally an env var.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// `OPENAI_API_KEY`.
+    Env(String),
+    /// `OPENAI_API_KEY_SECRET_ARN`: fetched from Secrets Manager when first needed.
+    SecretArn(String),
+    /// Neither is set: OpenAI is not usable (fine for a Bedrock-only deploy).
+    None,
+}
+
+impl std::fmt::Debug for ApiKeySource {
+    // The key itself must never reach a log, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiKeySource::Env(_) => f.write_str("Env(<redacted>)"),
+            ApiKeySource::SecretArn(arn) => write!(f, "SecretArn({arn})"),
+            ApiKeySource::None => f.write_str("None"),
+        }
+    }
+}
+
+/// How the key is sent: OpenAI's bearer token, or Azure OpenAI's `api-key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStyle {
+    Bearer,
+    AzureApiKey,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAiConfig {
+    /// `OPENAI_BASE_URL`, default `https://api.openai.com/v1`, no trailing slash.
+    pub base_url: String,
+    pub api_key: ApiKeySource,
+    /// `OPENAI_AUTH_STYLE`: `bearer` (default) or `azure`.
+    pub auth_style: AuthStyle,
+    /// `OPENAI_ORGANIZATION`, sent as `OpenAI-Organization`.
+    pub organization: Option<String>,
+    /// `OPENAI_PROJECT`, sent as `OpenAI-Project`.
+    pub project: Option<String>,
+    /// `OPENAI_TIMEOUT_SECONDS`, per request, default 60.
+    pub timeout: Duration,
+    /// `OPENAI_MAX_RETRIES`, on 429, 5xx and connection errors, default 3.
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `FINETUNE_TABLE`: the single DynamoDB table.
+    pub table_name: String,
+    /// `FINETUNE_BUCKET`: conversation exports and datasets.
+    pub bucket_name: String,
+    /// `TENANT_CLAIM`: the JWT claim that names the tenant, default `tenant_id`.
+    pub tenant_claim: String,
+    /// `ALLOWED_BASE_MODELS`: comma-separated base models a run may use.
+    pub allowed_base_models: Vec<String>,
+    /// `MAX_DATE_RANGE_DAYS`: the widest date range a run may read, default 366.
+    pub max_date_range_days: u32,
+    /// `RUN_LEASE_SECONDS`: how long one monitor owns a run, default 120.
+    pub run_lease: Duration,
+    /// `MONITOR_CONCURRENCY`: runs reconciled at once, default 16.
+    pub monitor_concurrency: usize,
+    pub openai: OpenAiConfig,
+}
+
+pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_BASE_MODELS: &str = "gpt-4o-mini-2024-07-18,gpt-4o-2024-08-06,gpt-4.1-2025-04-14,gpt-4.1-mini-2025-04-14,gpt-4.1-nano-2025-04-14,gpt-3.5-turbo-0125";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`, so tests need not touch the
+    /// process environment (shared by every test thread).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let base_url = vars
+            .optional("OPENAI_BASE_URL")
+            .unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_owned());
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(ConfigError {
+                var: "OPENAI_BASE_URL",
+                problem: format!("must be an http(s) URL, got {base_url:?}"),
+            });
+        }
+        let api_key = match (
+            vars.optional("OPENAI_API_KEY"),
+            vars.optional("OPENAI_API_KEY_SECRET_ARN"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    var: "OPENAI_API_KEY",
+                    problem: "set either OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ARN, not both"
+                        .to_owned(),
+                });
+            }
+            (Some(key), None) => ApiKeySource::Env(key),
+            (None, Some(arn)) => ApiKeySource::SecretArn(arn),
+            (None, None) => ApiKeySource::None,
+        };
+        let auth_style = match vars.optional("OPENAI_AUTH_STYLE").as_deref() {
+            None | Some("bearer") => AuthStyle::Bearer,
+            Some("azure") => AuthStyle::AzureApiKey,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "OPENAI_AUTH_STYLE",
+                    problem: format!("must be 'bearer' or 'azure', got {other:?}"),
+                });
+            }
+        };
+        let allowed_base_models: Vec<String> = vars
+            .optional("ALLOWED_BASE_MODELS")
+            .unwrap_or_else(|| DEFAULT_BASE_MODELS.to_owned())
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if allowed_base_models.is_empty() {
+            return Err(ConfigError {
+                var: "ALLOWED_BASE_MODELS",
+                problem: "must name at least one model".to_owned(),
+            });
+        }
+        Ok(Self {
+            table_name: vars.required("FINETUNE_TABLE")?,
+            bucket_name: vars.required("FINETUNE_BUCKET")?,
+            tenant_claim: vars
+                .optional("TENANT_CLAIM")
+                .unwrap_or_else(|| "tenant_id".to_owned()),
+            allowed_base_models,
+            max_date_range_days: vars.number("MAX_DATE_RANGE_DAYS", 366, 1..=3660)?,
+            run_lease: Duration::from_secs(vars.number("RUN_LEASE_SECONDS", 120, 10..=900)?),
+            monitor_concurrency: vars.number("MONITOR_CONCURRENCY", 16, 1..=256)?,
+            openai: OpenAiConfig {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                api_key,
+                auth_style,
+                organization: vars.optional("OPENAI_ORGANIZATION"),
+                project: vars.optional("OPENAI_PROJECT"),
+                timeout: Duration::from_secs(vars.number("OPENAI_TIMEOUT_SECONDS", 60, 1..=900)?),
+                max_retries: vars.number("OPENAI_MAX_RETRIES", 3, 0..=10)?,
+            },
+        })
+    }
+}
+
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    /// Unset and empty are the same: an empty value is a template mistake.
+    fn optional(&self, var: &'static str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.optional(var).ok_or_else(|| ConfigError {
+            var,
+            problem: "is required but not set".to_owned(),
+        })
+    }
+
+    fn number<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(raw) = self.optional(var) else {
+            return Ok(default);
+        };
+        let value: T = raw.trim().parse().map_err(|_| ConfigError {
+            var,
+            problem: format!("must be a whole number, got {raw:?}"),
+        })?;
+        if !range.contains(&value) {
+            return Err(ConfigError {
+                var,
+                problem: format!(
+                    "must be between {} and {}, got {value}",
+                    range.start(),
+                    range.end()
+                ),
+            });
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const BASE: &[(&str, &str)] = &[("FINETUNE_TABLE", "t"), ("FINETUNE_BUCKET", "b")];
+
+    #[test]
+    fn defaults_fill_everything_optional() {
+        let c = Config::from_lookup(lookup(BASE)).unwrap();
+        assert_eq!(c.openai.base_url, DEFAULT_OPENAI_BASE_URL);
+        assert_eq!(c.tenant_claim, "tenant_id");
+        assert_eq!(c.run_lease, Duration::from_secs(120));
+        assert_eq!(c.openai.api_key, ApiKeySource::None);
+        assert!(
+            c.allowed_base_models
+                .contains(&"gpt-4o-mini-2024-07-18".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_missing_required_variable_is_named() {
+        let err = Config::from_lookup(lookup(&[("FINETUNE_BUCKET", "b")])).unwrap_err();
+        assert_eq!(err.var, "FINETUNE_TABLE");
+        assert_eq!(
+            err.to_string(),
+            "environment variable FINETUNE_TABLE: is required but not set"
+        );
+    }
+
+    #[test]
+    fn a_bad_number_is_named_with_its_value() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("MONITOR_CONCURRENCY", "lots"));
+        let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(err.var, "MONITOR_CONCURRENCY");
+        assert!(err.problem.contains("\"lots\""));
+
+        let mut pairs = BASE.to_vec();
+        pairs.push(("RUN_LEASE_SECONDS", "5"));
+        let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert!(err.problem.contains("between 10 and 900"), "{err}");
+    }
+
+    #[test]
+    fn the_api_key_never_shows_in_debug_output() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("OPENAI_API_KEY", "sk-secret-123"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert!(!format!("{c:?}").contains("sk-secret-123"));
+    }
+
+    #[test]
+    fn base_url_loses_its_trailing_slash() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(c.openai.base_url, "http://127.0.0.1:9/v1");
+    }
+}

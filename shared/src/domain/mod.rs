@@ -1,0 +1,17 @@
+//! The pipeline's vocabulary: runs, datasets, jobs, events and their ids.
+//! Pure data and rules; every I/O module speaks in these types.
+
+pub mod dataset;
+pub mod event;
+pub mod ids;
+pub mod job;
+pub mod run;
+
+pub use dataset::{DatasetFile, DatasetRecord, ProviderFile};
+pub use event::{EventLevel, EventSource, RunEvent};
+pub use ids::{DatasetId, EventId, IdError, IdempotencyKey, RunId, TenantId};
+pub use job::{JobInfo, JobStatus};
+pub use run::{
+    AutoOr, Filters, Hyperparameters, ProviderKind, Run, RunConfig, RunError, RunStats, RunStatus,
+    TransitionError,
+};

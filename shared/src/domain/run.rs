@@ -1,0 +1,429 @@
+//! A training run: what the caller asked for, where the pipeline is, and what
+//! the provider did. Pure data and transition rules; no I/O.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{DatasetId, RunId, TenantId};
+use super::job::JobInfo;
+
+/// Where a run is in the pipeline. The order is the happy path; the last
+/// three are terminal and take the run out of the active-runs index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Preparing,
+    Uploading,
+    Submitting,
+    Training,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Queued,
+        RunStatus::Preparing,
+        RunStatus::Uploading,
+        RunStatus::Submitting,
+        RunStatus::Training,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Preparing => "preparing",
+            RunStatus::Uploading => "uploading",
+            RunStatus::Submitting => "submitting",
+            RunStatus::Training => "training",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
+    /// The moves the pipeline may make. Anything else is a bug, and the
+    /// reconciler refuses it rather than corrupting a record.
+    pub fn can_move_to(self, next: RunStatus) -> bool {
+        use RunStatus::*;
+        if self.is_terminal() {
+            return false;
+        }
+        match next {
+            Failed | Cancelled => true,
+            Preparing => self == Queued,
+            // From queued when the run reuses an existing dataset.
+            Uploading => matches!(self, Queued | Preparing),
+            Submitting => self == Uploading,
+            Training => self == Submitting,
+            // prepare_only runs complete straight after preparation.
+            Completed => matches!(self, Preparing | Training),
+            Queued => false,
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which fine-tuning service trains the run. Recorded per run, because
+/// OpenAI stops taking new jobs after 2027-01-06 and tenants move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    #[serde(rename = "openai")]
+    OpenAi,
+    Bedrock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Bedrock => "bedrock",
+        }
+    }
+}
+
+/// A hyperparameter the provider may choose (`"auto"`) or the caller fixes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(untagged)]
+pub enum AutoOr<T> {
+    #[default]
+    #[serde(with = "auto_literal")]
+    Auto,
+    Value(T),
+}
+
+mod auto_literal {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("auto")
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let value = String::deserialize(d)?;
+        if value == "auto" {
+            Ok(())
+        } else {
+            Err(D::Error::custom("expected \"auto\" or a number"))
+        }
+    }
+}
+
+impl<T: Copy> AutoOr<T> {
+    pub fn value(self) -> Option<T> {
+        match self {
+            AutoOr::Auto => None,
+            AutoOr::Value(v) => Some(v),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Hyperparameters {
+    #[serde(default)]
+    pub n_epochs: AutoOr<u32>,
+    #[serde(default)]
+    pub batch_size: AutoOr<u32>,
+    #[serde(default)]
+    pub learning_rate_multiplier: AutoOr<f64>,
+}
+
+/// Which conversations are good enough to learn from. Defaults keep only
+/// conversations that ended well: escalated and abandoned ones teach the
+/// model to fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    #[serde(default = "Filters::default_excluded_outcomes")]
+    pub exclude_outcomes: Vec<String>,
+    /// Conversations rated below this are dropped; unrated ones are kept.
+    #[serde(default)]
+    pub min_rating: Option<i64>,
+    #[serde(default = "Filters::default_min_assistant_turns")]
+    pub min_assistant_turns: u32,
+    #[serde(default = "Filters::default_redact_pii")]
+    pub redact_pii: bool,
+}
+
+impl Filters {
+    fn default_excluded_outcomes() -> Vec<String> {
+        vec!["escalated".to_owned(), "abandoned".to_owned()]
+    }
+    fn default_min_assistant_turns() -> u32 {
+        1
+    }
+    fn default_redact_pii() -> bool {
+        true
+    }
+}
+
+impl Default for Filters {
+    fn default() -> Self {
+        Self {
+            exclude_outcomes: Self::default_excluded_outcomes(),
+            min_rating: None,
+            min_assistant_turns: Self::default_min_assistant_turns(),
+            redact_pii: Self::default_redact_pii(),
+        }
+    }
+}
+
+/// The validated training request. Either a date range of conversations to
+/// prepare, or (with the run's `dataset_id`) a dataset prepared before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+    pub base_model: String,
+    pub min_examples: u32,
+    pub max_examples: u32,
+    pub train_split: f64,
+    pub system_prompt: Option<String>,
+    pub seed: u64,
+    pub hyperparameters: Hyperparameters,
+    pub filters: Filters,
+}
+
+/// A machine-readable code and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    pub code: String,
+    pub message: String,
+}
+
+/// The headline figures of the run's dataset, copied onto the run so a
+/// listing shows them without reading every dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunStats {
+    pub train_examples: u64,
+    pub validation_examples: u64,
+    pub train_tokens: u64,
+    pub epochs: u32,
+    pub estimated_billed_tokens: u64,
+    pub estimated_cost_usd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: RunId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub status: RunStatus,
+    /// Finer than `status`: what the run is doing right now, in words
+    /// (e.g. the provider's own job status while training).
+    pub phase: String,
+    pub provider: ProviderKind,
+    pub config: RunConfig,
+    #[serde(default)]
+    pub prepare_only: bool,
+    #[serde(default)]
+    pub dataset_id: Option<DatasetId>,
+    #[serde(default)]
+    pub job: Option<JobInfo>,
+    #[serde(default)]
+    pub stats: Option<RunStats>,
+    #[serde(default)]
+    pub error: Option<RunError>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Optimistic-concurrency counter: every stored update must name the
+    /// version it read, so the monitor, cancel and reads never lose a write.
+    pub version: u64,
+}
+
+/// A transition the rules in [`RunStatus::can_move_to`] forbid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("run {run_id} cannot move from {from} to {to}")]
+pub struct TransitionError {
+    pub run_id: String,
+    pub from: RunStatus,
+    pub to: RunStatus,
+}
+
+impl Run {
+    /// A run as `POST /runs` accepts it: queued, nothing done yet.
+    pub fn new_queued(
+        tenant_id: TenantId,
+        name: String,
+        description: Option<String>,
+        provider: ProviderKind,
+        config: RunConfig,
+        dataset_id: Option<DatasetId>,
+        prepare_only: bool,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: RunId::generate(),
+            tenant_id,
+            name,
+            description,
+            status: RunStatus::Queued,
+            phase: "waiting for the monitor".to_owned(),
+            provider,
+            config,
+            prepare_only,
+            dataset_id,
+            job: None,
+            stats: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            version: 0,
+        }
+    }
+
+    /// Moves the run to `next` if the rules allow it, stamping the times.
+    pub fn move_to(
+        &mut self,
+        next: RunStatus,
+        phase: impl Into<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        if !self.status.can_move_to(next) {
+            return Err(TransitionError {
+                run_id: self.id.to_string(),
+                from: self.status,
+                to: next,
+            });
+        }
+        self.status = next;
+        self.phase = phase.into();
+        self.updated_at = now;
+        if next.is_terminal() {
+            self.completed_at = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Fails the run with a reason the tenant can act on.
+    pub fn fail(
+        &mut self,
+        code: impl Into<String>,
+        message: impl Into<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        self.move_to(RunStatus::Failed, "failed", now)?;
+        self.error = Some(RunError {
+            code: code.into(),
+            message: message.into(),
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RunConfig {
+        RunConfig {
+            start_date: NaiveDate::from_ymd_opt(2026, 10, 1),
+            end_date: NaiveDate::from_ymd_opt(2026, 10, 31),
+            base_model: "gpt-4o-mini-2024-07-18".into(),
+            min_examples: 10,
+            max_examples: 1000,
+            train_split: 0.9,
+            system_prompt: None,
+            seed: 42,
+            hyperparameters: Hyperparameters::default(),
+            filters: Filters::default(),
+        }
+    }
+
+    fn run() -> Run {
+        Run::new_queued(
+            TenantId::parse("acme").unwrap(),
+            "first".into(),
+            None,
+            ProviderKind::OpenAi,
+            config(),
+            None,
+            false,
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn happy_path_is_allowed_in_order() {
+        let mut r = run();
+        for next in [
+            RunStatus::Preparing,
+            RunStatus::Uploading,
+            RunStatus::Submitting,
+            RunStatus::Training,
+            RunStatus::Completed,
+        ] {
+            r.move_to(next, next.as_str(), Utc::now()).unwrap();
+        }
+        assert!(r.completed_at.is_some());
+    }
+
+    #[test]
+    fn terminal_runs_never_move_again() {
+        let mut r = run();
+        r.move_to(RunStatus::Cancelled, "cancelled", Utc::now())
+            .unwrap();
+        for next in RunStatus::ALL {
+            assert!(r.clone().move_to(next, "x", Utc::now()).is_err(), "{next}");
+        }
+    }
+
+    #[test]
+    fn skipping_steps_is_refused() {
+        let mut r = run();
+        let err = r.move_to(RunStatus::Training, "x", Utc::now()).unwrap_err();
+        assert_eq!(err.from, RunStatus::Queued);
+        assert_eq!(r.status, RunStatus::Queued);
+    }
+
+    #[test]
+    fn hyperparameters_accept_auto_or_numbers_only() {
+        let h: Hyperparameters = serde_json::from_str(
+            r#"{"n_epochs":"auto","batch_size":8,"learning_rate_multiplier":0.5}"#,
+        )
+        .unwrap();
+        assert_eq!(h.n_epochs, AutoOr::Auto);
+        assert_eq!(h.batch_size, AutoOr::Value(8));
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            r#"{"n_epochs":"auto","batch_size":8,"learning_rate_multiplier":0.5}"#
+        );
+        assert!(serde_json::from_str::<Hyperparameters>(r#"{"n_epochs":"many"}"#).is_err());
+    }
+
+    #[test]
+    fn status_round_trips_through_its_name() {
+        for s in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(RunStatus::parse("done"), None);
+    }
+}

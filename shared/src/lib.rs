@@ -1,0 +1,13 @@
+//! The fine-tuning pipeline's library: every Lambda function links it and
+//! keeps only its event plumbing in `main.rs`.
+//!
+//! - [`domain`]: runs, datasets, jobs, events and their ids (pure).
+//! - [`store`]: their records in DynamoDB.
+//! - [`blob`]: conversation exports and dataset files in S3.
+//! - [`config`]: every environment variable, read once.
+
+pub mod aws;
+pub mod blob;
+pub mod config;
+pub mod domain;
+pub mod store;

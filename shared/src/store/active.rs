@@ -1,0 +1,121 @@
+//! The active-runs index and the short lease a monitor takes on a run.
+
+use chrono::{DateTime, Utc};
+
+use super::keys::{
+    ACTIVE_INDEX, ACTIVE_PARTITION, ACTIVE_PK, PK, SK, parse_tenant_pk, run_sk, tenant_pk,
+};
+use super::runs::epoch_millis;
+use super::{Store, StoreError, from_item, is_condition_failure, n, s, string_attr};
+use crate::domain::{Run, RunId, TenantId};
+
+/// A run the monitor should look at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ActiveRun {
+    pub tenant_id: TenantId,
+    pub run_id: RunId,
+}
+
+impl Store {
+    /// Every non-terminal run, oldest first, from the sparse index (a
+    /// Query, never a Scan: the index holds only active runs).
+    pub async fn list_active_runs(&self) -> Result<Vec<ActiveRun>, StoreError> {
+        let mut runs = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(ACTIVE_INDEX)
+            .key_condition_expression("#apk = :active")
+            .expression_attribute_names("#apk", ACTIVE_PK)
+            .expression_attribute_values(":active", s(ACTIVE_PARTITION))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| StoreError::dynamo("Query", e))?;
+            let tenant = string_attr(&item, PK).and_then(|pk| parse_tenant_pk(&pk));
+            let run = string_attr(&item, SK)
+                .and_then(|sk| sk.strip_prefix("RUN#").and_then(|id| RunId::parse(id).ok()));
+            match (tenant, run) {
+                (Some(tenant_id), Some(run_id)) => runs.push(ActiveRun { tenant_id, run_id }),
+                _ => tracing::warn!("active-runs index holds an item that is not a run; skipped"),
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Takes the run's lease for `owner` until `now + ttl`, if nobody else
+    /// holds an unexpired one. Returns the run as stored, or `None` when
+    /// another owner holds it. The lease lives beside the run's fields and
+    /// does not change its version.
+    pub async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Run>, StoreError> {
+        let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(2));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(run_sk(run_id)))
+            .update_expression("SET #owner = :owner, #until = :until")
+            .condition_expression(
+                "attribute_exists(#pk) AND (attribute_not_exists(#until) OR #until < :now OR #owner = :owner)",
+            )
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#owner", "lease_owner")
+            .expression_attribute_names("#until", "lease_until")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(epoch_millis(until)))
+            .expression_attribute_values(":now", n(epoch_millis(now)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes {
+                Some(item) => Ok(Some(from_item("run", item)?)),
+                None => Ok(None),
+            },
+            Err(e) if is_condition_failure(&e) => {
+                // Either someone else holds it or the run is gone.
+                self.get_run(tenant, run_id).await?;
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// Gives the lease back early so the next tick need not wait it out.
+    /// Releasing a lease we no longer hold is not an error.
+    pub async fn release_lease(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(run_sk(run_id)))
+            .update_expression("REMOVE #owner, #until")
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "lease_owner")
+            .expression_attribute_names("#until", "lease_until")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Runs and their idempotency items.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use chrono::{DateTime, Duration, Utc};
+
+use super::keys::{
+    ACTIVE_PARTITION, ACTIVE_PK, ACTIVE_SK, PK, RUN_PREFIX, SK, idempotency_sk, run_sk, tenant_pk,
+};
+use super::{
+    Item, Store, StoreError, cursor, from_item, is_condition_failure, n, s, string_attr, to_item,
+};
+use crate::domain::{IdempotencyKey, Run, RunId, RunStatus, TenantId};
+
+/// How long an `Idempotency-Key` is remembered (DynamoDB TTL attribute).
+const IDEMPOTENCY_TTL_HOURS: i64 = 24;
+
+/// An `Idempotency-Key` and a fingerprint of the request it came with, so
+/// the same key with another body can be told apart from a retry.
+#[derive(Debug, Clone)]
+pub struct IdempotentRequest {
+    pub key: IdempotencyKey,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    Created(Run),
+    /// The key was seen before with the same request: the first run.
+    Replayed(Run),
+}
+
+impl CreateOutcome {
+    pub fn run(&self) -> &Run {
+        match self {
+            CreateOutcome::Created(run) | CreateOutcome::Replayed(run) => run,
+        }
+    }
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl Store {
+    /// Writes a new run (and its idempotency item, in the same transaction).
+    /// A key already used returns the run it created, never a second run.
+    pub async fn create_run(
+        &self,
+        run: &Run,
+        idempotency: Option<&IdempotentRequest>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let run_item = self.run_item(run)?;
+        let Some(idem) = idempotency else {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(run_item))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK)
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(CreateOutcome::Created(run.clone())),
+                Err(e) if is_condition_failure(&e) => Err(StoreError::AlreadyExists {
+                    kind: "run",
+                    id: run.id.to_string(),
+                }),
+                Err(e) => Err(StoreError::dynamo("PutItem", e)),
+            };
+        };
+        let put_run = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(run_item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(|e| StoreError::dynamo("build put", e))?;
+
+        let expires = run.created_at + Duration::hours(IDEMPOTENCY_TTL_HOURS);
+        let put_idem = Put::builder()
+            .table_name(&self.table)
+            .item(PK, s(tenant_pk(&run.tenant_id)))
+            .item(SK, s(idempotency_sk(&idem.key)))
+            .item("run_id", s(run.id.as_str()))
+            .item("request_hash", s(&idem.request_hash))
+            .item("created_at", s(run.created_at.to_rfc3339()))
+            .item("expires_at", n(expires.timestamp()))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(|e| StoreError::dynamo("build put", e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_run).build())
+            .transact_items(TransactWriteItem::builder().put(put_idem).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CreateOutcome::Created(run.clone())),
+            Err(e) => {
+                // Cancelled: most likely the key exists. Read it to tell a
+                // retry (same request) from a misuse (another request).
+                let cancelled = e
+                    .as_service_error()
+                    .is_some_and(|se| se.is_transaction_canceled_exception());
+                if !cancelled {
+                    return Err(StoreError::dynamo("TransactWriteItems", e));
+                }
+                match self.replay(&run.tenant_id, idem).await? {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(StoreError::dynamo("TransactWriteItems", e)),
+                }
+            }
+        }
+    }
+
+    async fn replay(
+        &self,
+        tenant: &TenantId,
+        idem: &IdempotentRequest,
+    ) -> Result<Option<CreateOutcome>, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(idempotency_sk(&idem.key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?
+            .item;
+        let Some(item) = item else { return Ok(None) };
+        let run_id = string_attr(&item, "run_id").unwrap_or_default();
+        if string_attr(&item, "request_hash").as_deref() != Some(idem.request_hash.as_str()) {
+            return Err(StoreError::IdempotencyMismatch {
+                key: idem.key.as_str().to_owned(),
+                run_id,
+            });
+        }
+        let run_id = RunId::parse(run_id)?;
+        Ok(Some(CreateOutcome::Replayed(
+            self.get_run(tenant, &run_id).await?,
+        )))
+    }
+
+    /// The run, if it belongs to this tenant. Another tenant's run id is
+    /// simply not found: the key is built from the caller's tenant.
+    pub async fn get_run(&self, tenant: &TenantId, run_id: &RunId) -> Result<Run, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(run_sk(run_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?
+            .item;
+        match item {
+            Some(item) => from_item("run", item),
+            None => Err(StoreError::NotFound {
+                kind: "run",
+                id: run_id.to_string(),
+            }),
+        }
+    }
+
+    /// The tenant's runs, newest first, optionally of one status.
+    /// `limit` is clamped to 1..=100.
+    pub async fn list_runs(
+        &self,
+        tenant: &TenantId,
+        status: Option<RunStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Run>, StoreError> {
+        let limit = limit.clamp(1, 100);
+        let mut start_key = match cursor {
+            Some(c) => Some(cursor::decode(c, RUN_PREFIX, |id| {
+                RunId::parse(id).is_ok()
+            })?),
+            None => None,
+        };
+        let mut runs: Vec<Run> = Vec::with_capacity(limit + 1);
+        // Ask for one more than the page so we know whether a next page
+        // exists; a status filter applies after DynamoDB's Limit, so loop.
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+                .expression_attribute_values(":prefix", s(RUN_PREFIX))
+                .scan_index_forward(false)
+                .limit((limit + 1 - runs.len()) as i32);
+            if let Some(status) = status {
+                query = query
+                    .filter_expression("#status = :status")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", s(status.as_str()));
+            }
+            if let Some(sk) = &start_key {
+                query = query
+                    .exclusive_start_key(PK, s(tenant_pk(tenant)))
+                    .exclusive_start_key(SK, s(sk.clone()));
+            }
+            let out = query
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                runs.push(from_item("run", item)?);
+            }
+            start_key = out.last_evaluated_key.and_then(|k| string_attr(&k, SK));
+            if runs.len() > limit || start_key.is_none() {
+                break;
+            }
+        }
+        let next_cursor = if runs.len() > limit {
+            runs.truncate(limit);
+            runs.last().map(|r| cursor::encode(&run_sk(&r.id)))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: runs,
+            next_cursor,
+        })
+    }
+
+    /// Stores `run` if nobody changed it since it was read at
+    /// `run.version`; returns it at its new version. A stale writer gets
+    /// [`StoreError::VersionConflict`], never a silent overwrite.
+    pub async fn update_run(&self, run: &Run) -> Result<Run, StoreError> {
+        let mut next = run.clone();
+        next.version = run.version + 1;
+        let mut item = to_item("run", &next)?;
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut values: HashMap<String, AttributeValue> = HashMap::new();
+        let mut sets = Vec::with_capacity(item.len() + 2);
+        if !next.status.is_terminal() {
+            item.insert(ACTIVE_PK.to_owned(), s(ACTIVE_PARTITION));
+            item.insert(ACTIVE_SK.to_owned(), s(next.id.as_str()));
+        }
+        for (i, (name, value)) in item.into_iter().enumerate() {
+            names.insert(format!("#a{i}"), name);
+            values.insert(format!(":a{i}"), value);
+            sets.push(format!("#a{i} = :a{i}"));
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if next.status.is_terminal() {
+            expression.push_str(" REMOVE #active_pk, #active_sk");
+            names.insert("#active_pk".into(), ACTIVE_PK.into());
+            names.insert("#active_sk".into(), ACTIVE_SK.into());
+        }
+        names.insert("#version".into(), "version".into());
+        values.insert(":expected".into(), n(run.version));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(tenant_pk(&run.tenant_id)))
+            .key(SK, s(run_sk(&run.id)))
+            .update_expression(expression)
+            .condition_expression("#version = :expected")
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(next),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::VersionConflict {
+                kind: "run",
+                id: run.id.to_string(),
+                expected: run.version,
+            }),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    fn run_item(&self, run: &Run) -> Result<Item, StoreError> {
+        let mut item = to_item("run", run)?;
+        item.insert(PK.to_owned(), s(tenant_pk(&run.tenant_id)));
+        item.insert(SK.to_owned(), s(run_sk(&run.id)));
+        if !run.status.is_terminal() {
+            item.insert(ACTIVE_PK.to_owned(), s(ACTIVE_PARTITION));
+            item.insert(ACTIVE_SK.to_owned(), s(run.id.as_str()));
+        }
+        Ok(item)
+    }
+}
+
+/// Milliseconds since the epoch, as the lease attributes store time.
+pub(super) fn epoch_millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}

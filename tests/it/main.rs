@@ -1,0 +1,4 @@
+//! Integration tests against the local stack. One binary, a module per area.
+
+mod blob;
+mod store;

@@ -1,0 +1,461 @@
+//! The records store against a real DynamoDB API (moto_server).
+
+use chrono::{NaiveDate, Utc};
+use finetune::domain::{
+    DatasetFile, DatasetId, DatasetRecord, EventLevel, Filters, Hyperparameters, IdempotencyKey,
+    ProviderKind, Run, RunConfig, RunEvent, RunId, RunStatus, TenantId,
+};
+use finetune::store::{CreateOutcome, IdempotentRequest, StoreError};
+use finetune_tests::TestEnv;
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
+fn config() -> RunConfig {
+    RunConfig {
+        start_date: NaiveDate::from_ymd_opt(2026, 10, 1),
+        end_date: NaiveDate::from_ymd_opt(2026, 10, 31),
+        base_model: "gpt-4o-mini-2024-07-18".into(),
+        min_examples: 10,
+        max_examples: 1000,
+        train_split: 0.9,
+        system_prompt: Some("You are helpful.".into()),
+        seed: 7,
+        hyperparameters: Hyperparameters::default(),
+        filters: Filters::default(),
+    }
+}
+
+fn new_run(t: &TenantId, name: &str) -> Run {
+    Run::new_queued(
+        t.clone(),
+        name.into(),
+        None,
+        ProviderKind::OpenAi,
+        config(),
+        None,
+        false,
+        Utc::now(),
+    )
+}
+
+#[tokio::test]
+async fn a_created_run_reads_back_identically() {
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let run = new_run(&t, "first");
+
+    let created = env.store.create_run(&run, None).await.unwrap();
+
+    assert_eq!(created, CreateOutcome::Created(run.clone()));
+    assert_eq!(env.store.get_run(&t, &run.id).await.unwrap(), run);
+}
+
+#[tokio::test]
+async fn two_concurrent_updates_of_one_run_one_wins_one_conflicts() {
+    // GIVEN a stored run read by two writers at the same version
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let run = new_run(&t, "contended");
+    env.store.create_run(&run, None).await.unwrap();
+    let mut a = env.store.get_run(&t, &run.id).await.unwrap();
+    let mut b = a.clone();
+    a.move_to(RunStatus::Preparing, "monitor", Utc::now())
+        .unwrap();
+    b.move_to(RunStatus::Cancelled, "cancel", Utc::now())
+        .unwrap();
+
+    // WHEN both write at once
+    let (ra, rb) = tokio::join!(env.store.update_run(&a), env.store.update_run(&b));
+
+    // THEN exactly one wins and the other gets the typed conflict
+    let results = [ra, rb];
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{results:?}");
+    let loser = results.iter().find(|r| r.is_err()).unwrap();
+    assert!(matches!(
+        loser,
+        Err(StoreError::VersionConflict { expected: 0, .. })
+    ));
+    let stored = env.store.get_run(&t, &run.id).await.unwrap();
+    assert_eq!(stored.version, 1);
+    let winner = results.into_iter().find_map(Result::ok).unwrap();
+    assert_eq!(stored, winner);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_twice_makes_one_run() {
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let key = IdempotencyKey::parse("req-123").unwrap();
+    let request = IdempotentRequest {
+        key: key.clone(),
+        request_hash: "hash-a".into(),
+    };
+    let first = new_run(&t, "one");
+    let second = new_run(&t, "one");
+
+    let a = env.store.create_run(&first, Some(&request)).await.unwrap();
+    let b = env.store.create_run(&second, Some(&request)).await.unwrap();
+
+    assert!(matches!(a, CreateOutcome::Created(_)));
+    assert_eq!(b, CreateOutcome::Replayed(first.clone()));
+    let page = env.store.list_runs(&t, None, 100, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+
+    // The same key with another request is refused and names the first run.
+    let other = IdempotentRequest {
+        key,
+        request_hash: "hash-b".into(),
+    };
+    let err = env
+        .store
+        .create_run(&new_run(&t, "two"), Some(&other))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::IdempotencyMismatch { run_id, .. } if *run_id == first.id.to_string()),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_converge_on_one_run() {
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let request = IdempotentRequest {
+        key: IdempotencyKey::parse("burst").unwrap(),
+        request_hash: "same".into(),
+    };
+    let runs: Vec<Run> = (0..5).map(|_| new_run(&t, "burst")).collect();
+    let outcomes =
+        futures::future::join_all(runs.iter().map(|r| env.store.create_run(r, Some(&request))))
+            .await;
+    let ids: std::collections::HashSet<_> = outcomes
+        .into_iter()
+        .map(|o| o.unwrap().run().id.clone())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        env.store
+            .list_runs(&t, None, 100, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_never_sees_another_tenants_runs() {
+    let env = TestEnv::new().await;
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let mine = new_run(&acme, "mine");
+    let theirs = new_run(&globex, "theirs");
+    env.store.create_run(&mine, None).await.unwrap();
+    env.store.create_run(&theirs, None).await.unwrap();
+
+    let listed = env.store.list_runs(&acme, None, 100, None).await.unwrap();
+    assert_eq!(listed.items, vec![mine.clone()]);
+    let err = env.store.get_run(&acme, &theirs.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { kind: "run", .. }));
+
+    // A cursor lifted from another tenant's listing only pages within ours.
+    let cursor = finetune::store::cursor::encode(&format!("RUN#{}", theirs.id));
+    let page = env
+        .store
+        .list_runs(&acme, None, 100, Some(&cursor))
+        .await
+        .unwrap();
+    assert!(page.items.iter().all(|r| r.tenant_id == acme));
+}
+
+#[tokio::test]
+async fn pagination_returns_every_run_once_newest_first() {
+    let env = TestEnv::new().await;
+    let t = tenant("pager");
+    let mut ids = Vec::new();
+    for i in 0..23 {
+        let run = new_run(&t, &format!("run {i}"));
+        env.store.create_run(&run, None).await.unwrap();
+        ids.push(run.id);
+    }
+    // A run of another tenant in the same table must not appear.
+    env.store
+        .create_run(&new_run(&tenant("other"), "x"), None)
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = env
+            .store
+            .list_runs(&t, None, 5, cursor.as_deref())
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 5);
+        seen.extend(page.items.into_iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "every run once, newest first");
+    assert_eq!(pages, 5);
+}
+
+#[tokio::test]
+async fn the_status_filter_pages_through_only_matching_runs() {
+    let env = TestEnv::new().await;
+    let t = tenant("filter");
+    let mut cancelled = Vec::new();
+    for i in 0..12 {
+        let mut run = new_run(&t, &format!("r{i}"));
+        env.store.create_run(&run, None).await.unwrap();
+        if i % 3 == 0 {
+            run.move_to(RunStatus::Cancelled, "cancelled", Utc::now())
+                .unwrap();
+            env.store.update_run(&run).await.unwrap();
+            cancelled.push(run.id);
+        }
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = env
+            .store
+            .list_runs(&t, Some(RunStatus::Cancelled), 2, cursor.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.iter().all(|r| r.status == RunStatus::Cancelled));
+        seen.extend(page.items.into_iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    cancelled.reverse();
+    assert_eq!(seen, cancelled);
+}
+
+#[tokio::test]
+async fn a_forged_cursor_is_a_typed_error() {
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    for bad in [
+        "not base64 !",
+        &finetune::store::cursor::encode("DATASET#x"),
+    ] {
+        let err = env
+            .store
+            .list_runs(&t, None, 10, Some(bad))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidCursor), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn the_active_index_holds_runs_until_they_are_terminal() {
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let mut a = new_run(&t, "a");
+    let b = new_run(&t, "b");
+    env.store.create_run(&a, None).await.unwrap();
+    env.store.create_run(&b, None).await.unwrap();
+
+    let active: Vec<RunId> = env
+        .store
+        .list_active_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(active, vec![a.id.clone(), b.id.clone()]);
+
+    a.move_to(RunStatus::Preparing, "preparing", Utc::now())
+        .unwrap();
+    let mut a = env.store.update_run(&a).await.unwrap();
+    assert_eq!(env.store.list_active_runs().await.unwrap().len(), 2);
+
+    a.fail("no_data", "nothing to learn from", Utc::now())
+        .unwrap();
+    env.store.update_run(&a).await.unwrap();
+    let active = env.store.list_active_runs().await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].run_id, b.id);
+    assert_eq!(active[0].tenant_id, t);
+}
+
+#[tokio::test]
+async fn a_lease_excludes_other_owners_until_released_or_expired() {
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let run = new_run(&t, "leased");
+    env.store.create_run(&run, None).await.unwrap();
+    let now = Utc::now();
+    let ttl = std::time::Duration::from_secs(60);
+
+    let mine = env
+        .store
+        .acquire_lease(&t, &run.id, "monitor-a", now, ttl)
+        .await
+        .unwrap();
+    assert_eq!(mine.as_ref().map(|r| &r.id), Some(&run.id));
+    let theirs = env
+        .store
+        .acquire_lease(&t, &run.id, "monitor-b", now, ttl)
+        .await
+        .unwrap();
+    assert!(theirs.is_none());
+
+    // Expired leases can be taken over.
+    let later = now + chrono::Duration::seconds(61);
+    let taken = env
+        .store
+        .acquire_lease(&t, &run.id, "monitor-b", later, ttl)
+        .await
+        .unwrap();
+    assert!(taken.is_some());
+
+    env.store
+        .release_lease(&t, &run.id, "monitor-b")
+        .await
+        .unwrap();
+    let again = env
+        .store
+        .acquire_lease(&t, &run.id, "monitor-a", now, ttl)
+        .await
+        .unwrap();
+    assert!(again.is_some());
+    // The lease does not bump the run's version: writers keep their version.
+    assert_eq!(again.unwrap().version, 0);
+
+    // Another tenant cannot lease it: the run is simply not there.
+    let err = env
+        .store
+        .acquire_lease(&tenant("globex"), &run.id, "m", now, ttl)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }));
+}
+
+#[tokio::test]
+async fn events_append_once_and_list_newest_first() {
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let run = new_run(&t, "timeline");
+    let base = Utc::now();
+    let mut written = Vec::new();
+    for i in 0..7 {
+        let e = RunEvent::pipeline(
+            run.id.clone(),
+            EventLevel::Info,
+            "status_changed",
+            format!("step {i}"),
+            base + chrono::Duration::milliseconds(i * 10),
+        );
+        assert!(env.store.append_event(&t, &e).await.unwrap());
+        written.push(e);
+    }
+    // The same event again is not stored twice.
+    assert!(!env.store.append_event(&t, &written[0]).await.unwrap());
+
+    let first = env.store.list_events(&t, &run.id, 4, None).await.unwrap();
+    let second = env
+        .store
+        .list_events(&t, &run.id, 4, first.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(second.next_cursor.is_none());
+    let listed: Vec<_> = first.items.into_iter().chain(second.items).collect();
+    written.reverse();
+    assert_eq!(listed, written);
+
+    // Another tenant asking for the same run id sees an empty timeline.
+    let theirs = env
+        .store
+        .list_events(&tenant("globex"), &run.id, 10, None)
+        .await
+        .unwrap();
+    assert!(theirs.items.is_empty());
+}
+
+#[tokio::test]
+async fn datasets_round_trip_and_update_conditionally() {
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let id = DatasetId::generate();
+    let record = DatasetRecord {
+        id: id.clone(),
+        tenant_id: t.clone(),
+        run_id: RunId::generate(),
+        start_date: NaiveDate::from_ymd_opt(2026, 10, 1),
+        end_date: NaiveDate::from_ymd_opt(2026, 10, 2),
+        format: "openai-chat".into(),
+        train: DatasetFile {
+            key: format!("datasets/acme/{id}/train.jsonl"),
+            sha256: "ab".repeat(32),
+            bytes: 1234,
+            examples: 10,
+        },
+        validation: None,
+        manifest_key: format!("datasets/acme/{id}/manifest.json"),
+        stats: serde_json::json!({"examples": 10, "tokens": {"mean": 12.5}}),
+        provider_files: vec![],
+        created_at: Utc::now(),
+        version: 0,
+    };
+    env.store.put_dataset(&record).await.unwrap();
+    assert!(matches!(
+        env.store.put_dataset(&record).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(env.store.get_dataset(&t, &id).await.unwrap(), record);
+
+    let mut changed = record.clone();
+    changed.provider_files.push(finetune::domain::ProviderFile {
+        provider: ProviderKind::OpenAi,
+        sha256: record.train.sha256.clone(),
+        provider_file_id: "file-abc".into(),
+        uploaded_at: Utc::now(),
+    });
+    let stored = env.store.update_dataset(&changed).await.unwrap();
+    assert_eq!(stored.version, 1);
+    assert_eq!(
+        stored.provider_file(ProviderKind::OpenAi, &record.train.sha256),
+        Some("file-abc")
+    );
+    // A writer holding the old version is refused.
+    assert!(matches!(
+        env.store.update_dataset(&changed).await,
+        Err(StoreError::VersionConflict { .. })
+    ));
+    assert!(matches!(
+        env.store.get_dataset(&tenant("globex"), &id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn bad_ids_are_typed_errors_before_any_key_is_built() {
+    // Keys can only be built from these types, so a bad id never reaches
+    // DynamoDB or S3: it cannot even be constructed.
+    for bad in ["a/b", "..", &"x".repeat(300), ""] {
+        assert!(TenantId::parse(bad).is_err(), "{bad:?}");
+        assert!(RunId::parse(bad).is_err(), "{bad:?}");
+        assert!(DatasetId::parse(bad).is_err(), "{bad:?}");
+    }
+    let err = TenantId::parse("").unwrap_err();
+    assert_eq!(err.to_string(), "tenant_id: must not be empty");
+    let err: StoreError = RunId::parse("run_../x").unwrap_err().into();
+    assert!(matches!(err, StoreError::InvalidId(_)));
+}

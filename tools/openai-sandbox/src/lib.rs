@@ -1,0 +1,1 @@
+//! The local OpenAI fine-tuning API sandbox (being built).
