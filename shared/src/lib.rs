@@ -5,9 +5,11 @@
 //! - [`store`]: their records in DynamoDB.
 //! - [`blob`]: conversation exports and dataset files in S3.
 //! - [`config`]: every environment variable, read once.
+//! - [`provider`]: the `FineTuningProvider` port and its adapters.
 
 pub mod aws;
 pub mod blob;
 pub mod config;
 pub mod domain;
+pub mod provider;
 pub mod store;
