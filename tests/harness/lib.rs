@@ -65,7 +65,7 @@ fn start_moto() -> String {
          while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done",
         parent = std::process::id(),
     );
-    Command::new("sh")
+    let mut watchdog = Command::new("sh")
         .arg("-c")
         .arg(script)
         .arg(&binary)
@@ -79,6 +79,8 @@ fn start_moto() -> String {
                 binary.display()
             )
         });
+    // Reap the watchdog when it ends, so it never lingers as a zombie.
+    std::thread::spawn(move || watchdog.wait());
     let endpoint = format!("http://127.0.0.1:{port}");
     wait_for_moto(port, Duration::from_secs(30));
     endpoint

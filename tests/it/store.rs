@@ -3,7 +3,7 @@
 use chrono::{NaiveDate, Utc};
 use finetune::domain::{
     DatasetFile, DatasetId, DatasetRecord, EventLevel, Filters, Hyperparameters, IdempotencyKey,
-    ProviderKind, Run, RunConfig, RunEvent, RunId, RunStatus, TenantId,
+    NewRun, ProviderKind, Run, RunConfig, RunEvent, RunId, RunStatus, TenantId,
 };
 use finetune::store::{CreateOutcome, IdempotentRequest, StoreError};
 use finetune_tests::TestEnv;
@@ -29,13 +29,15 @@ fn config() -> RunConfig {
 
 fn new_run(t: &TenantId, name: &str) -> Run {
     Run::new_queued(
-        t.clone(),
-        name.into(),
-        None,
-        ProviderKind::OpenAi,
-        config(),
-        None,
-        false,
+        NewRun {
+            tenant_id: t.clone(),
+            name: name.into(),
+            description: None,
+            provider: ProviderKind::OpenAi,
+            config: config(),
+            dataset_id: None,
+            prepare_only: false,
+        },
         Utc::now(),
     )
 }

@@ -12,6 +12,6 @@ pub use event::{EventLevel, EventSource, RunEvent};
 pub use ids::{DatasetId, EventId, IdError, IdempotencyKey, RunId, TenantId};
 pub use job::{JobInfo, JobStatus};
 pub use run::{
-    AutoOr, Filters, Hyperparameters, ProviderKind, Run, RunConfig, RunError, RunStats, RunStatus,
-    TransitionError,
+    AutoOr, Filters, Hyperparameters, NewRun, ProviderKind, Run, RunConfig, RunError, RunStats,
+    RunStatus, TransitionError,
 };

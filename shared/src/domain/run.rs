@@ -258,6 +258,20 @@ pub struct Run {
     pub version: u64,
 }
 
+/// What a caller decides about a new run; the rest is the pipeline's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub description: Option<String>,
+    pub provider: ProviderKind,
+    pub config: RunConfig,
+    /// Train on this existing dataset instead of preparing one.
+    pub dataset_id: Option<DatasetId>,
+    /// Stop after preparation: a dry run for stats and the cost estimate.
+    pub prepare_only: bool,
+}
+
 /// A transition the rules in [`RunStatus::can_move_to`] forbid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("run {run_id} cannot move from {from} to {to}")]
@@ -269,27 +283,18 @@ pub struct TransitionError {
 
 impl Run {
     /// A run as `POST /runs` accepts it: queued, nothing done yet.
-    pub fn new_queued(
-        tenant_id: TenantId,
-        name: String,
-        description: Option<String>,
-        provider: ProviderKind,
-        config: RunConfig,
-        dataset_id: Option<DatasetId>,
-        prepare_only: bool,
-        now: DateTime<Utc>,
-    ) -> Self {
+    pub fn new_queued(request: NewRun, now: DateTime<Utc>) -> Self {
         Self {
             id: RunId::generate(),
-            tenant_id,
-            name,
-            description,
+            tenant_id: request.tenant_id,
+            name: request.name,
+            description: request.description,
             status: RunStatus::Queued,
             phase: "waiting for the monitor".to_owned(),
-            provider,
-            config,
-            prepare_only,
-            dataset_id,
+            provider: request.provider,
+            config: request.config,
+            prepare_only: request.prepare_only,
+            dataset_id: request.dataset_id,
             job: None,
             stats: None,
             error: None,
@@ -360,13 +365,15 @@ mod tests {
 
     fn run() -> Run {
         Run::new_queued(
-            TenantId::parse("acme").unwrap(),
-            "first".into(),
-            None,
-            ProviderKind::OpenAi,
-            config(),
-            None,
-            false,
+            NewRun {
+                tenant_id: TenantId::parse("acme").unwrap(),
+                name: "first".into(),
+                description: None,
+                provider: ProviderKind::OpenAi,
+                config: config(),
+                dataset_id: None,
+                prepare_only: false,
+            },
             Utc::now(),
         )
     }
