@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 export AWS_EC2_METADATA_DISABLED := true
-export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
+export MOTO_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: test demo lint fmt bench venv clean-venv
 

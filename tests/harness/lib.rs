@@ -1,6 +1,6 @@
 //! The local stack for integration tests.
 //!
-//! `moto_server` is started once per test process on a free loopback port,
+//! moto's server is started once per test process on a free loopback port,
 //! unless `FINETUNE_TEST_ENDPOINT` names one already running (`make test`
 //! leaves that to this harness). A watchdog shell stops it when the test
 //! process exits, however it exits. Every test gets its own table and
@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::config::Credentials;
 use finetune::blob::Blobs;
 use finetune::store::Store;
 
-/// Where the workspace is, for finding `.venv/bin/moto_server`.
+/// Where the workspace is, for finding `.venv` and the moto launcher.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -38,15 +38,17 @@ pub fn moto_endpoint() -> &'static str {
     })
 }
 
-fn moto_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("MOTO_SERVER") {
+/// The Python that has moto installed: `MOTO_PYTHON`, else the project's
+/// venv, else `python3` on PATH.
+fn moto_python() -> PathBuf {
+    if let Ok(path) = std::env::var("MOTO_PYTHON") {
         return PathBuf::from(path);
     }
-    let venv = workspace_root().join(".venv/bin/moto_server");
+    let venv = workspace_root().join(".venv/bin/python");
     if venv.exists() {
         return venv;
     }
-    PathBuf::from("moto_server")
+    PathBuf::from("python3")
 }
 
 fn free_port() -> u16 {
@@ -56,11 +58,14 @@ fn free_port() -> u16 {
 
 fn start_moto() -> String {
     let port = free_port();
-    let binary = moto_binary();
+    let python = moto_python();
+    // moto's own server, with DynamoDB requests serialised as DynamoDB
+    // applies them (see the script's docstring).
+    let server = workspace_root().join("tools/local-stack/moto_serve.py");
     // The shell owns moto and kills it as soon as this test process is
     // gone: statics are never dropped, so nothing in-process could.
     let script = format!(
-        "\"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & child=$!; \
+        "\"$0\" \"$1\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & child=$!; \
          trap 'kill $child 2>/dev/null' EXIT INT TERM; \
          while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done",
         parent = std::process::id(),
@@ -68,15 +73,17 @@ fn start_moto() -> String {
     let mut watchdog = Command::new("sh")
         .arg("-c")
         .arg(script)
-        .arg(&binary)
+        .arg(&python)
+        .arg(&server)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| {
             panic!(
-                "could not start {}: {e} (run `make venv`)",
-                binary.display()
+                "could not start {} {}: {e} (run `make venv`)",
+                python.display(),
+                server.display()
             )
         });
     // Reap the watchdog when it ends, so it never lingers as a zombie.
