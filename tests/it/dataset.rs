@@ -155,9 +155,7 @@ async fn preparation_needs_a_date_range_and_enough_examples() {
         .await
         .unwrap_err();
     match err {
-        PrepareError::TooFewExamples {
-            found, required, ..
-        } => {
+        PrepareError::TooFewExamples { found, required } => {
             assert_eq!((found, required), (3, 5));
         }
         other => panic!("{other}"),

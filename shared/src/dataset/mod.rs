@@ -27,15 +27,10 @@ use crate::domain::{DatasetFile, DatasetId, RunConfig, TenantId};
 pub enum PrepareError {
     #[error(
         "only {found} training examples were left after filtering, at least {required} are needed: \
-         widen the date range, relax the filters or lower min_examples (the stats say why \
-         conversations were dropped)"
+         widen the date range, relax the filters or lower min_examples (the preparation's log \
+         lists why conversations were dropped)"
     )]
-    TooFewExamples {
-        found: u64,
-        required: u32,
-        /// What the preparation saw, to show why so few were left.
-        stats: Box<DatasetStats>,
-    },
+    TooFewExamples { found: u64, required: u32 },
     #[error("preparing a dataset needs both start_date and end_date in the run's config")]
     NoDateRange,
     #[error("invalid preparation settings: {0}")]

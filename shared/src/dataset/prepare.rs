@@ -306,10 +306,14 @@ pub async fn prepare(
     stats.train_examples = train_tokens.len() as u64;
     stats.validation_examples = validation_tokens.len() as u64;
     if stats.train_examples < u64::from(settings.min_examples) {
+        // Counts only: enough to see which rule removed the data.
+        tracing::warn!(
+            stats = %serde_json::to_string(&stats).unwrap_or_default(),
+            "too few training examples"
+        );
         return Err(PrepareError::TooFewExamples {
             found: stats.train_examples,
             required: settings.min_examples,
-            stats: Box::new(stats),
         });
     }
     stats.train_tokens = Distribution::of(&train_tokens);

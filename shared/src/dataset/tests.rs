@@ -267,16 +267,9 @@ async fn filters_drop_by_outcome_rating_and_turns() {
     let mut s = settings();
     s.filters.min_rating = Some(4);
     s.filters.min_assistant_turns = 2;
-    let err = run(&input.0, &out.0, &s).await.unwrap_err();
-    let PrepareError::TooFewExamples {
-        found,
-        required,
-        stats,
-    } = err
-    else {
-        panic!("{err}")
-    };
-    assert_eq!((found, required), (0, 1));
+    s.min_examples = 0;
+    let stats = run(&input.0, &out.0, &s).await.unwrap().stats;
+    assert_eq!(stats.train_examples + stats.validation_examples, 0);
     assert_eq!(stats.dropped.get("below_min_rating"), Some(&1));
     assert_eq!(stats.dropped.get("excluded_outcome"), Some(&1));
     assert_eq!(stats.dropped.get("too_few_assistant_turns"), Some(&1));

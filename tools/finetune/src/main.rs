@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use finetune::dataset::io::{DatasetSink, ExportSource};
 use finetune::dataset::prepare::prepare;
-use finetune::dataset::{CheckOptions, Encoding, PrepareError, PrepareSettings, check_jsonl};
+use finetune::dataset::{CheckOptions, Encoding, PrepareSettings, check_jsonl};
 use finetune::domain::{Filters, TenantId};
 
 #[derive(Parser)]
@@ -181,24 +181,6 @@ fn run_prepare(input: PathBuf, output: PathBuf, settings: PrepareSettings) -> Ex
                 serde_json::to_string_pretty(&out.stats).unwrap_or_default()
             );
             ExitCode::SUCCESS
-        }
-        Err(PrepareError::TooFewExamples {
-            found,
-            required,
-            stats,
-        }) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&stats).unwrap_or_default()
-            );
-            fail(
-                &PrepareError::TooFewExamples {
-                    found,
-                    required,
-                    stats,
-                }
-                .to_string(),
-            )
         }
         Err(e) => fail(&e.to_string()),
     }
