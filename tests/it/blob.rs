@@ -137,8 +137,7 @@ async fn small_json_objects_and_missing_keys() {
 
     let missing = env.blobs.open("datasets/acme/nope/train.jsonl").await;
     assert!(matches!(missing, Err(BlobError::NotFound { .. })));
-    let bad = put(&env, "bad.json", b"{not json".to_vec()).await;
-    let _ = bad;
+    put(&env, "bad.json", b"{not json".to_vec()).await;
     let err = env
         .blobs
         .get_json::<serde_json::Value>("bad.json")

@@ -286,11 +286,148 @@ fn saturate(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-/// A JSON value parsed only as far as the checker needs: an object's keys
-/// with their raw values, or "something else".
+/// A JSON value parsed only as far as the checker needs, in one pass over
+/// the line: an object's keys with their values (the ones the rules read
+/// as text decoded in place, the rest kept raw), or "something else".
 enum Obj<'a> {
-    Map(Vec<(Cow<'a, str>, &'a RawValue)>),
+    Map(Vec<(Cow<'a, str>, Field<'a>)>),
     NotMap,
+}
+
+enum Field<'a> {
+    Val(Value<'a>),
+    Raw(&'a RawValue),
+    /// A `messages` value: the list's elements, or None if not a list.
+    Messages(Option<Vec<Obj<'a>>>),
+}
+
+impl<'a> Field<'a> {
+    fn value(&self) -> Option<Value<'a>> {
+        match self {
+            Field::Val(v) => Some(v.clone()),
+            Field::Raw(raw) => Some(Value::of(raw)),
+            Field::Messages(_) => None,
+        }
+    }
+
+    fn raw(&self) -> Option<&'a RawValue> {
+        match self {
+            Field::Raw(raw) => Some(raw),
+            _ => None,
+        }
+    }
+}
+
+struct MessageList<'a>(Option<Vec<Obj<'a>>>);
+
+impl<'de> Deserialize<'de> for MessageList<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MessageListVisitor)
+    }
+}
+
+struct MessageListVisitor;
+
+macro_rules! not_list {
+    ($($name:ident: $t:ty),*) => {$(
+        fn $name<E: de::Error>(self, _: $t) -> Result<Self::Value, E> { Ok(MessageList(None)) }
+    )*};
+}
+
+impl<'de> Visitor<'de> for MessageListVisitor {
+    type Value = MessageList<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(8);
+        while let Some(item) = seq.next_element::<Obj>()? {
+            items.push(item);
+        }
+        Ok(MessageList(Some(items)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(MessageList(None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(MessageList(None))
+    }
+    not_list!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+}
+
+/// A value decoded directly: strings borrowed from the line when they have
+/// no escapes.
+struct Direct<'a>(Value<'a>);
+
+impl<'de> Deserialize<'de> for Direct<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DirectVisitor)
+    }
+}
+
+struct DirectVisitor;
+
+impl<'de> Visitor<'de> for DirectVisitor {
+    type Value = Direct<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Direct(Value::Str(Cow::Borrowed(v))))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Direct(Value::Str(Cow::Owned(v.to_owned()))))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Direct(Value::Str(Cow::Owned(v))))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Direct(Value::Null))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Direct(Value::Null))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Direct(Value::Other {
+            truthy: v,
+            raw: Cow::Borrowed(if v { "true" } else { "false" }),
+        }))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Direct(Value::Other {
+            truthy: v != 0,
+            raw: Cow::Owned(v.to_string()),
+        }))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Direct(Value::Other {
+            truthy: v != 0,
+            raw: Cow::Owned(v.to_string()),
+        }))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Direct(Value::Other {
+            truthy: v != 0.0,
+            raw: Cow::Owned(v.to_string()),
+        }))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        let v = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        let truthy = v.as_array().is_some_and(|a| !a.is_empty());
+        Ok(Direct(Value::Other {
+            truthy,
+            raw: Cow::Owned(v.to_string()),
+        }))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let v = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        let truthy = v.as_object().is_some_and(|o| !o.is_empty());
+        Ok(Direct(Value::Other {
+            truthy,
+            raw: Cow::Owned(v.to_string()),
+        }))
+    }
 }
 
 #[derive(Deserialize)]
@@ -318,7 +455,13 @@ impl<'de> Visitor<'de> for ObjVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut pairs = Vec::with_capacity(4);
         while let Some(Text(key)) = map.next_key()? {
-            let value: &'de RawValue = map.next_value()?;
+            let value = match key.as_ref() {
+                "messages" => Field::Messages(map.next_value::<MessageList>()?.0),
+                "role" | "content" | "name" | "tool_call_id" => {
+                    Field::Val(map.next_value::<Direct>()?.0)
+                }
+                _ => Field::Raw(map.next_value()?),
+            };
             pairs.push((key, value));
         }
         Ok(Obj::Map(pairs))
@@ -333,12 +476,13 @@ impl<'de> Visitor<'de> for ObjVisitor {
     not_map!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
 }
 
-/// What a raw JSON value is, as far as Python's truthiness and `isinstance`
-/// go.
+/// What a JSON value is, as far as Python's truthiness and `isinstance`
+/// go, with its JSON text when it is not a string.
+#[derive(Clone)]
 enum Value<'a> {
     Str(Cow<'a, str>),
     Null,
-    Other { truthy: bool, raw: &'a str },
+    Other { truthy: bool, raw: Cow<'a, str> },
 }
 
 impl<'a> Value<'a> {
@@ -349,7 +493,7 @@ impl<'a> Value<'a> {
                 Ok(Text(s)) => Value::Str(s),
                 Err(_) => Value::Other {
                     truthy: true,
-                    raw: text,
+                    raw: Cow::Borrowed(text),
                 },
             },
             Some(b'n') => Value::Null,
@@ -357,19 +501,19 @@ impl<'a> Value<'a> {
                 truthy: text[1..text.len().saturating_sub(1)]
                     .bytes()
                     .any(|b| !b.is_ascii_whitespace()),
-                raw: text,
+                raw: Cow::Borrowed(text),
             },
             Some(b'f') => Value::Other {
                 truthy: false,
-                raw: text,
+                raw: Cow::Borrowed(text),
             },
             Some(b't') => Value::Other {
                 truthy: true,
-                raw: text,
+                raw: Cow::Borrowed(text),
             },
             _ => Value::Other {
                 truthy: !text.parse::<f64>().is_ok_and(|n| n == 0.0),
-                raw: text,
+                raw: Cow::Borrowed(text),
             },
         }
     }
@@ -409,17 +553,17 @@ pub fn check_example(line: &str, counter: &mut TokenCounter) -> ExampleCheck {
             return out;
         }
     };
-    let field = |name: &str| top.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v);
-    let messages: Vec<Obj> = match field("messages").map(|raw| serde_json::from_str(raw.get())) {
-        Some(Ok(list)) => list,
-        _ => Vec::new(),
+    let field = |name: &str| top.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
+    let messages: &[Obj] = match field("messages") {
+        Some(Field::Messages(Some(list))) => list,
+        _ => &[],
     };
     if messages.is_empty() {
         out.errors.push("missing_messages_list");
         return out;
     }
     let mut tokens = TOKENS_REPLY_PRIMER;
-    if let Some(tools) = field("tools") {
+    if let Some(tools) = field("tools").and_then(Field::raw) {
         if !tools_valid(tools) {
             out.errors.push("tools_invalid");
         }
@@ -434,14 +578,14 @@ pub fn check_example(line: &str, counter: &mut TokenCounter) -> ExampleCheck {
             out.errors.push("message_data_type");
             continue;
         };
-        let get = |name: &str| pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v);
-        let role = get("role").map(Value::of);
+        let get = |name: &str| pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
+        let role = get("role").and_then(Field::value);
         let role_str = match &role {
             Some(Value::Str(s)) => Some(s.as_ref()),
             _ => None,
         };
-        let content = get("content").map(Value::of);
-        let tool_calls = get("tool_calls");
+        let content = get("content").and_then(Field::value);
+        let tool_calls = get("tool_calls").and_then(Field::raw);
         let calls = tool_calls.map(parse_tool_calls);
         let has_calls = matches!(&calls, Some(Some(ids)) if !ids.is_empty());
         let is_assistant = role_str == Some("assistant");
@@ -476,7 +620,7 @@ pub fn check_example(line: &str, counter: &mut TokenCounter) -> ExampleCheck {
         ) {
             out.errors.push("unrecognized_role");
         }
-        let function_call = get("function_call").map(Value::of);
+        let function_call = get("function_call").and_then(Field::value);
         let content_ok = match &content {
             Some(Value::Str(s)) => {
                 !s.is_empty() || function_call.as_ref().is_some_and(Value::truthy)
@@ -500,7 +644,7 @@ pub fn check_example(line: &str, counter: &mut TokenCounter) -> ExampleCheck {
             }
             _ => {}
         }
-        let call_id = get("tool_call_id").map(Value::of);
+        let call_id = get("tool_call_id").and_then(Field::value);
         if role_str == Some("tool") {
             match &call_id {
                 Some(Value::Str(id)) if pending_calls.iter().any(|p| p == id) => {
@@ -511,7 +655,7 @@ pub fn check_example(line: &str, counter: &mut TokenCounter) -> ExampleCheck {
         } else if call_id.is_some() {
             out.errors.push("tool_call_id_unmatched");
         }
-        if let Some(weight) = get("weight")
+        if let Some(weight) = get("weight").and_then(Field::raw)
             && (!is_assistant || !matches!(weight.get(), "0" | "1"))
         {
             out.errors.push("weight_invalid");
@@ -526,17 +670,20 @@ pub fn check_example(line: &str, counter: &mut TokenCounter) -> ExampleCheck {
 
         // The notebook's convention: every value of the message encoded.
         tokens += TOKENS_PER_MESSAGE;
-        for (key, raw) in pairs {
+        let content_tokens = content.as_ref().map_or(0, |c| c.tokens(counter));
+        for (key, field) in pairs {
             match key.as_ref() {
                 "weight" => {}
                 "role" => tokens += role.as_ref().map_or(0, |r| r.tokens(counter)),
-                "content" => tokens += content.as_ref().map_or(0, |c| c.tokens(counter)),
-                "name" => tokens += Value::of(raw).tokens(counter) + TOKENS_PER_NAME,
-                _ => tokens += Value::of(raw).tokens(counter),
+                "content" => tokens += content_tokens,
+                "name" => {
+                    tokens += field.value().map_or(0, |v| v.tokens(counter)) + TOKENS_PER_NAME
+                }
+                _ => tokens += field.value().map_or(0, |v| v.tokens(counter)),
             }
         }
         if is_assistant {
-            out.assistant_tokens += content.as_ref().map_or(0, |c| c.tokens(counter));
+            out.assistant_tokens += content_tokens;
         }
     }
     if !has_assistant {
