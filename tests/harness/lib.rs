@@ -56,6 +56,9 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+// The watchdog shell is left running on purpose: it outlives this
+// function and reaps moto itself.
+#[allow(clippy::zombie_processes)]
 fn start_moto() -> String {
     let port = free_port();
     let python = moto_python();
