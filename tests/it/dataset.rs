@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use finetune::blob::{DatasetObject, dataset_key};
 use finetune::dataset::{CheckOptions, PrepareError, check_jsonl, prepare_from_s3};
 use finetune::domain::{DatasetId, Filters, Hyperparameters, RunConfig, TenantId};
-use finetune_tests::TestEnv;
+use finetune_tests::{MEMORY_MEASUREMENT, TestEnv};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
@@ -50,6 +50,9 @@ async fn read(env: &TestEnv, key: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn prepares_from_s3_exports_and_writes_the_dataset_back() {
+    // Loading the tokenizer's tables grows this process by tens of MB:
+    // never while another test measures its memory.
+    let _quiet = MEMORY_MEASUREMENT.lock().await;
     // GIVEN two days of exports (one gzipped, with a malformed line) and a
     // file of the day after the range
     let env = TestEnv::new().await;
@@ -128,6 +131,7 @@ async fn prepares_from_s3_exports_and_writes_the_dataset_back() {
 
 #[tokio::test]
 async fn preparation_needs_a_date_range_and_enough_examples() {
+    let _quiet = MEMORY_MEASUREMENT.lock().await;
     let env = TestEnv::new().await;
     let tenant = TenantId::parse("acme").unwrap();
     let dataset = DatasetId::generate();

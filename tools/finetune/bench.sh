@@ -6,6 +6,9 @@
 #   cargo build --release -p finetune-cli
 #   tools/finetune/bench.sh [MEGABYTES=1000]
 #
+# The machine may be shared: besides wall-clock MB/s, each figure is also
+# given per CPU-second (user+sys), which contention distorts far less.
+#
 # Env: FINETUNE_BIN (default $CARGO_TARGET_DIR/release/finetune),
 # BENCH_DIR (default /tmp/finetune-bench), PYTHON (a python with tiktoken
 # and numpy; skipped when absent).
@@ -21,30 +24,35 @@ mkdir -p "$WORK"
 "$BIN" generate --output "$WORK/in" --megabytes "$MB"
 IN_BYTES=$(du -sb "$WORK/in" | cut -f1)
 
-/usr/bin/time -f "%e %M" -o "$WORK/prepare.time" "$BIN" prepare --input "$WORK/in" --tenant acme \
+/usr/bin/time -f "%e %M %U %S" -o "$WORK/prepare.time" "$BIN" prepare --input "$WORK/in" --tenant acme \
   --start-date 2026-10-01 --end-date 2026-10-31 --output "$WORK/out" \
   --max-examples 4000000000 --min-examples 1 > "$WORK/stats.json"
-read -r P_SECS P_KB < "$WORK/prepare.time"
+read -r P_SECS P_KB P_USR P_SYS < "$WORK/prepare.time"
+P_CPU=$(echo "$P_USR $P_SYS" | awk '{print $1+$2}')
 CONVS=$("$PYTHON" -c "import json,sys; s=json.load(open(sys.argv[1])); print(s['conversations_read']+s['malformed_lines'])" "$WORK/stats.json")
-echo "prepare: $IN_BYTES bytes, $CONVS lines in ${P_SECS}s: $(echo "$IN_BYTES $P_SECS" | awk '{printf "%.1f", $1/$2/1e6}') MB/s, $(echo "$CONVS $P_SECS" | awk '{printf "%.0f", $1/$2}') conversations/s, peak RSS $((P_KB / 1024)) MiB"
+echo "prepare: $IN_BYTES bytes, $CONVS lines in ${P_SECS}s: $(echo "$IN_BYTES $P_SECS" | awk '{printf "%.1f", $1/$2/1e6}') MB/s, $(echo "$CONVS $P_SECS" | awk '{printf "%.0f", $1/$2}') conversations/s, peak RSS $((P_KB / 1024)) MiB; per CPU-second (${P_CPU}s): $(echo "$IN_BYTES $P_CPU" | awk '{printf "%.1f", $1/$2/1e6}') MB/s, $(echo "$CONVS $P_CPU" | awk '{printf "%.0f", $1/$2}') conversations/s"
 
 # The Python checker only knows system/user/assistant: compare on those lines.
 grep -v '"tool' "$WORK/out/train.jsonl" > "$WORK/plain.jsonl" || true
 for FILE in "$WORK/out/train.jsonl" "$WORK/plain.jsonl"; do
   BYTES=$(stat -c %s "$FILE")
   LINES=$(wc -l < "$FILE")
-  /usr/bin/time -f "%e %M" -o "$WORK/validate.time" "$BIN" validate "$FILE" > "$WORK/report.json" || true
-  read -r V_SECS V_KB < "$WORK/validate.time"
-  echo "validate $(basename "$FILE"): $BYTES bytes, $LINES examples in ${V_SECS}s: $(echo "$BYTES $V_SECS" | awk '{printf "%.1f", $1/$2/1e6}') MB/s, $(echo "$LINES $V_SECS" | awk '{printf "%.0f", $1/$2}') examples/s, peak RSS $((V_KB / 1024)) MiB"
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/validate.time" "$BIN" validate "$FILE" > "$WORK/report.json" || true
+  read -r V_SECS V_KB V_USR V_SYS < "$WORK/validate.time"
+  V_CPU=$(echo "$V_USR $V_SYS" | awk '{print $1+$2}')
+  echo "validate $(basename "$FILE"): $BYTES bytes, $LINES examples in ${V_SECS}s: $(echo "$BYTES $V_SECS" | awk '{printf "%.1f", $1/$2/1e6}') MB/s, $(echo "$LINES $V_SECS" | awk '{printf "%.0f", $1/$2}') examples/s, peak RSS $((V_KB / 1024)) MiB; per CPU-second (${V_CPU}s): $(echo "$BYTES $V_CPU" | awk '{printf "%.1f", $1/$2/1e6}') MB/s, $(echo "$LINES $V_CPU" | awk '{printf "%.0f", $1/$2}') examples/s"
 done
 
 if "$PYTHON" -c "import tiktoken, numpy" 2>/dev/null; then
   BYTES=$(stat -c %s "$WORK/plain.jsonl")
-  "$PYTHON" "$HERE/cookbook_check.py" "$WORK/plain.jsonl" > "$WORK/python.json"
-  "$PYTHON" - "$WORK/report.json" "$WORK/python.json" "$BYTES" <<'PY'
+  /usr/bin/time -f "%U %S" -o "$WORK/python.time" "$PYTHON" "$HERE/cookbook_check.py" "$WORK/plain.jsonl" > "$WORK/python.json"
+  read -r Y_USR Y_SYS < "$WORK/python.time"
+  "$PYTHON" - "$WORK/report.json" "$WORK/python.json" "$BYTES" "$Y_USR" "$Y_SYS" "$V_CPU" <<'PY'
 import json, sys
 rust, py, size = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), int(sys.argv[3])
-print(f"python checker: {py['seconds']}s, {size / py['seconds'] / 1e6:.1f} MB/s")
+py_cpu, rust_cpu = float(sys.argv[4]) + float(sys.argv[5]), float(sys.argv[6])
+print(f"python checker (same plain file): {py['seconds']}s wall, {size / py['seconds'] / 1e6:.1f} MB/s; "
+      f"per CPU-second ({py_cpu:.2f}s): {size / py_cpu / 1e6:.1f} MB/s; rust/python CPU ratio {py_cpu / rust_cpu:.1f}x")
 pairs = [("examples", rust["examples"], py["examples"]),
          ("format_errors", rust["format_errors"], py["format_errors"]),
          ("warnings", rust["warnings"], py["warnings"]),

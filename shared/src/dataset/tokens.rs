@@ -65,8 +65,10 @@ impl Encoding {
 /// Words longer than this are counted but not remembered: they rarely
 /// repeat (URLs, ids, text without spaces) and would only fill the cache.
 const MAX_CACHED_WORD: usize = 48;
-/// The cache is cleared when it reaches this many words, which bounds its
-/// memory (~10 MB) whatever the input size.
+/// The cache stops taking new words at this size, which bounds its memory
+/// (~10 MB) whatever the input size. It is not cleared: by then it holds
+/// the frequent words, and clearing would let a flood of one-off words
+/// (order numbers, ids) evict them again and again.
 const MAX_CACHED_WORDS: usize = 200_000;
 
 /// Counts tokens of one encoding, remembering the count of every short word
@@ -117,10 +119,9 @@ impl TokenCounter {
             return n as usize;
         }
         let n = self.tokenizer.count(word);
-        if self.words.len() >= MAX_CACHED_WORDS {
-            self.words.clear();
+        if self.words.len() < MAX_CACHED_WORDS {
+            self.words.insert(word.as_bytes().into(), n as u32);
         }
-        self.words.insert(word.as_bytes().into(), n as u32);
         n
     }
 }
