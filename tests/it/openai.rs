@@ -781,3 +781,30 @@ async fn a_600_mb_file_is_uploaded_through_the_uploads_api_in_constant_memory() 
         grew >> 20
     );
 }
+
+#[tokio::test]
+async fn on_a_clock_a_job_finishes_by_itself_and_added_latency_slows_but_does_not_break_calls() {
+    let env = TestEnv::new().await;
+    let sb = sandbox(SandboxConfig {
+        progression: Progression::Every(Duration::from_millis(5)),
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let p = provider_with(&env, settings(&sb));
+    let file = p
+        .prepare_file(&put_file(&env, "t.jsonl", training_jsonl(10)).await)
+        .await
+        .unwrap();
+    let job = p.create_job(&create(&tags(), &file)).await.unwrap();
+    // No advance calls: the clock alone moves it (polling is bounded,
+    // not timed: each poll takes at least the added latency).
+    let mut status = job.status;
+    for _ in 0..500 {
+        status = p.get_job(&job.id).await.unwrap().status;
+        if status.is_terminal() {
+            break;
+        }
+    }
+    assert_eq!(status, JobStatus::Succeeded);
+}

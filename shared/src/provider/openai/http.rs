@@ -266,9 +266,14 @@ impl Http {
                     (error, retryable, retry_after)
                 }
                 Err(e) => {
-                    // Connection refused/reset, timeouts, a body stream that
-                    // failed mid-way: all worth another try.
-                    let retryable = e.is_connect() || e.is_timeout() || e.is_request();
+                    // Connection refused, timeouts, a body stream that failed
+                    // mid-way: worth another try. Except that a job creation
+                    // which timed out may have created the job: sending it
+                    // again could pay for two, so only a refused connection
+                    // (nothing sent) is retried there, and the reconciler's
+                    // `find_jobs` heals the rest.
+                    let retryable = e.is_connect()
+                        || (call != Call::CreateJob && (e.is_timeout() || e.is_request()));
                     (
                         ProviderError::Transport(describe_reqwest(&e)),
                         retryable,
