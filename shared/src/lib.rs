@@ -4,12 +4,14 @@
 //! - [`domain`]: runs, datasets, jobs, events and their ids (pure).
 //! - [`store`]: their records in DynamoDB.
 //! - [`blob`]: conversation exports and dataset files in S3.
+//! - [`dataset`]: conversations to a checked, token-counted training set.
 //! - [`config`]: every environment variable, read once.
 //! - [`provider`]: the `FineTuningProvider` port and its adapters.
 
 pub mod aws;
 pub mod blob;
 pub mod config;
+pub mod dataset;
 pub mod domain;
 pub mod provider;
 pub mod store;

@@ -71,11 +71,11 @@ impl MultipartWriter {
             let take = room.min(data.len());
             self.buffer.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.buffer.len() == PART_SIZE {
-                if let Err(e) = self.flush_part().await {
-                    self.abort().await;
-                    return Err(e);
-                }
+            if self.buffer.len() == PART_SIZE
+                && let Err(e) = self.flush_part().await
+            {
+                self.abort().await;
+                return Err(e);
             }
         }
         Ok(())

@@ -269,6 +269,7 @@ pub struct TransitionError {
 
 impl Run {
     /// A run as `POST /runs` accepts it: queued, nothing done yet.
+    #[allow(clippy::too_many_arguments)]
     pub fn new_queued(
         tenant_id: TenantId,
         name: String,

@@ -1,1 +1,187 @@
-fn main() {}
+//! `finetune`: check an OpenAI training file, or prepare a dataset from a
+//! local folder laid out like the bucket, with the pipeline's own code.
+
+mod generate;
+
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use finetune::dataset::io::{DatasetSink, ExportSource};
+use finetune::dataset::prepare::prepare;
+use finetune::dataset::{CheckOptions, Encoding, PrepareSettings, check_jsonl};
+use finetune::domain::{Filters, TenantId};
+
+#[derive(Parser)]
+#[command(name = "finetune", about = "Fine-tuning dataset tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check an OpenAI chat-format training file; prints a JSON report and
+    /// exits 1 when any format error was found.
+    Validate {
+        file: PathBuf,
+        /// The base model: picks the encoding and the per-example limit.
+        #[arg(long)]
+        model: Option<String>,
+        /// cl100k_base or o200k_base (default: the model's, else cl100k_base).
+        #[arg(long)]
+        encoding: Option<String>,
+    },
+    /// Prepare train/validation/manifest from exports under
+    /// INPUT/conversations/{tenant}/{YYYY}/{MM}/{DD}/; prints the stats.
+    Prepare {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        start_date: NaiveDate,
+        #[arg(long)]
+        end_date: NaiveDate,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        system_prompt: Option<String>,
+        #[arg(long, default_value_t = 0.9)]
+        train_split: f64,
+        #[arg(long, default_value_t = 10)]
+        min_examples: u32,
+        #[arg(long, default_value_t = 50_000)]
+        max_examples: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value = "gpt-4o-mini-2024-07-18")]
+        model: String,
+    },
+    /// Write a synthetic export corpus (for benchmarks).
+    #[command(hide = true)]
+    Generate {
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, default_value = "acme")]
+        tenant: String,
+        #[arg(long)]
+        megabytes: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Validate {
+            file,
+            model,
+            encoding,
+        } => validate(file, model, encoding),
+        Command::Prepare {
+            input,
+            tenant,
+            start_date,
+            end_date,
+            output,
+            system_prompt,
+            train_split,
+            min_examples,
+            max_examples,
+            seed,
+            model,
+        } => {
+            let tenant = match TenantId::parse(tenant) {
+                Ok(t) => t,
+                Err(e) => return fail(&e.to_string()),
+            };
+            let settings = PrepareSettings {
+                tenant,
+                start_date,
+                end_date,
+                base_model: model,
+                system_prompt,
+                train_split,
+                min_examples,
+                max_examples,
+                seed,
+                filters: Filters::default(),
+                n_epochs: None,
+                max_tokens_per_example: None,
+            };
+            run_prepare(input, output, settings)
+        }
+        Command::Generate {
+            output,
+            tenant,
+            megabytes,
+            seed,
+        } => match generate::corpus(&output, &tenant, megabytes * 1_000_000, seed) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e.to_string()),
+        },
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("finetune: {message}");
+    ExitCode::from(2)
+}
+
+fn validate(file: PathBuf, model: Option<String>, encoding: Option<String>) -> ExitCode {
+    let mut options = model
+        .as_deref()
+        .map_or_else(CheckOptions::default, CheckOptions::for_model);
+    if let Some(name) = encoding {
+        match Encoding::parse(&name) {
+            Some(e) => options.encoding = e,
+            None => {
+                return fail(&format!(
+                    "unknown encoding {name}: use cl100k_base or o200k_base"
+                ));
+            }
+        }
+    }
+    let reader = match std::fs::File::open(&file) {
+        Ok(f) => BufReader::with_capacity(1024 * 1024, f),
+        Err(e) => return fail(&format!("cannot open {}: {e}", file.display())),
+    };
+    let report = check_jsonl(reader, &options);
+    match serde_json::to_string_pretty(&report) {
+        Ok(json) => println!("{json}"),
+        Err(e) => return fail(&e.to_string()),
+    }
+    if report.has_format_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run_prepare(input: PathBuf, output: PathBuf, settings: PrepareSettings) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let result = runtime.block_on(prepare(
+        &ExportSource::Local(input),
+        &DatasetSink::Local(output),
+        &settings,
+    ));
+    match result {
+        Ok(out) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out.stats).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}

@@ -337,7 +337,7 @@ impl Inner {
                 .reader()
                 .map_err(|e| format!("could not be read: {e}"))
                 .and_then(|r| {
-                    validate_training_file(std::io::BufReader::new(r), min)
+                    validate_training_file(std::io::BufReader::new(r), &job.model, min)
                         .map_err(|e| e.to_string())
                 });
             if let Err(problem) = result {

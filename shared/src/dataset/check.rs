@@ -1,0 +1,605 @@
+//! OpenAI's chat fine-tuning data checker, one implementation for the
+//! pipeline, the `finetune validate` command and the OpenAI sandbox.
+//!
+//! It follows the cookbook notebook `Chat_finetuning_data_prep.ipynb`
+//! exactly where that notebook has a rule: the format error categories and
+//! their per-occurrence counting, the token-counting convention (3 per
+//! message, every value encoded, +1 for `name`, +3 to prime the reply), the
+//! missing system/user warnings, the epoch heuristic and billing. On a file
+//! of plain system/user/assistant examples every figure equals the
+//! notebook's.
+//!
+//! Where the current API accepts more than the notebook knows, the rules
+//! are extended, each extension with its own category:
+//! - `invalid_json`: a line that is not JSON (the notebook crashes);
+//! - `message_data_type`: a message that is not an object (it crashes);
+//! - the `tool` role, and `tool_calls` / `tool_call_id` as known keys;
+//!   an assistant message with `tool_calls` needs no content;
+//! - `tool_calls_invalid`: `tool_calls` not a list of
+//!   `{id, type: "function", function: {name, arguments: string}}`, or on a
+//!   message that is not the assistant's;
+//! - `tool_call_id_unmatched`: a `tool` message whose `tool_call_id` is
+//!   missing or names no call still waiting for its result;
+//! - `tool_call_unanswered`: a call with no `tool` result before the next
+//!   other message (a call in the example's last message needs none);
+//! - `weight_invalid`: `weight` other than 0 or 1, or not on an assistant
+//!   message;
+//! - `tools_invalid`: example-level `tools` not a list of function tools.
+//!
+//! Token counting of values the notebook cannot encode (it raises on
+//! non-strings): a non-string value counts as its JSON text, `null` content
+//! as nothing, `weight` not at all (it is not shown to the model), and
+//! example-level `tools` as their JSON text (they are billed).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::stats::{Distribution, default_epochs};
+pub use super::tokens::Encoding;
+use super::tokens::TokenCounter;
+
+/// The notebook's limit; also the default for models not in the table.
+pub const DEFAULT_MAX_TOKENS_PER_EXAMPLE: usize = 16_385;
+
+/// Per-example token limits of fine-tunable base models (longest prefix
+/// first), from OpenAI's fine-tuning guide ("Token limits"), 2025.
+const MAX_TOKENS_BY_MODEL: &[(&str, usize)] = &[
+    ("gpt-4.1", 65_536),
+    ("gpt-4o-mini", 65_536),
+    ("gpt-4o", 65_536),
+    ("gpt-3.5-turbo-0613", 4_096),
+    ("gpt-3.5-turbo", 16_385),
+];
+
+/// How many line errors a report lists; counts stay exact beyond it.
+const MAX_LINE_ERRORS: usize = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOptions {
+    pub encoding: Encoding,
+    pub max_tokens_per_example: usize,
+}
+
+impl Default for CheckOptions {
+    /// The published notebook's settings: cl100k_base and 16,385 tokens.
+    fn default() -> Self {
+        Self {
+            encoding: Encoding::Cl100kBase,
+            max_tokens_per_example: DEFAULT_MAX_TOKENS_PER_EXAMPLE,
+        }
+    }
+}
+
+impl CheckOptions {
+    /// The encoding and per-example limit of a base model.
+    pub fn for_model(model: &str) -> Self {
+        let m = model.strip_prefix("ft:").unwrap_or(model);
+        let max = MAX_TOKENS_BY_MODEL
+            .iter()
+            .find(|(prefix, _)| m.starts_with(prefix))
+            .map_or(DEFAULT_MAX_TOKENS_PER_EXAMPLE, |&(_, n)| n);
+        Self {
+            encoding: Encoding::for_model(m),
+            max_tokens_per_example: max,
+        }
+    }
+}
+
+/// One format error, located.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineError {
+    /// 1-based line number in the file.
+    pub line: u64,
+    pub category: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warnings {
+    pub missing_system: u64,
+    pub missing_user: u64,
+    pub over_limit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub encoding: Encoding,
+    pub max_tokens_per_example: usize,
+    /// Non-blank lines.
+    pub examples: u64,
+    /// Category -> occurrences; only categories that occurred.
+    pub format_errors: BTreeMap<String, u64>,
+    /// Where the errors are (the first 1,000).
+    pub line_errors: Vec<LineError>,
+    pub line_errors_truncated: bool,
+    pub warnings: Warnings,
+    pub messages: Distribution,
+    pub tokens: Distribution,
+    pub assistant_tokens: Distribution,
+    pub epochs: u32,
+    /// Sum over examples of min(limit, tokens).
+    pub billing_tokens: u64,
+    /// epochs x billing_tokens: what OpenAI would charge for.
+    pub charged_tokens: u64,
+}
+
+impl CheckReport {
+    pub fn has_format_errors(&self) -> bool {
+        !self.format_errors.is_empty()
+    }
+}
+
+/// What the checker found in one example.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExampleCheck {
+    /// Format error categories, once per occurrence.
+    pub errors: Vec<&'static str>,
+    /// None when the example has no message list to count.
+    pub tokens: Option<u64>,
+    pub assistant_tokens: u64,
+    pub messages: u64,
+    pub has_system: bool,
+    pub has_user: bool,
+}
+
+/// Checks a JSONL training file line by line, in constant memory apart from
+/// one count per example for the percentiles.
+pub fn check_jsonl<R: BufRead>(mut reader: R, options: &CheckOptions) -> CheckReport {
+    let mut counter = TokenCounter::new(options.encoding);
+    let mut acc = Accumulator::new(*options);
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(_) => {
+                // An unreadable rest of file (bad gzip, I/O) is one error
+                // at the line where it happened, not a crash.
+                line_no += 1;
+                acc.examples += 1;
+                acc.add_error(line_no, "invalid_json");
+                break;
+            }
+        }
+        line_no += 1;
+        let bytes = trim_line(&buf, line_no == 1);
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let check = match std::str::from_utf8(bytes) {
+            Ok(line) => check_example(line, &mut counter),
+            Err(_) => ExampleCheck {
+                errors: vec!["invalid_json"],
+                ..ExampleCheck::default()
+            },
+        };
+        acc.add(line_no, &check);
+    }
+    acc.finish()
+}
+
+/// Drops the line end (LF or CRLF) and, on the first line, a UTF-8 BOM.
+pub(crate) fn trim_line(buf: &[u8], first: bool) -> &[u8] {
+    let mut b = buf;
+    if let Some(rest) = b.strip_suffix(b"\n") {
+        b = rest;
+    }
+    if let Some(rest) = b.strip_suffix(b"\r") {
+        b = rest;
+    }
+    if first && let Some(rest) = b.strip_prefix(b"\xef\xbb\xbf") {
+        b = rest;
+    }
+    b
+}
+
+/// Adds examples up into a report.
+pub(crate) struct Accumulator {
+    options: CheckOptions,
+    examples: u64,
+    format_errors: BTreeMap<String, u64>,
+    line_errors: Vec<LineError>,
+    line_errors_truncated: bool,
+    warnings: Warnings,
+    messages: Vec<u32>,
+    tokens: Vec<u32>,
+    assistant_tokens: Vec<u32>,
+}
+
+impl Accumulator {
+    pub(crate) fn new(options: CheckOptions) -> Self {
+        Self {
+            options,
+            examples: 0,
+            format_errors: BTreeMap::new(),
+            line_errors: Vec::new(),
+            line_errors_truncated: false,
+            warnings: Warnings::default(),
+            messages: Vec::new(),
+            tokens: Vec::new(),
+            assistant_tokens: Vec::new(),
+        }
+    }
+
+    fn add_error(&mut self, line: u64, category: &str) {
+        *self.format_errors.entry(category.to_owned()).or_default() += 1;
+        if self.line_errors.len() < MAX_LINE_ERRORS {
+            self.line_errors.push(LineError {
+                line,
+                category: category.to_owned(),
+            });
+        } else {
+            self.line_errors_truncated = true;
+        }
+    }
+
+    pub(crate) fn add(&mut self, line: u64, check: &ExampleCheck) {
+        self.examples += 1;
+        for category in &check.errors {
+            self.add_error(line, category);
+        }
+        if let Some(tokens) = check.tokens {
+            if !check.has_system {
+                self.warnings.missing_system += 1;
+            }
+            if !check.has_user {
+                self.warnings.missing_user += 1;
+            }
+            if tokens > self.options.max_tokens_per_example as u64 {
+                self.warnings.over_limit += 1;
+            }
+            self.messages.push(saturate(check.messages));
+            self.tokens.push(saturate(tokens));
+            self.assistant_tokens.push(saturate(check.assistant_tokens));
+        }
+    }
+
+    pub(crate) fn finish(self) -> CheckReport {
+        let limit = self.options.max_tokens_per_example as u64;
+        let billing_tokens: u64 = self.tokens.iter().map(|&t| u64::from(t).min(limit)).sum();
+        let epochs = default_epochs(self.tokens.len() as u64);
+        CheckReport {
+            encoding: self.options.encoding,
+            max_tokens_per_example: self.options.max_tokens_per_example,
+            examples: self.examples,
+            format_errors: self.format_errors,
+            line_errors: self.line_errors,
+            line_errors_truncated: self.line_errors_truncated,
+            warnings: self.warnings,
+            messages: Distribution::of(&self.messages),
+            tokens: Distribution::of(&self.tokens),
+            assistant_tokens: Distribution::of(&self.assistant_tokens),
+            epochs,
+            billing_tokens,
+            charged_tokens: u64::from(epochs) * billing_tokens,
+        }
+    }
+}
+
+fn saturate(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// A JSON value parsed only as far as the checker needs: an object's keys
+/// with their raw values, or "something else".
+enum Obj<'a> {
+    Map(Vec<(Cow<'a, str>, &'a RawValue)>),
+    NotMap,
+}
+
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Obj<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ObjVisitor)
+    }
+}
+
+struct ObjVisitor;
+
+macro_rules! not_map {
+    ($($name:ident: $t:ty),*) => {$(
+        fn $name<E: de::Error>(self, _: $t) -> Result<Self::Value, E> { Ok(Obj::NotMap) }
+    )*};
+}
+
+impl<'de> Visitor<'de> for ObjVisitor {
+    type Value = Obj<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut pairs = Vec::with_capacity(4);
+        while let Some(Text(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            pairs.push((key, value));
+        }
+        Ok(Obj::Map(pairs))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Obj::NotMap)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Obj::NotMap)
+    }
+    not_map!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+}
+
+/// What a raw JSON value is, as far as Python's truthiness and `isinstance`
+/// go.
+enum Value<'a> {
+    Str(Cow<'a, str>),
+    Null,
+    Other { truthy: bool, raw: &'a str },
+}
+
+impl<'a> Value<'a> {
+    fn of(raw: &'a RawValue) -> Value<'a> {
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'"') => match serde_json::from_str::<Text>(text) {
+                Ok(Text(s)) => Value::Str(s),
+                Err(_) => Value::Other {
+                    truthy: true,
+                    raw: text,
+                },
+            },
+            Some(b'n') => Value::Null,
+            Some(b'[') | Some(b'{') => Value::Other {
+                truthy: text[1..text.len().saturating_sub(1)]
+                    .bytes()
+                    .any(|b| !b.is_ascii_whitespace()),
+                raw: text,
+            },
+            Some(b'f') => Value::Other {
+                truthy: false,
+                raw: text,
+            },
+            Some(b't') => Value::Other {
+                truthy: true,
+                raw: text,
+            },
+            _ => Value::Other {
+                truthy: !text.parse::<f64>().is_ok_and(|n| n == 0.0),
+                raw: text,
+            },
+        }
+    }
+
+    fn truthy(&self) -> bool {
+        match self {
+            Value::Str(s) => !s.is_empty(),
+            Value::Null => false,
+            Value::Other { truthy, .. } => *truthy,
+        }
+    }
+
+    fn tokens(&self, counter: &mut TokenCounter) -> u64 {
+        match self {
+            Value::Str(s) => counter.count(s) as u64,
+            Value::Null => 0,
+            Value::Other { raw, .. } => counter.count(raw) as u64,
+        }
+    }
+}
+
+const TOKENS_PER_MESSAGE: u64 = 3;
+const TOKENS_PER_NAME: u64 = 1;
+const TOKENS_REPLY_PRIMER: u64 = 3;
+
+/// Checks and counts one example (one line's JSON text).
+pub fn check_example(line: &str, counter: &mut TokenCounter) -> ExampleCheck {
+    let mut out = ExampleCheck::default();
+    let top = match serde_json::from_str::<Obj>(line) {
+        Ok(Obj::Map(pairs)) => pairs,
+        Ok(Obj::NotMap) => {
+            out.errors.push("data_type");
+            return out;
+        }
+        Err(_) => {
+            out.errors.push("invalid_json");
+            return out;
+        }
+    };
+    let field = |name: &str| top.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v);
+    let messages: Vec<Obj> = match field("messages").map(|raw| serde_json::from_str(raw.get())) {
+        Some(Ok(list)) => list,
+        _ => Vec::new(),
+    };
+    if messages.is_empty() {
+        out.errors.push("missing_messages_list");
+        return out;
+    }
+    let mut tokens = TOKENS_REPLY_PRIMER;
+    if let Some(tools) = field("tools") {
+        if !tools_valid(tools) {
+            out.errors.push("tools_invalid");
+        }
+        tokens += counter.count(tools.get()) as u64;
+    }
+    let mut has_assistant = false;
+    let mut pending_calls: Vec<String> = Vec::new();
+    let last = messages.len() - 1;
+    for (index, message) in messages.iter().enumerate() {
+        out.messages += 1;
+        let Obj::Map(pairs) = message else {
+            out.errors.push("message_data_type");
+            continue;
+        };
+        let get = |name: &str| pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v);
+        let role = get("role").map(Value::of);
+        let role_str = match &role {
+            Some(Value::Str(s)) => Some(s.as_ref()),
+            _ => None,
+        };
+        let content = get("content").map(Value::of);
+        let tool_calls = get("tool_calls");
+        let calls = tool_calls.map(parse_tool_calls);
+        let has_calls = matches!(&calls, Some(Some(ids)) if !ids.is_empty());
+        let is_assistant = role_str == Some("assistant");
+
+        // A result still owed for a call, before any other message.
+        if role_str != Some("tool") && !pending_calls.is_empty() {
+            out.errors.push("tool_call_unanswered");
+            pending_calls.clear();
+        }
+
+        let calls_excuse_content = is_assistant && has_calls;
+        if role.is_none() || (content.is_none() && !calls_excuse_content) {
+            out.errors.push("message_missing_key");
+        }
+        if pairs.iter().any(|(k, _)| {
+            !matches!(
+                k.as_ref(),
+                "role"
+                    | "content"
+                    | "name"
+                    | "function_call"
+                    | "weight"
+                    | "tool_calls"
+                    | "tool_call_id"
+            )
+        }) {
+            out.errors.push("message_unrecognized_key");
+        }
+        if !matches!(
+            role_str,
+            Some("system" | "user" | "assistant" | "function" | "tool")
+        ) {
+            out.errors.push("unrecognized_role");
+        }
+        let function_call = get("function_call").map(Value::of);
+        let content_ok = match &content {
+            Some(Value::Str(s)) => {
+                !s.is_empty() || function_call.as_ref().is_some_and(Value::truthy)
+            }
+            None | Some(Value::Null) => calls_excuse_content,
+            Some(Value::Other { .. }) => false,
+        };
+        if !content_ok {
+            out.errors.push("missing_content");
+        }
+        match &calls {
+            Some(None) => out.errors.push("tool_calls_invalid"),
+            Some(Some(ids)) if !ids.is_empty() => {
+                if is_assistant {
+                    if index != last {
+                        pending_calls = ids.clone();
+                    }
+                } else {
+                    out.errors.push("tool_calls_invalid");
+                }
+            }
+            _ => {}
+        }
+        let call_id = get("tool_call_id").map(Value::of);
+        if role_str == Some("tool") {
+            match &call_id {
+                Some(Value::Str(id)) if pending_calls.iter().any(|p| p == id) => {
+                    pending_calls.retain(|p| p != id);
+                }
+                _ => out.errors.push("tool_call_id_unmatched"),
+            }
+        } else if call_id.is_some() {
+            out.errors.push("tool_call_id_unmatched");
+        }
+        if let Some(weight) = get("weight")
+            && (!is_assistant || !matches!(weight.get(), "0" | "1"))
+        {
+            out.errors.push("weight_invalid");
+        }
+
+        match role_str {
+            Some("assistant") => has_assistant = true,
+            Some("system") => out.has_system = true,
+            Some("user") => out.has_user = true,
+            _ => {}
+        }
+
+        // The notebook's convention: every value of the message encoded.
+        tokens += TOKENS_PER_MESSAGE;
+        for (key, raw) in pairs {
+            match key.as_ref() {
+                "weight" => {}
+                "role" => tokens += role.as_ref().map_or(0, |r| r.tokens(counter)),
+                "content" => tokens += content.as_ref().map_or(0, |c| c.tokens(counter)),
+                "name" => tokens += Value::of(raw).tokens(counter) + TOKENS_PER_NAME,
+                _ => tokens += Value::of(raw).tokens(counter),
+            }
+        }
+        if is_assistant {
+            out.assistant_tokens += content.as_ref().map_or(0, |c| c.tokens(counter));
+        }
+    }
+    if !has_assistant {
+        out.errors.push("example_missing_assistant_message");
+    }
+    out.tokens = Some(tokens);
+    out
+}
+
+#[derive(Deserialize)]
+struct ToolCall<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    function: FunctionCall<'a>,
+}
+
+#[derive(Deserialize)]
+struct FunctionCall<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    arguments: Cow<'a, str>,
+}
+
+/// The call ids of a well-formed `tool_calls` list, or None.
+fn parse_tool_calls(raw: &RawValue) -> Option<Vec<String>> {
+    let calls: Vec<ToolCall> = serde_json::from_str(raw.get()).ok()?;
+    let mut ids = Vec::with_capacity(calls.len());
+    for call in &calls {
+        if call.id.is_empty() || call.kind != "function" || call.function.name.is_empty() {
+            return None;
+        }
+        let _ = &call.function.arguments;
+        ids.push(call.id.to_string());
+    }
+    Some(ids)
+}
+
+#[derive(Deserialize)]
+struct Tool<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    function: ToolFunction<'a>,
+}
+
+#[derive(Deserialize)]
+struct ToolFunction<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+}
+
+fn tools_valid(raw: &RawValue) -> bool {
+    match serde_json::from_str::<Vec<Tool>>(raw.get()) {
+        Ok(tools) => tools
+            .iter()
+            .all(|t| t.kind == "function" && !t.function.name.is_empty()),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

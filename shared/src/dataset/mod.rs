@@ -1,0 +1,123 @@
+//! Conversations to a validated, token-counted, split training set.
+//!
+//! The pure steps (parse, filter, redact, window, dedup, split, check,
+//! count) need no AWS; [`prepare::prepare`] runs them over an
+//! [`io::ExportSource`] and an [`io::DatasetSink`], so the pipeline (S3)
+//! and the `finetune prepare` command (a local folder) share every rule.
+
+pub mod check;
+pub mod conversation;
+pub mod io;
+pub mod prepare;
+pub mod redact;
+pub mod stats;
+pub mod tokens;
+mod window;
+
+#[cfg(test)]
+mod tests;
+
+pub use check::{CheckOptions, CheckReport, Encoding, LineError, check_jsonl};
+pub use prepare::{DatasetStats, FORMAT, PrepareSettings};
+
+use crate::blob::{BlobError, Blobs, DatasetObject, dataset_key};
+use crate::domain::{DatasetFile, DatasetId, RunConfig, TenantId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(
+        "only {found} training examples were left after filtering, at least {required} are needed: \
+         widen the date range, relax the filters or lower min_examples (the preparation's log \
+         lists why conversations were dropped)"
+    )]
+    TooFewExamples { found: u64, required: u32 },
+    #[error("preparing a dataset needs both start_date and end_date in the run's config")]
+    NoDateRange,
+    #[error("invalid preparation settings: {0}")]
+    InvalidSettings(String),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("reading or writing {path} failed: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the manifest could not be serialized: {0}")]
+    Manifest(#[source] serde_json::Error),
+}
+
+impl PrepareError {
+    pub(crate) fn io(path: &str, source: std::io::Error) -> Self {
+        PrepareError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// A dataset written to S3, ready to record.
+#[derive(Debug, Clone)]
+pub struct PreparedDataset {
+    pub train: DatasetFile,
+    pub validation: Option<DatasetFile>,
+    pub manifest_key: String,
+    pub stats: DatasetStats,
+}
+
+impl PrepareSettings {
+    /// The settings of a run's config; the run must name a date range.
+    pub fn from_run_config(tenant: &TenantId, config: &RunConfig) -> Result<Self, PrepareError> {
+        let (Some(start_date), Some(end_date)) = (config.start_date, config.end_date) else {
+            return Err(PrepareError::NoDateRange);
+        };
+        Ok(Self {
+            tenant: tenant.clone(),
+            start_date,
+            end_date,
+            base_model: config.base_model.clone(),
+            system_prompt: config.system_prompt.clone(),
+            train_split: config.train_split,
+            min_examples: config.min_examples,
+            max_examples: config.max_examples,
+            seed: config.seed,
+            filters: config.filters.clone(),
+            n_epochs: config.hyperparameters.n_epochs.value(),
+            max_tokens_per_example: None,
+        })
+    }
+}
+
+/// The pipeline's preparation step: the tenant's exports for the run's
+/// date range in, `datasets/{tenant}/{dataset_id}/` out.
+pub async fn prepare_from_s3(
+    blobs: &Blobs,
+    tenant: &TenantId,
+    dataset_id: &DatasetId,
+    config: &RunConfig,
+) -> Result<PreparedDataset, PrepareError> {
+    let settings = PrepareSettings::from_run_config(tenant, config)?;
+    let source = io::ExportSource::S3(blobs.clone());
+    let sink = io::DatasetSink::S3 {
+        blobs: blobs.clone(),
+        tenant: tenant.clone(),
+        dataset: dataset_id.clone(),
+    };
+    let out = prepare::prepare(&source, &sink, &settings).await?;
+    Ok(PreparedDataset {
+        train: DatasetFile {
+            key: out.train.key,
+            sha256: out.train.sha256,
+            bytes: out.train.bytes,
+            examples: out.stats.train_examples,
+        },
+        validation: out.validation.map(|v| DatasetFile {
+            key: v.key,
+            sha256: v.sha256,
+            bytes: v.bytes,
+            examples: out.stats.validation_examples,
+        }),
+        manifest_key: dataset_key(tenant, dataset_id, DatasetObject::Manifest),
+        stats: out.stats,
+    })
+}

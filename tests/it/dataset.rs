@@ -1,0 +1,163 @@
+//! Dataset preparation against a real S3 API (moto_server): exports in the
+//! bucket in, dataset files and manifest back in the bucket.
+
+use chrono::NaiveDate;
+use finetune::blob::{DatasetObject, dataset_key};
+use finetune::dataset::{CheckOptions, PrepareError, check_jsonl, prepare_from_s3};
+use finetune::domain::{DatasetId, Filters, Hyperparameters, RunConfig, TenantId};
+use finetune_tests::TestEnv;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+fn config() -> RunConfig {
+    RunConfig {
+        start_date: NaiveDate::from_ymd_opt(2026, 10, 1),
+        end_date: NaiveDate::from_ymd_opt(2026, 10, 2),
+        base_model: "gpt-4o-mini-2024-07-18".into(),
+        min_examples: 5,
+        max_examples: 1000,
+        train_split: 0.8,
+        system_prompt: Some("You are Acme's support assistant.".into()),
+        seed: 42,
+        hyperparameters: Hyperparameters::default(),
+        filters: Filters::default(),
+    }
+}
+
+fn conversation(n: u32, day: u32) -> String {
+    serde_json::json!({
+        "id": format!("conv-{n}"), "started_at": format!("2026-10-{day:02}T09:30:00Z"),
+        "outcome": "resolved", "rating": 5,
+        "messages": [
+            {"role": "user", "content": format!("Where is my order {n}? Mail me at user{n}@example.com")},
+            {"role": "assistant", "content": format!("Order {n} ships today.")}
+        ]
+    })
+    .to_string()
+}
+
+async fn read(env: &TestEnv, key: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    env.blobs
+        .open(key)
+        .await
+        .unwrap()
+        .read_to_end(&mut body)
+        .await
+        .unwrap();
+    body
+}
+
+#[tokio::test]
+async fn prepares_from_s3_exports_and_writes_the_dataset_back() {
+    // GIVEN two days of exports (one gzipped, with a malformed line) and a
+    // file of the day after the range
+    let env = TestEnv::new().await;
+    let tenant = TenantId::parse("acme").unwrap();
+    let day1: String = (0..30).map(|n| conversation(n, 1) + "\n").collect();
+    env.blobs
+        .put_bytes(
+            "conversations/acme/2026/10/01/a.jsonl",
+            format!("{day1}{{not json\n").into_bytes(),
+            "application/x-ndjson",
+        )
+        .await
+        .unwrap();
+    let day2: String = (30..50).map(|n| conversation(n, 2) + "\r\n").collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, day2.as_bytes()).unwrap();
+    env.blobs
+        .put_bytes(
+            "conversations/acme/2026/10/02/b.jsonl.gz",
+            gz.finish().unwrap(),
+            "application/gzip",
+        )
+        .await
+        .unwrap();
+    let day3: String = (50..60).map(|n| conversation(n, 3) + "\n").collect();
+    env.blobs
+        .put_bytes(
+            "conversations/acme/2026/10/03/c.jsonl",
+            day3.into_bytes(),
+            "application/x-ndjson",
+        )
+        .await
+        .unwrap();
+    let dataset = DatasetId::generate();
+
+    // WHEN the pipeline prepares the run's dataset
+    let prepared = prepare_from_s3(&env.blobs, &tenant, &dataset, &config())
+        .await
+        .unwrap();
+
+    // THEN the files are in the bucket under the dataset's keys, with the
+    // recorded sizes and checksums
+    let s = &prepared.stats;
+    assert_eq!(s.conversations_read, 50);
+    assert_eq!(s.malformed_lines, 1);
+    assert_eq!(s.redactions.email, 50);
+    assert_eq!(s.train_examples + s.validation_examples, 50);
+    assert_eq!(
+        prepared.train.key,
+        dataset_key(&tenant, &dataset, DatasetObject::Train)
+    );
+    let train = read(&env, &prepared.train.key).await;
+    assert_eq!(train.len() as u64, prepared.train.bytes);
+    assert_eq!(hex::encode(Sha256::digest(&train)), prepared.train.sha256);
+    assert_eq!(prepared.train.examples, s.train_examples);
+    let validation = prepared.validation.clone().expect("a validation file");
+    let val = read(&env, &validation.key).await;
+    assert_eq!(hex::encode(Sha256::digest(&val)), validation.sha256);
+    // AND the examples pass the checker, with the system prompt and no PII
+    let report = check_jsonl(&train[..], &CheckOptions::for_model("gpt-4o-mini"));
+    assert!(report.format_errors.is_empty());
+    assert_eq!(report.examples, s.train_examples);
+    assert_eq!(report.tokens.sum, s.train_tokens.sum);
+    assert_eq!(report.warnings.missing_system, 0);
+    assert!(!String::from_utf8_lossy(&train).contains("@example.com"));
+    // AND the manifest records the files and the stats
+    let manifest: serde_json::Value = env.blobs.get_json(&prepared.manifest_key).await.unwrap();
+    assert_eq!(manifest["format"], "openai-chat");
+    assert_eq!(
+        manifest["files"]["train"]["sha256"],
+        prepared.train.sha256.as_str()
+    );
+    assert_eq!(manifest["stats"]["train_examples"], s.train_examples);
+    assert_eq!(manifest["source"]["end_date"], "2026-10-02");
+}
+
+#[tokio::test]
+async fn preparation_needs_a_date_range_and_enough_examples() {
+    let env = TestEnv::new().await;
+    let tenant = TenantId::parse("acme").unwrap();
+    let dataset = DatasetId::generate();
+    let mut no_range = config();
+    no_range.end_date = None;
+    let err = prepare_from_s3(&env.blobs, &tenant, &dataset, &no_range)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PrepareError::NoDateRange), "{err}");
+
+    env.blobs
+        .put_bytes(
+            "conversations/acme/2026/10/01/a.jsonl",
+            (0..3)
+                .map(|n| conversation(n, 1) + "\n")
+                .collect::<String>()
+                .into_bytes(),
+            "application/x-ndjson",
+        )
+        .await
+        .unwrap();
+    let mut cfg = config();
+    cfg.train_split = 1.0;
+    let err = prepare_from_s3(&env.blobs, &tenant, &dataset, &cfg)
+        .await
+        .unwrap_err();
+    match err {
+        PrepareError::TooFewExamples { found, required } => {
+            assert_eq!((found, required), (3, 5));
+        }
+        other => panic!("{other}"),
+    }
+}
