@@ -188,7 +188,7 @@ async fn a_job_runs_its_whole_lifecycle_and_its_model_can_be_deleted() {
 
     // AND the model can be deleted
     p.delete_model(&model).await.unwrap();
-    assert_eq!(sb.deleted_models(), [model.clone()]);
+    assert_eq!(sb.deleted_models(), std::slice::from_ref(&model));
     let again = p.delete_model(&model).await.unwrap_err();
     assert!(matches!(again, ProviderError::NotFound { .. }), "{again:?}");
 }

@@ -260,7 +260,9 @@ impl FineTuningProvider for OpenAiProvider {
     /// OpenAI lists events newest first; this pages back until it meets
     /// `after` (or the beginning) and returns the newer ones oldest first,
     /// the first `limit` of them, so a caller that stores them and passes
-    /// the last id back never skips one.
+    /// the last id back never skips one. An `after` OpenAI no longer lists
+    /// (expired) means every listed event is returned: the caller stores
+    /// events by id, so a repeat is harmless and a gap is not.
     async fn list_events(
         &self,
         job_id: &str,
