@@ -13,6 +13,16 @@
 //!
 //! Tests drive it through the [`Sandbox`] handle: advance jobs
 //! deterministically, inject faults, and read back every request it saw.
+//!
+//! Faults without the handle (e.g. from an SDK): the request header
+//! `x-sandbox-fault: 429;retry-after=2` (or `429;retry-after-ms=300`, `500`,
+//! any status) answers that error instead; `x-sandbox-latency-ms: 50` adds
+//! latency to one call. Config (or CLI flags) adds latency to every call,
+//! answers job creation with 403 (`deny_fine_tuning`) or fails jobs
+//! mid-training (`fail_training`).
+//!
+//! Auth is checked like OpenAI's: `Authorization: Bearer <key>` or Azure's
+//! `api-key: <key>`; any non-empty key unless one is configured.
 
 mod api;
 mod content;
