@@ -2,4 +2,6 @@
 
 mod blob;
 mod dataset;
+mod openai;
+mod openai_contract;
 mod store;

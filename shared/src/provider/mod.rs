@@ -6,6 +6,9 @@
 //! an adapter may depend on one provider's shapes: the reconciler sees only
 //! these types, and each run records which provider it used.
 
+pub mod openai;
+pub mod status;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -1,1 +1,444 @@
-//! The local OpenAI fine-tuning API sandbox (being built).
+//! A local server that speaks the subset of OpenAI's fine-tuning API the
+//! pipeline uses (files, uploads, fine-tuning jobs with events and
+//! checkpoints, cancel/pause/resume, model deletion), with the same paths
+//! under `/v1` and the same JSON shapes. The pipeline, the tests, the demo
+//! and OpenAI's own SDKs run against it with no account and no network.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), openai_sandbox::SandboxError> {
+//! let sandbox = openai_sandbox::spawn(openai_sandbox::SandboxConfig::default()).await?;
+//! println!("OPENAI_BASE_URL={}", sandbox.base_url());
+//! # Ok(()) }
+//! ```
+//!
+//! Tests drive it through the [`Sandbox`] handle: advance jobs
+//! deterministically, inject faults, and read back every request it saw.
+//!
+//! Faults without the handle (e.g. from an SDK): the request header
+//! `x-sandbox-fault: 429;retry-after=2` (or `429;retry-after-ms=300`, `500`,
+//! any status) answers that error instead; `x-sandbox-latency-ms: 50` adds
+//! latency to one call. Config (or CLI flags) adds latency to every call,
+//! answers job creation with 403 (`deny_fine_tuning`) or fails jobs
+//! mid-training (`fail_training`).
+//!
+//! Auth is checked like OpenAI's: `Authorization: Bearer <key>` or Azure's
+//! `api-key: <key>`; any non-empty key unless one is configured.
+
+mod api;
+mod content;
+mod ids;
+mod state;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+pub use state::model_name;
+use state::{Inner, Settings};
+
+/// How jobs move through their statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progression {
+    /// Only [`Sandbox::advance`] moves a job: fully deterministic tests.
+    Manual,
+    /// Every `GET /fine_tuning/jobs/{id}` moves the job one step before
+    /// answering: a polling client sees every status in order.
+    OnRead,
+    /// One step per interval of wall-clock time (the demo).
+    Every(Duration),
+}
+
+/// An error the sandbox answers with instead of running the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// 429 with these headers (`retry-after` in seconds, `retry-after-ms`).
+    RateLimited {
+        retry_after: Option<String>,
+        retry_after_ms: Option<u64>,
+    },
+    /// 500 `server_error`.
+    ServerError,
+    /// Any status with an OpenAI-style error body.
+    Status(u16),
+}
+
+/// A fault for the next `times` requests matching `method` and `path_contains`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// `None` matches every method.
+    pub method: Option<String>,
+    /// Substring of the path (`/v1/...`); `None` matches every path.
+    pub path_contains: Option<String>,
+    pub kind: FaultKind,
+    pub times: u32,
+}
+
+impl Fault {
+    /// `times` 429s with `Retry-After: retry_after_secs` on matching requests.
+    pub fn rate_limited(
+        method: &str,
+        path_contains: &str,
+        retry_after_secs: &str,
+        times: u32,
+    ) -> Self {
+        Self {
+            method: Some(method.to_owned()),
+            path_contains: Some(path_contains.to_owned()),
+            kind: FaultKind::RateLimited {
+                retry_after: Some(retry_after_secs.to_owned()),
+                retry_after_ms: None,
+            },
+            times,
+        }
+    }
+
+    pub fn status(method: &str, path_contains: &str, status: u16, times: u32) -> Self {
+        Self {
+            method: Some(method.to_owned()),
+            path_contains: Some(path_contains.to_owned()),
+            kind: if status == 500 {
+                FaultKind::ServerError
+            } else {
+                FaultKind::Status(status)
+            },
+            times,
+        }
+    }
+}
+
+/// One request as the sandbox received it. Credentials are reduced to
+/// which header carried them.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub id: u64,
+    pub received_at: SystemTime,
+    pub method: String,
+    /// Path without the query, e.g. `/v1/fine_tuning/jobs`.
+    pub path: String,
+    /// The raw query string, percent-decoded pairs in order.
+    pub query: Vec<(String, String)>,
+    /// `bearer`, `api-key` or `none`.
+    pub auth: &'static str,
+    pub organization: Option<String>,
+    pub project: Option<String>,
+    pub content_type: Option<String>,
+    /// The JSON body, for JSON requests.
+    pub json: Option<Value>,
+    /// Multipart fields: text fields by value, binary ones as
+    /// `{"filename", "content_type", "bytes"}`.
+    pub form: Option<Value>,
+    /// The status answered (0 until answered).
+    pub status: u16,
+    /// The JSON answer (success or error envelope).
+    pub response_json: Option<Value>,
+}
+
+/// How to run the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// 0 picks a free port. Always loopback.
+    pub port: u16,
+    /// `None` accepts any non-empty key (like having one valid key).
+    pub api_key: Option<String>,
+    pub progression: Progression,
+    /// Added to every answer (the benchmark's "50 ms per call").
+    pub latency: Duration,
+    /// The organization slug in model names `ft:{base}:{org}:...`.
+    pub organization: String,
+    /// Where large uploads are written; a fresh temporary directory when
+    /// `None` (removed when the sandbox is dropped).
+    pub data_dir: Option<PathBuf>,
+    /// Bodies above this many bytes go to disk as they arrive.
+    pub spill_threshold: usize,
+    /// Files API size limit (OpenAI: 512 MB).
+    pub max_file_bytes: u64,
+    /// Uploads API part limit (openai-python sends 64 MiB parts).
+    pub max_part_bytes: u64,
+    pub epochs: u32,
+    pub steps_per_epoch: u32,
+    /// OpenAI refuses training files with fewer than 10 examples.
+    pub min_examples: u64,
+    /// Job creation answers 403 (OpenAI's fine-tuning wind-down).
+    pub deny_fine_tuning: bool,
+    /// Every new job fails after its first epoch.
+    pub fail_training: bool,
+    /// `GET /fine_tuning/jobs` ignores `metadata[...]` filters, as a
+    /// careless OpenAI-compatible server might: clients must check.
+    pub ignore_list_filters: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            api_key: None,
+            progression: Progression::OnRead,
+            latency: Duration::ZERO,
+            organization: "sandbox-org".to_owned(),
+            data_dir: None,
+            spill_threshold: 1024 * 1024,
+            max_file_bytes: 512 * 1000 * 1000,
+            max_part_bytes: 64 * 1024 * 1024,
+            epochs: 3,
+            steps_per_epoch: 5,
+            min_examples: 10,
+            deny_fine_tuning: false,
+            fail_training: false,
+            ignore_list_filters: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("could not listen on 127.0.0.1:{port}: {source}")]
+    Bind {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// State shared by the server and the handle.
+pub(crate) struct Shared {
+    pub inner: Mutex<Inner>,
+    pub settings: Mutex<Settings>,
+    pub api_key: Option<String>,
+    pub data_dir: PathBuf,
+    pub spill_threshold: usize,
+    pub max_file_bytes: u64,
+    pub max_part_bytes: u64,
+    pub next_request: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// A poisoned lock only means a handler panicked mid-update; the
+    /// sandbox keeps serving what is there.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn update_settings(&self, f: impl FnOnce(&mut Settings)) {
+        f(&mut self.settings.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// A running sandbox. Dropping it stops the server.
+pub struct Sandbox {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    owns_data_dir: bool,
+}
+
+/// Starts the sandbox on 127.0.0.1 in the current tokio runtime.
+pub async fn spawn(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+    let (data_dir, owns_data_dir) = match &config.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(ids::new_id("openai-sandbox-")),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&data_dir).map_err(|source| SandboxError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
+        .await
+        .map_err(|source| SandboxError::Bind {
+            port: config.port,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+        port: config.port,
+        source,
+    })?;
+    let shared = Arc::new(Shared {
+        inner: Mutex::new(Inner::default()),
+        settings: Mutex::new(Settings {
+            progression: config.progression,
+            latency: config.latency,
+            deny_fine_tuning: config.deny_fine_tuning,
+            fail_training: config.fail_training,
+            organization: config.organization.clone(),
+            epochs: config.epochs.max(1),
+            steps_per_epoch: config.steps_per_epoch.max(1),
+            min_examples: config.min_examples,
+            ignore_list_filters: config.ignore_list_filters,
+        }),
+        api_key: config.api_key.clone(),
+        data_dir,
+        spill_threshold: config.spill_threshold,
+        max_file_bytes: config.max_file_bytes,
+        max_part_bytes: config.max_part_bytes,
+        next_request: std::sync::atomic::AtomicU64::new(1),
+    });
+    let app = api::router(shared.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "openai-sandbox server stopped");
+        }
+    });
+    Ok(Sandbox {
+        addr,
+        shared,
+        shutdown: Some(tx),
+        task: Some(task),
+        owns_data_dir,
+    })
+}
+
+impl Sandbox {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What to set `OPENAI_BASE_URL` to: `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Every request seen so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.lock().requests.clear();
+    }
+
+    /// Every job as `GET /fine_tuning/jobs/{id}` would show it, oldest first
+    /// (without advancing anything).
+    pub fn jobs(&self) -> Vec<Value> {
+        let org = self.shared.settings().organization;
+        self.shared
+            .lock()
+            .jobs
+            .iter()
+            .map(|j| j.json(&org))
+            .collect()
+    }
+
+    /// The job's status word, without advancing it.
+    pub fn job_status(&self, job_id: &str) -> Option<String> {
+        self.shared
+            .lock()
+            .job_mut(job_id)
+            .map(|j| j.stage.status().to_owned())
+    }
+
+    /// Moves a job one step (`validating_files -> queued -> running ->
+    /// … -> succeeded`); returns its new status.
+    pub fn advance(&self, job_id: &str) -> Option<String> {
+        let settings = self.shared.settings();
+        let mut inner = self.shared.lock();
+        inner.advance(job_id, &settings);
+        inner.job_mut(job_id).map(|j| j.stage.status().to_owned())
+    }
+
+    /// Advances until the job ends or pauses; returns its final status.
+    pub fn run_to_end(&self, job_id: &str) -> Option<String> {
+        for _ in 0..1000 {
+            let before = self.job_status(job_id)?;
+            let after = self.advance(job_id)?;
+            if before == after && !after.starts_with("running") {
+                return Some(after);
+            }
+        }
+        self.job_status(job_id)
+    }
+
+    /// Injects a fault for matching requests.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.lock().faults.push(fault);
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.update_settings(|s| s.latency = latency);
+    }
+
+    /// Job creation answers 403 from now on (or again normally).
+    pub fn set_deny_fine_tuning(&self, deny: bool) {
+        self.shared.update_settings(|s| s.deny_fine_tuning = deny);
+    }
+
+    /// Jobs created from now on fail after their first epoch.
+    pub fn set_fail_training(&self, fail: bool) {
+        self.shared.update_settings(|s| s.fail_training = fail);
+    }
+
+    /// The models deleted through `DELETE /models/{model}`.
+    pub fn deleted_models(&self) -> Vec<String> {
+        self.shared.lock().models_deleted.clone()
+    }
+
+    /// A stored file's size and content sha256 (hex), read from wherever
+    /// it is stored.
+    pub fn file_digest(&self, file_id: &str) -> Option<(u64, String)> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        let content = self.shared.lock().files.get(file_id)?.content.clone();
+        let mut reader = content.reader().ok()?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = reader.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            hasher.update(&buf[..n]);
+        }
+        Some((total, hex::encode(hasher.finalize())))
+    }
+
+    /// How many files and upload parts the sandbox holds.
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.shared.lock();
+        (inner.files.len(), inner.parts.len())
+    }
+
+    /// Serves until the server stops (for the binary).
+    pub async fn wait(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if self.owns_data_dir {
+            let _ = std::fs::remove_dir_all(&self.shared.data_dir);
+        }
+    }
+}

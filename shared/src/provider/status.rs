@@ -1,0 +1,75 @@
+//! Each provider's job statuses mapped to our [`JobStatus`], one function
+//! per provider, side by side, so the whole vocabulary is reviewed in one
+//! place (Bedrock's mapping goes next to OpenAI's).
+
+use crate::domain::JobStatus;
+
+/// OpenAI's `fine_tuning.job` status. Covers the spec's enum
+/// (`validating_files`, `queued`, `running`, `succeeded`, `failed`,
+/// `cancelled`) plus `paused`, which the spec's own pause example returns
+/// but its enum omits. Anything else is a status OpenAI added after this
+/// was written: it maps to `Unknown` (not terminal, so the run keeps being
+/// watched) and is logged, never a panic or a decode error.
+pub fn openai_job_status(status: &str) -> JobStatus {
+    match status {
+        "validating_files" => JobStatus::ValidatingFiles,
+        "queued" => JobStatus::Queued,
+        "running" => JobStatus::Running,
+        "paused" => JobStatus::Paused,
+        "succeeded" => JobStatus::Succeeded,
+        "failed" => JobStatus::Failed,
+        "cancelled" => JobStatus::Cancelled,
+        other => {
+            tracing::warn!(
+                status = other,
+                "OpenAI reported a fine-tuning job status this service does not know"
+            );
+            JobStatus::Unknown
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_openai_status_has_its_own_mapping() {
+        let cases = [
+            ("validating_files", JobStatus::ValidatingFiles),
+            ("queued", JobStatus::Queued),
+            ("running", JobStatus::Running),
+            ("paused", JobStatus::Paused),
+            ("succeeded", JobStatus::Succeeded),
+            ("failed", JobStatus::Failed),
+            ("cancelled", JobStatus::Cancelled),
+        ];
+        for (wire, ours) in cases {
+            assert_eq!(openai_job_status(wire), ours, "{wire}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_openai_status_is_unknown_and_not_terminal() {
+        let status = openai_job_status("pending_review");
+        assert_eq!(status, JobStatus::Unknown);
+        assert!(!status.is_terminal());
+    }
+
+    #[test]
+    fn exactly_the_three_final_openai_statuses_are_terminal() {
+        let terminal: Vec<&str> = [
+            "validating_files",
+            "queued",
+            "running",
+            "paused",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ]
+        .into_iter()
+        .filter(|s| openai_job_status(s).is_terminal())
+        .collect();
+        assert_eq!(terminal, ["succeeded", "failed", "cancelled"]);
+    }
+}
