@@ -6,10 +6,14 @@
 //! - [`blob`]: conversation exports and dataset files in S3.
 //! - [`config`]: every environment variable, read once.
 //! - [`provider`]: the `FineTuningProvider` port and its adapters.
+//! - [`api`]: the HTTP API's operations (start, read, cancel runs).
+//! - [`http`]: API Gateway plumbing: tenant, routes, problem+json, handlers.
 
+pub mod api;
 pub mod aws;
 pub mod blob;
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod provider;
 pub mod store;
