@@ -1,4 +1,5 @@
 //! Integration tests against the local stack. One binary, a module per area.
 
+mod api;
 mod blob;
 mod store;
