@@ -7,11 +7,15 @@
 //! - [`dataset`]: conversations to a checked, token-counted training set.
 //! - [`config`]: every environment variable, read once.
 //! - [`provider`]: the `FineTuningProvider` port and its adapters.
+//! - [`api`]: the HTTP API's operations (start, read, cancel runs).
+//! - [`http`]: API Gateway plumbing: tenant, routes, problem+json, handlers.
 
+pub mod api;
 pub mod aws;
 pub mod blob;
 pub mod config;
 pub mod dataset;
 pub mod domain;
+pub mod http;
 pub mod provider;
 pub mod store;

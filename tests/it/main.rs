@@ -1,5 +1,6 @@
 //! Integration tests against the local stack. One binary, a module per area.
 
+mod api;
 mod blob;
 mod dataset;
 mod openai;

@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::blob::BlobError;
 use crate::domain::{Hyperparameters, JobStatus, ProviderKind, RunId, TenantId};
 
+pub mod registry;
+
+pub use registry::Providers;
+
 /// One of our dataset files (in our bucket) to be made available to the
 /// provider: uploaded (OpenAI) or referenced by URI (Bedrock).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,16 @@
+//! The API's operations, one module per function, each a plain async fn
+//! over the store (and the provider registry for cancel) with its own
+//! error enum. No HTTP types here except field errors: `crate::http` maps
+//! these errors to problem+json in one place.
+
+pub mod cancel;
+pub mod job_status;
+pub mod start_run;
+pub mod view;
+
+pub use cancel::{CancelError, CancelOutcome, cancel_run};
+pub use job_status::{
+    GetDatasetError, GetRunError, ListEventsError, ListRunsError, ListRunsQuery, RunDetail,
+    get_dataset, get_run, list_run_events, list_runs,
+};
+pub use start_run::{StartRunError, StartRunRequest, start_run, validate};

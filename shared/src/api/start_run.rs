@@ -1,0 +1,1005 @@
+//! `POST /runs`: validate the request, honour `Idempotency-Key`, store the
+//! run as `queued`. No slow work here (API Gateway cuts requests at 30 s);
+//! the monitor does the rest.
+//!
+//! Validation reads a `serde_json::Value` by hand instead of deserialising
+//! into a struct: serde stops at the first error, and callers deserve every
+//! violated rule in one answer.
+
+use std::ops::RangeInclusive;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::domain::{
+    AutoOr, DatasetId, Filters, Hyperparameters, IdempotencyKey, ProviderKind, Run, RunConfig,
+    TenantId,
+};
+use crate::http::{FieldError, IDEMPOTENCY_KEY_HEADER};
+use crate::store::{CreateOutcome, IdempotentRequest, Store, StoreError};
+
+/// OpenAI refuses training files with fewer examples than this.
+pub const MIN_EXAMPLES_FLOOR: i64 = 10;
+pub const DEFAULT_MIN_EXAMPLES: u32 = 10;
+pub const MAX_EXAMPLES_CEILING: i64 = 1_000_000;
+pub const DEFAULT_MAX_EXAMPLES: u32 = 50_000;
+pub const DEFAULT_TRAIN_SPLIT: f64 = 0.9;
+/// A fixed default so that repeating a request prepares the same split.
+pub const DEFAULT_SEED: u64 = 42;
+pub const MAX_SEED: i64 = 2_147_483_647;
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_DESCRIPTION_CHARS: usize = 1_000;
+pub const MAX_SYSTEM_PROMPT_CHARS: usize = 10_000;
+const MAX_OUTCOMES: usize = 20;
+const MAX_OUTCOME_CHARS: usize = 64;
+
+/// A request that passed every rule, ready to become a queued run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartRunRequest {
+    pub name: String,
+    pub description: Option<String>,
+    pub provider: ProviderKind,
+    pub config: RunConfig,
+    pub dataset_id: Option<DatasetId>,
+    pub prepare_only: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartRunError {
+    /// The body is not a JSON document.
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// Every rule the request breaks.
+    #[error("the request is invalid ({} problems)", .0.len())]
+    Invalid(Vec<FieldError>),
+    /// The key was used before with another body.
+    #[error("Idempotency-Key {key} was already used with a different request")]
+    IdempotencyKeyReused { key: String },
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Validates, then stores the run (or finds the one this idempotency key
+/// created). `idempotency_key` is the raw header value.
+pub async fn start_run(
+    store: &Store,
+    config: &Config,
+    tenant: &TenantId,
+    body: &[u8],
+    idempotency_key: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<CreateOutcome, StartRunError> {
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(StartRunError::MalformedJson(
+            "the body is empty; send a JSON object".to_owned(),
+        ));
+    } else {
+        serde_json::from_slice(body).map_err(|e| StartRunError::MalformedJson(e.to_string()))?
+    };
+    let validated = validate(&value, config, now.date_naive());
+    let mut errors = validated.as_ref().err().cloned().unwrap_or_default();
+    if let Some(dataset_id) = value.get("dataset_id").and_then(Value::as_str)
+        && let Ok(dataset_id) = DatasetId::parse(dataset_id)
+    {
+        match store.get_dataset(tenant, &dataset_id).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound { .. }) => {
+                errors.push(FieldError::new("dataset_id", "no dataset with this id"));
+            }
+            Err(e) => return Err(StartRunError::Store(e)),
+        }
+    }
+    let key = match idempotency_key.map(|k| IdempotencyKey::parse(k.trim())) {
+        None => None,
+        Some(Ok(key)) => Some(key),
+        Some(Err(_)) => {
+            errors.push(FieldError::new(
+                IDEMPOTENCY_KEY_HEADER,
+                "must be 1 to 128 ASCII letters, digits, '-' or '_'",
+            ));
+            None
+        }
+    };
+    let request = match validated {
+        Ok(request) if errors.is_empty() => request,
+        _ => return Err(StartRunError::Invalid(errors)),
+    };
+    let idempotency = key.map(|key| IdempotentRequest {
+        key,
+        request_hash: request_hash(&value),
+    });
+    let run = Run::new_queued(
+        tenant.clone(),
+        request.name,
+        request.description,
+        request.provider,
+        request.config,
+        request.dataset_id,
+        request.prepare_only,
+        now,
+    );
+    match store.create_run(&run, idempotency.as_ref()).await {
+        Ok(outcome) => Ok(outcome),
+        Err(StoreError::IdempotencyMismatch { key, .. }) => {
+            Err(StartRunError::IdempotencyKeyReused { key })
+        }
+        Err(e) => Err(StartRunError::Store(e)),
+    }
+}
+
+/// sha256 of the body's canonical form (keys sorted, no whitespace), so a
+/// retry that only reorders keys or reformats still matches.
+pub fn request_hash(body: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(body, &mut canonical);
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(key) {
+                    write_canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Checks every rule of a `POST /runs` body; pure (today is an argument).
+pub fn validate(
+    body: &Value,
+    config: &Config,
+    today: NaiveDate,
+) -> Result<StartRunRequest, Vec<FieldError>> {
+    let mut c = Checker::default();
+    let Some(top) = c.object(
+        Some(body),
+        "",
+        &[
+            "name",
+            "description",
+            "provider",
+            "config",
+            "dataset_id",
+            "prepare_only",
+        ],
+    ) else {
+        return Err(c.errors);
+    };
+
+    let name = c.string(top.get("name"), "name", true, MAX_NAME_CHARS);
+    let description = c.string(
+        top.get("description"),
+        "description",
+        false,
+        MAX_DESCRIPTION_CHARS,
+    );
+    let provider = match present(top.get("provider")) {
+        None => Some(ProviderKind::OpenAi),
+        Some(Value::String(s)) if s == "openai" => Some(ProviderKind::OpenAi),
+        Some(Value::String(s)) if s == "bedrock" => {
+            c.error("provider", "bedrock is not enabled in this deployment");
+            None
+        }
+        Some(_) => {
+            c.error("provider", "must be \"openai\" or \"bedrock\"");
+            None
+        }
+    };
+    let dataset_id = match present(top.get("dataset_id")) {
+        None => None,
+        Some(Value::String(s)) => match DatasetId::parse(s.as_str()) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                c.error(
+                    "dataset_id",
+                    "must be a dataset id ('ds_' and 32 hex digits)",
+                );
+                None
+            }
+        },
+        Some(_) => {
+            c.error("dataset_id", "must be a string");
+            None
+        }
+    };
+    let uses_dataset = present(top.get("dataset_id")).is_some();
+    let prepare_only = c
+        .boolean(top.get("prepare_only"), "prepare_only")
+        .unwrap_or(false);
+    if prepare_only && uses_dataset {
+        c.error(
+            "prepare_only",
+            "cannot be true with dataset_id: that dataset is already prepared",
+        );
+    }
+
+    let run_config = match c.object(
+        top.get("config"),
+        "config",
+        &[
+            "start_date",
+            "end_date",
+            "base_model",
+            "min_examples",
+            "max_examples",
+            "train_split",
+            "system_prompt",
+            "seed",
+            "hyperparameters",
+            "filters",
+        ],
+    ) {
+        Some(cfg) => c.run_config(cfg, config, today, uses_dataset),
+        None => None,
+    };
+
+    match (name, provider, run_config) {
+        (Some(name), Some(provider), Some(run_config)) if c.errors.is_empty() => {
+            Ok(StartRunRequest {
+                name,
+                description,
+                provider,
+                config: run_config,
+                dataset_id,
+                prepare_only,
+            })
+        }
+        _ => Err(c.errors),
+    }
+}
+
+/// `null` is the same as absent for every optional field.
+fn present(value: Option<&Value>) -> Option<&Value> {
+    value.filter(|v| !v.is_null())
+}
+
+fn path(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// Collects errors instead of stopping at the first one.
+#[derive(Default)]
+struct Checker {
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// An object whose keys are all known; unknown keys are errors of their
+    /// own (a typo must not silently fall back to a default).
+    fn object<'v>(
+        &mut self,
+        value: Option<&'v Value>,
+        at: &str,
+        known: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let field = if at.is_empty() { "body" } else { at };
+        match value {
+            None | Some(Value::Null) => {
+                self.error(field, "is required");
+                None
+            }
+            Some(Value::Object(map)) => {
+                let mut unknown: Vec<&String> = map
+                    .keys()
+                    .filter(|k| !known.contains(&k.as_str()))
+                    .collect();
+                unknown.sort();
+                for key in unknown {
+                    self.error(path(at, key), "is not a known field");
+                }
+                Some(map)
+            }
+            Some(_) => {
+                self.error(field, "must be a JSON object");
+                None
+            }
+        }
+    }
+
+    fn string(
+        &mut self,
+        value: Option<&Value>,
+        field: &str,
+        required: bool,
+        max_chars: usize,
+    ) -> Option<String> {
+        match present(value) {
+            None => {
+                if required {
+                    self.error(field, "is required");
+                }
+                None
+            }
+            Some(Value::String(s)) => {
+                let trimmed = s.trim();
+                let chars = trimmed.chars().count();
+                if trimmed.is_empty() {
+                    if required {
+                        self.error(field, "must not be empty");
+                    }
+                    None
+                } else if chars > max_chars {
+                    self.error(
+                        field,
+                        format!("must be at most {max_chars} characters, got {chars}"),
+                    );
+                    None
+                } else {
+                    Some(trimmed.to_owned())
+                }
+            }
+            Some(_) => {
+                self.error(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, value: Option<&Value>, field: &str) -> Option<bool> {
+        match present(value) {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.error(field, "must be true or false");
+                None
+            }
+        }
+    }
+
+    /// A whole number in `range`; `None` (with an error) otherwise.
+    fn integer(&mut self, value: &Value, field: &str, range: RangeInclusive<i64>) -> Option<i64> {
+        let n = match value {
+            Value::Number(n) => n.as_i64(),
+            _ => None,
+        };
+        match n {
+            Some(n) if range.contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    field,
+                    format!(
+                        "must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn date(&mut self, value: Option<&Value>, field: &str, required: bool) -> Option<NaiveDate> {
+        match present(value) {
+            None => {
+                if required {
+                    self.error(field, "is required (or give dataset_id)");
+                }
+                None
+            }
+            Some(Value::String(s))
+                if s.len() == 10
+                    && s.as_bytes()[4] == b'-'
+                    && s.as_bytes()[7] == b'-'
+                    && s.bytes().filter(u8::is_ascii_digit).count() == 8 =>
+            {
+                match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                    Ok(d) => Some(d),
+                    Err(_) => {
+                        self.error(field, "is not a calendar date");
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                self.error(field, "must be a date as YYYY-MM-DD");
+                None
+            }
+        }
+    }
+
+    fn run_config(
+        &mut self,
+        cfg: &Map<String, Value>,
+        config: &Config,
+        today: NaiveDate,
+        uses_dataset: bool,
+    ) -> Option<RunConfig> {
+        let errors_before = self.errors.len();
+        let (start_date, end_date) = if uses_dataset {
+            for key in ["start_date", "end_date"] {
+                if present(cfg.get(key)).is_some() {
+                    self.error(
+                        path("config", key),
+                        "must not be given with dataset_id (the dataset fixes the data)",
+                    );
+                }
+            }
+            (None, None)
+        } else {
+            let start = self.date(cfg.get("start_date"), "config.start_date", true);
+            let end = self.date(cfg.get("end_date"), "config.end_date", true);
+            for (date, field) in [(start, "config.start_date"), (end, "config.end_date")] {
+                if let Some(d) = date
+                    && d > today
+                {
+                    self.error(
+                        field,
+                        format!("must not be in the future (today is {today})"),
+                    );
+                }
+            }
+            if let (Some(s), Some(e)) = (start, end) {
+                let days = (e - s).num_days() + 1;
+                if e < s {
+                    self.error("config.end_date", "must not be before config.start_date");
+                } else if days > i64::from(config.max_date_range_days) {
+                    self.error(
+                        "config.end_date",
+                        format!(
+                            "the date range is {days} days; at most {} are allowed",
+                            config.max_date_range_days
+                        ),
+                    );
+                }
+            }
+            (start, end)
+        };
+
+        let base_model = match present(cfg.get("base_model")) {
+            None => {
+                self.error("config.base_model", "is required");
+                None
+            }
+            Some(Value::String(m)) if config.allowed_base_models.iter().any(|a| a == m) => {
+                Some(m.clone())
+            }
+            Some(Value::String(_)) => {
+                self.error(
+                    "config.base_model",
+                    format!(
+                        "is not allowed here; use one of: {}",
+                        config.allowed_base_models.join(", ")
+                    ),
+                );
+                None
+            }
+            Some(_) => {
+                self.error("config.base_model", "must be a string");
+                None
+            }
+        };
+
+        let min_examples = match present(cfg.get("min_examples")) {
+            None => Some(i64::from(DEFAULT_MIN_EXAMPLES)),
+            Some(v) => self.integer(
+                v,
+                "config.min_examples",
+                MIN_EXAMPLES_FLOOR..=MAX_EXAMPLES_CEILING,
+            ),
+        };
+        let max_examples = match present(cfg.get("max_examples")) {
+            None => Some(i64::from(DEFAULT_MAX_EXAMPLES)),
+            Some(v) => self.integer(
+                v,
+                "config.max_examples",
+                MIN_EXAMPLES_FLOOR..=MAX_EXAMPLES_CEILING,
+            ),
+        };
+        if let (Some(min), Some(max)) = (min_examples, max_examples)
+            && min > max
+        {
+            self.error(
+                "config.max_examples",
+                format!("must be at least config.min_examples ({min})"),
+            );
+        }
+
+        let train_split = match present(cfg.get("train_split")) {
+            None => Some(DEFAULT_TRAIN_SPLIT),
+            Some(v) => match v.as_f64() {
+                Some(x) if x > 0.0 && x <= 1.0 => Some(x),
+                _ => {
+                    self.error(
+                        "config.train_split",
+                        "must be a number greater than 0 and at most 1",
+                    );
+                    None
+                }
+            },
+        };
+        let system_prompt = self.string(
+            cfg.get("system_prompt"),
+            "config.system_prompt",
+            false,
+            MAX_SYSTEM_PROMPT_CHARS,
+        );
+        let seed = match present(cfg.get("seed")) {
+            None => Some(DEFAULT_SEED as i64),
+            Some(v) => self.integer(v, "config.seed", 0..=MAX_SEED),
+        };
+        let hyperparameters = match present(cfg.get("hyperparameters")) {
+            None => Hyperparameters::default(),
+            Some(v) => self.hyperparameters(v),
+        };
+        let filters = match present(cfg.get("filters")) {
+            None => Filters::default(),
+            Some(v) => self.filters(v),
+        };
+
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(RunConfig {
+            start_date,
+            end_date,
+            base_model: base_model?,
+            min_examples: u32::try_from(min_examples?).ok()?,
+            max_examples: u32::try_from(max_examples?).ok()?,
+            train_split: train_split?,
+            system_prompt,
+            seed: u64::try_from(seed?).ok()?,
+            hyperparameters,
+            filters,
+        })
+    }
+
+    fn hyperparameters(&mut self, value: &Value) -> Hyperparameters {
+        let at = "config.hyperparameters";
+        let Some(map) = self.object(
+            Some(value),
+            at,
+            &["n_epochs", "batch_size", "learning_rate_multiplier"],
+        ) else {
+            return Hyperparameters::default();
+        };
+        let whole = |c: &mut Self, key: &str, max: i64| -> AutoOr<u32> {
+            match present(map.get(key)) {
+                None => AutoOr::Auto,
+                Some(Value::String(s)) if s == "auto" => AutoOr::Auto,
+                Some(Value::Number(n)) if n.as_i64().is_some_and(|n| (1..=max).contains(&n)) => n
+                    .as_i64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .map_or(AutoOr::Auto, AutoOr::Value),
+                Some(_) => {
+                    c.error(
+                        path(at, key),
+                        format!("must be \"auto\" or a whole number from 1 to {max}"),
+                    );
+                    AutoOr::Auto
+                }
+            }
+        };
+        let n_epochs = whole(self, "n_epochs", 50);
+        let batch_size = whole(self, "batch_size", 256);
+        let learning_rate_multiplier = match present(map.get("learning_rate_multiplier")) {
+            None => AutoOr::Auto,
+            Some(Value::String(s)) if s == "auto" => AutoOr::Auto,
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|x| x > 0.0 && x <= 10.0) => {
+                n.as_f64().map_or(AutoOr::Auto, AutoOr::Value)
+            }
+            Some(_) => {
+                self.error(
+                    path(at, "learning_rate_multiplier"),
+                    "must be \"auto\" or a number greater than 0 and at most 10",
+                );
+                AutoOr::Auto
+            }
+        };
+        Hyperparameters {
+            n_epochs,
+            batch_size,
+            learning_rate_multiplier,
+        }
+    }
+
+    fn filters(&mut self, value: &Value) -> Filters {
+        let at = "config.filters";
+        let mut filters = Filters::default();
+        let Some(map) = self.object(
+            Some(value),
+            at,
+            &[
+                "exclude_outcomes",
+                "min_rating",
+                "min_assistant_turns",
+                "redact_pii",
+            ],
+        ) else {
+            return filters;
+        };
+        match present(map.get("exclude_outcomes")) {
+            None => {}
+            Some(Value::Array(items)) => {
+                let field = path(at, "exclude_outcomes");
+                if items.len() > MAX_OUTCOMES {
+                    self.error(&field, format!("may list at most {MAX_OUTCOMES} outcomes"));
+                }
+                let mut outcomes = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().map(str::trim) {
+                        Some(s) if !s.is_empty() && s.chars().count() <= MAX_OUTCOME_CHARS => {
+                            outcomes.push(s.to_owned());
+                        }
+                        _ => self.error(
+                            format!("{field}[{i}]"),
+                            format!("must be a non-empty string of at most {MAX_OUTCOME_CHARS} characters"),
+                        ),
+                    }
+                }
+                filters.exclude_outcomes = outcomes;
+            }
+            Some(_) => self.error(path(at, "exclude_outcomes"), "must be an array of strings"),
+        }
+        if let Some(v) = present(map.get("min_rating")) {
+            filters.min_rating = self.integer(v, &path(at, "min_rating"), 1..=5);
+        }
+        if let Some(v) = present(map.get("min_assistant_turns"))
+            && let Some(n) = self.integer(v, &path(at, "min_assistant_turns"), 1..=100)
+        {
+            filters.min_assistant_turns = u32::try_from(n).unwrap_or(1);
+        }
+        if let Some(b) = self.boolean(map.get("redact_pii"), &path(at, "redact_pii")) {
+            filters.redact_pii = b;
+        }
+        filters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> Config {
+        Config::from_lookup(|k| match k {
+            "FINETUNE_TABLE" => Some("t".into()),
+            "FINETUNE_BUCKET" => Some("b".into()),
+            "ALLOWED_BASE_MODELS" => Some("gpt-4o-mini-2024-07-18,gpt-4.1-2025-04-14".into()),
+            "MAX_DATE_RANGE_DAYS" => Some("31".into()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 25).unwrap()
+    }
+
+    fn valid() -> Value {
+        json!({
+            "name": "October support",
+            "config": {
+                "start_date": "2026-10-01",
+                "end_date": "2026-10-31",
+                "base_model": "gpt-4o-mini-2024-07-18"
+            }
+        })
+    }
+
+    fn errors_of(body: Value) -> Vec<(String, String)> {
+        validate(&body, &config(), today())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect()
+    }
+
+    fn fields_of(body: Value) -> Vec<String> {
+        errors_of(body).into_iter().map(|(f, _)| f).collect()
+    }
+
+    fn with(mut body: Value, pointer: &str, value: Value) -> Value {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let target = if parent.is_empty() {
+            &mut body
+        } else {
+            body.pointer_mut(parent).unwrap()
+        };
+        target.as_object_mut().unwrap().insert(key.into(), value);
+        body
+    }
+
+    #[test]
+    fn a_minimal_request_gets_the_defaults() {
+        let r = validate(&valid(), &config(), today()).unwrap();
+        assert_eq!(r.name, "October support");
+        assert_eq!(r.provider, ProviderKind::OpenAi);
+        assert_eq!(r.config.min_examples, DEFAULT_MIN_EXAMPLES);
+        assert_eq!(r.config.max_examples, DEFAULT_MAX_EXAMPLES);
+        assert_eq!(r.config.train_split, DEFAULT_TRAIN_SPLIT);
+        assert_eq!(r.config.seed, DEFAULT_SEED);
+        assert_eq!(r.config.hyperparameters, Hyperparameters::default());
+        assert_eq!(r.config.filters, Filters::default());
+        assert!(!r.prepare_only && r.dataset_id.is_none());
+    }
+
+    #[test]
+    fn a_full_request_is_read_exactly() {
+        let body = json!({
+            "name": "  full  ",
+            "description": "all fields",
+            "provider": "openai",
+            "prepare_only": true,
+            "config": {
+                "start_date": "2026-11-01", "end_date": "2026-11-25",
+                "base_model": "gpt-4.1-2025-04-14",
+                "min_examples": 20, "max_examples": 20, "train_split": 1,
+                "system_prompt": "Be kind.", "seed": 2147483647,
+                "hyperparameters": {"n_epochs": 50, "batch_size": "auto", "learning_rate_multiplier": 10},
+                "filters": {"exclude_outcomes": ["spam"], "min_rating": 4,
+                            "min_assistant_turns": 2, "redact_pii": false}
+            }
+        });
+        let r = validate(&body, &config(), today()).unwrap();
+        assert_eq!(r.name, "full");
+        assert!(r.prepare_only);
+        assert_eq!(r.config.seed, 2_147_483_647);
+        assert_eq!(r.config.train_split, 1.0);
+        assert_eq!(r.config.hyperparameters.n_epochs, AutoOr::Value(50));
+        assert_eq!(r.config.hyperparameters.batch_size, AutoOr::Auto);
+        assert_eq!(
+            r.config.hyperparameters.learning_rate_multiplier,
+            AutoOr::Value(10.0)
+        );
+        assert_eq!(r.config.filters.exclude_outcomes, vec!["spam"]);
+        assert_eq!(r.config.filters.min_rating, Some(4));
+        assert_eq!(r.config.filters.min_assistant_turns, 2);
+        assert!(!r.config.filters.redact_pii);
+        assert_eq!(r.config.system_prompt.as_deref(), Some("Be kind."));
+    }
+
+    #[test]
+    fn every_violation_is_listed_at_once() {
+        let body = json!({
+            "name": "",
+            "description": "d".repeat(1001),
+            "provider": "azure",
+            "colour": "blue",
+            "config": {
+                "start_date": "2026-10-31", "end_date": "2026-10-01",
+                "base_model": "gpt-5",
+                "min_examples": 5, "max_examples": 2_000_000, "train_split": 0,
+                "system_prompt": "p".repeat(10_001), "seed": -1,
+                "hyperparameters": {"n_epochs": 0, "batch_size": 257, "learning_rate_multiplier": 0, "lr": 1},
+                "filters": {"exclude_outcomes": "x", "min_rating": 9, "min_assistant_turns": 0, "redact_pii": "yes", "x": 1},
+                "extra": true
+            }
+        });
+        let fields = fields_of(body);
+        for expected in [
+            "name",
+            "description",
+            "provider",
+            "colour",
+            "config.extra",
+            "config.end_date",
+            "config.base_model",
+            "config.min_examples",
+            "config.max_examples",
+            "config.train_split",
+            "config.system_prompt",
+            "config.seed",
+            "config.hyperparameters.n_epochs",
+            "config.hyperparameters.batch_size",
+            "config.hyperparameters.learning_rate_multiplier",
+            "config.hyperparameters.lr",
+            "config.filters.exclude_outcomes",
+            "config.filters.min_rating",
+            "config.filters.min_assistant_turns",
+            "config.filters.redact_pii",
+            "config.filters.x",
+        ] {
+            assert!(
+                fields.contains(&expected.to_owned()),
+                "{expected} not in {fields:?}"
+            );
+        }
+        assert_eq!(fields.len(), 21, "{fields:?}");
+    }
+
+    #[test]
+    fn body_must_be_an_object_with_required_fields() {
+        assert_eq!(fields_of(json!([1])), vec!["body"]);
+        assert_eq!(fields_of(json!({})), vec!["name", "config"]);
+        assert_eq!(
+            fields_of(json!({"name": "n", "config": {}})),
+            vec!["config.start_date", "config.end_date", "config.base_model"]
+        );
+        assert_eq!(
+            fields_of(json!({"name": 3, "config": 3})),
+            vec!["name", "config"]
+        );
+    }
+
+    #[test]
+    fn dates_must_be_strict_calendar_days() {
+        for bad in [
+            "2026-1-05",
+            "2026/10/01",
+            "01-10-2026",
+            "2026-02-30",
+            "yesterday",
+        ] {
+            let errs = errors_of(with(valid(), "/config/start_date", json!(bad)));
+            assert_eq!(errs[0].0, "config.start_date", "{bad}");
+        }
+        assert_eq!(
+            fields_of(with(valid(), "/config/start_date", json!(20261001))),
+            vec!["config.start_date"]
+        );
+    }
+
+    #[test]
+    fn dates_are_ordered_in_the_past_and_within_the_range_limit() {
+        let errs = errors_of(with(valid(), "/config/end_date", json!("2026-09-30")));
+        assert_eq!(
+            errs,
+            vec![(
+                "config.end_date".into(),
+                "must not be before config.start_date".into()
+            )]
+        );
+
+        let future = with(valid(), "/config/end_date", json!("2026-11-26"));
+        let errs = errors_of(with(future, "/config/start_date", json!("2026-11-26")));
+        assert_eq!(errs.len(), 2);
+        assert!(errs[0].1.contains("future"));
+
+        // today itself is fine
+        let today_only = with(valid(), "/config/start_date", json!("2026-11-25"));
+        assert!(
+            validate(
+                &with(today_only, "/config/end_date", json!("2026-11-25")),
+                &config(),
+                today()
+            )
+            .is_ok()
+        );
+
+        // 31 days allowed (inclusive), 32 not
+        let errs = errors_of(with(valid(), "/config/start_date", json!("2026-09-30")));
+        assert_eq!(errs[0].0, "config.end_date");
+        assert!(errs[0].1.contains("32 days"), "{errs:?}");
+    }
+
+    #[test]
+    fn examples_split_and_seed_bounds() {
+        let ok = |p: &str, v: Value| validate(&with(valid(), p, v), &config(), today()).is_ok();
+        assert!(ok("/config/min_examples", json!(10)));
+        assert!(!ok("/config/min_examples", json!(9)));
+        assert!(!ok("/config/min_examples", json!(10.5)));
+        assert!(!ok("/config/min_examples", json!("10")));
+        assert!(ok("/config/max_examples", json!(1_000_000)));
+        assert!(!ok("/config/max_examples", json!(1_000_001)));
+        let body = with(
+            with(valid(), "/config/min_examples", json!(100)),
+            "/config/max_examples",
+            json!(99),
+        );
+        assert_eq!(fields_of(body), vec!["config.max_examples"]);
+        assert!(ok("/config/train_split", json!(1)));
+        assert!(ok("/config/train_split", json!(0.01)));
+        assert!(!ok("/config/train_split", json!(1.01)));
+        assert!(!ok("/config/train_split", json!(-0.5)));
+        assert!(ok("/config/seed", json!(0)));
+        assert!(!ok("/config/seed", json!(2_147_483_648_i64)));
+    }
+
+    #[test]
+    fn hyperparameters_accept_auto_or_bounded_numbers() {
+        let hp = |v: Value| {
+            validate(
+                &with(valid(), "/config/hyperparameters", v),
+                &config(),
+                today(),
+            )
+        };
+        assert!(
+            hp(json!({"n_epochs": "auto", "batch_size": 1, "learning_rate_multiplier": 0.05}))
+                .is_ok()
+        );
+        assert!(hp(json!({"n_epochs": 1, "batch_size": 256})).is_ok());
+        assert!(hp(json!({})).is_ok());
+        for bad in [
+            json!({"n_epochs": 51}),
+            json!({"n_epochs": "AUTO"}),
+            json!({"n_epochs": 2.5}),
+            json!({"batch_size": 0}),
+            json!({"learning_rate_multiplier": 10.5}),
+            json!({"learning_rate_multiplier": -1}),
+            json!("auto"),
+        ] {
+            assert!(hp(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_texts_are_bounded_in_characters_not_bytes() {
+        let ok = |p: &str, v: Value| validate(&with(valid(), p, v), &config(), today()).is_ok();
+        assert!(ok("/name", json!("é".repeat(100))));
+        assert!(!ok("/name", json!("é".repeat(101))));
+        assert!(!ok("/name", json!("   ")));
+        assert!(ok("/description", json!("d".repeat(1000))));
+        assert!(ok("/description", Value::Null));
+        assert!(ok("/config/system_prompt", json!("s".repeat(10_000))));
+    }
+
+    #[test]
+    fn provider_defaults_to_openai_and_bedrock_is_not_enabled_yet() {
+        let r = validate(&with(valid(), "/provider", Value::Null), &config(), today()).unwrap();
+        assert_eq!(r.provider, ProviderKind::OpenAi);
+        let errs = errors_of(with(valid(), "/provider", json!("bedrock")));
+        assert_eq!(
+            errs,
+            vec![(
+                "provider".into(),
+                "bedrock is not enabled in this deployment".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn dataset_id_replaces_the_date_range() {
+        let id = DatasetId::generate();
+        let body = json!({"name": "reuse", "dataset_id": id.as_str(),
+                          "config": {"base_model": "gpt-4o-mini-2024-07-18"}});
+        let r = validate(&body, &config(), today()).unwrap();
+        assert_eq!(r.dataset_id, Some(id.clone()));
+        assert_eq!(r.config.start_date, None);
+
+        let body = json!({"name": "both", "dataset_id": id.as_str(), "prepare_only": true,
+                          "config": {"base_model": "gpt-4o-mini-2024-07-18", "start_date": "2026-10-01"}});
+        assert_eq!(fields_of(body), vec!["prepare_only", "config.start_date"]);
+
+        let body = json!({"name": "bad", "dataset_id": "ds_../x",
+                          "config": {"base_model": "gpt-4o-mini-2024-07-18"}});
+        assert_eq!(fields_of(body), vec!["dataset_id"]);
+    }
+
+    #[test]
+    fn the_request_hash_ignores_key_order_and_whitespace_only() {
+        let a: Value = serde_json::from_str(r#"{"name":"x","config":{"a":1,"b":[1,2]}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str("{ \"config\": {\"b\": [1, 2], \"a\": 1},\n \"name\": \"x\" }")
+                .unwrap();
+        let c: Value = serde_json::from_str(r#"{"name":"y","config":{"a":1,"b":[1,2]}}"#).unwrap();
+        let d: Value = serde_json::from_str(r#"{"name":"x","config":{"a":1,"b":[2,1]}}"#).unwrap();
+        assert_eq!(request_hash(&a), request_hash(&b));
+        assert_ne!(request_hash(&a), request_hash(&c));
+        assert_ne!(request_hash(&a), request_hash(&d));
+        assert_eq!(request_hash(&a).len(), 64);
+    }
+}

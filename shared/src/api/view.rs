@@ -1,0 +1,249 @@
+//! What the API shows: the JSON shapes of runs, jobs, datasets, events and
+//! lists. Separate from the stored records so storage details (versions,
+//! S3 keys, the tenant, sync cursors) never leak and every documented field
+//! is always present (`null` when absent, never missing).
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::domain::{
+    DatasetFile, DatasetRecord, EventLevel, EventSource, JobInfo, JobStatus, ProviderKind, Run,
+    RunConfig, RunError, RunEvent, RunStats, RunStatus,
+};
+use crate::store::Page;
+
+/// RFC 3339 in UTC with a `Z` and whole seconds, as the API promises
+/// (`2026-11-25T14:03:00Z`); chrono's default would print nanoseconds.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn opt_timestamp(at: Option<DateTime<Utc>>) -> Option<String> {
+    at.map(timestamp)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunView {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub status: RunStatus,
+    pub phase: String,
+    pub provider: ProviderKind,
+    pub config: RunConfig,
+    pub prepare_only: bool,
+    pub dataset_id: Option<String>,
+    pub job: Option<JobView>,
+    pub stats: Option<RunStats>,
+    pub error: Option<RunError>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub completed_at: Option<String>,
+}
+
+impl From<&Run> for RunView {
+    fn from(run: &Run) -> Self {
+        Self {
+            id: run.id.to_string(),
+            name: run.name.clone(),
+            description: run.description.clone(),
+            status: run.status,
+            phase: run.phase.clone(),
+            provider: run.provider,
+            config: run.config.clone(),
+            prepare_only: run.prepare_only,
+            dataset_id: run.dataset_id.as_ref().map(ToString::to_string),
+            job: run.job.as_ref().map(JobView::from),
+            stats: run.stats.clone(),
+            error: run.error.clone(),
+            created_at: timestamp(run.created_at),
+            updated_at: timestamp(run.updated_at),
+            completed_at: opt_timestamp(run.completed_at),
+        }
+    }
+}
+
+/// The provider's job as shown: its id as the provider gave it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub status: JobStatus,
+    pub provider_status: String,
+    pub fine_tuned_model: Option<String>,
+    pub trained_tokens: Option<u64>,
+    pub error: Option<String>,
+    pub estimated_finish: Option<String>,
+    pub finished_at: Option<String>,
+    pub synced_at: String,
+}
+
+impl From<&JobInfo> for JobView {
+    fn from(job: &JobInfo) -> Self {
+        Self {
+            id: job.provider_job_id.clone(),
+            status: job.status,
+            provider_status: job.provider_status.clone(),
+            fine_tuned_model: job.fine_tuned_model.clone(),
+            trained_tokens: job.trained_tokens,
+            error: job.error.clone(),
+            estimated_finish: opt_timestamp(job.estimated_finish),
+            finished_at: opt_timestamp(job.finished_at),
+            synced_at: timestamp(job.synced_at),
+        }
+    }
+}
+
+/// `GET /runs/{id}`: the run and, once prepared, its dataset.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunDetailView {
+    #[serde(flatten)]
+    pub run: RunView,
+    pub dataset: Option<DatasetView>,
+}
+
+/// A dataset file without its S3 key (storage layout is ours to change).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetFileView {
+    pub examples: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl From<&DatasetFile> for DatasetFileView {
+    fn from(f: &DatasetFile) -> Self {
+        Self {
+            examples: f.examples,
+            bytes: f.bytes,
+            sha256: f.sha256.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetView {
+    pub id: String,
+    pub run_id: String,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+    pub format: String,
+    pub train: DatasetFileView,
+    pub validation: Option<DatasetFileView>,
+    pub stats: serde_json::Value,
+    pub created_at: String,
+}
+
+impl From<&DatasetRecord> for DatasetView {
+    fn from(d: &DatasetRecord) -> Self {
+        Self {
+            id: d.id.to_string(),
+            run_id: d.run_id.to_string(),
+            start_date: d.start_date,
+            end_date: d.end_date,
+            format: d.format.clone(),
+            train: DatasetFileView::from(&d.train),
+            validation: d.validation.as_ref().map(DatasetFileView::from),
+            stats: d.stats.clone(),
+            created_at: timestamp(d.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventView {
+    pub id: String,
+    pub at: String,
+    pub source: EventSource,
+    pub level: EventLevel,
+    pub kind: String,
+    pub message: String,
+    pub data: Option<serde_json::Value>,
+}
+
+impl From<&RunEvent> for EventView {
+    fn from(e: &RunEvent) -> Self {
+        Self {
+            id: e.id.to_string(),
+            at: timestamp(e.at),
+            source: e.source,
+            level: e.level,
+            kind: e.kind.clone(),
+            message: e.message.clone(),
+            data: e.data.clone(),
+        }
+    }
+}
+
+/// `{"data": [...], "next_cursor": "…" | null}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListView<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> ListView<T> {
+    pub fn from_page<S>(page: &Page<S>, view: impl Fn(&S) -> T) -> Self {
+        Self {
+            data: page.items.iter().map(view).collect(),
+            next_cursor: page.next_cursor.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Filters, Hyperparameters, TenantId};
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_new_run_shows_every_field_with_nulls() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 14, 3, 0).unwrap()
+            + chrono::Duration::nanoseconds(123_456_789);
+        let run = Run::new_queued(
+            TenantId::parse("acme").unwrap(),
+            "n".into(),
+            None,
+            ProviderKind::OpenAi,
+            RunConfig {
+                start_date: NaiveDate::from_ymd_opt(2026, 10, 1),
+                end_date: NaiveDate::from_ymd_opt(2026, 10, 31),
+                base_model: "m".into(),
+                min_examples: 10,
+                max_examples: 100,
+                train_split: 0.9,
+                system_prompt: None,
+                seed: 1,
+                hyperparameters: Hyperparameters::default(),
+                filters: Filters::default(),
+            },
+            None,
+            false,
+            at,
+        );
+        let json = serde_json::to_value(RunView::from(&run)).unwrap();
+        for field in [
+            "id",
+            "name",
+            "status",
+            "phase",
+            "provider",
+            "config",
+            "dataset_id",
+            "job",
+            "stats",
+            "error",
+            "created_at",
+            "updated_at",
+            "completed_at",
+        ] {
+            assert!(json.get(field).is_some(), "{field} missing");
+        }
+        assert_eq!(json["created_at"], "2026-11-25T14:03:00Z");
+        assert_eq!(json["completed_at"], serde_json::Value::Null);
+        assert_eq!(json["provider"], "openai");
+        assert_eq!(json["status"], "queued");
+        assert_eq!(json["config"]["start_date"], "2026-10-01");
+        assert_eq!(json["config"]["hyperparameters"]["n_epochs"], "auto");
+        assert!(json.get("tenant_id").is_none() && json.get("version").is_none());
+    }
+}

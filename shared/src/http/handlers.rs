@@ -1,0 +1,166 @@
+//! The three functions' request handlers: tenant, route, operation,
+//! response. Each takes its clients (built once at init) and never fails:
+//! every error is already a problem+json response here.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+use super::problem::ApiError;
+use super::request::{self, IDEMPOTENCY_KEY_HEADER};
+use super::routes::{Route, not_found, route};
+use crate::api::cancel::{CancelOutcome, cancel_run};
+use crate::api::job_status::{self, ListRunsQuery};
+use crate::api::start_run::start_run;
+use crate::api::view::{DatasetView, EventView, ListView, RunDetailView, RunView};
+use crate::config::Config;
+use crate::domain::TenantId;
+use crate::provider::Providers;
+use crate::store::{CreateOutcome, Store};
+
+/// `POST /runs`.
+pub async fn start_run_handler(store: &Store, config: &Config, req: Request) -> Response<Body> {
+    serve(&req, config, async |tenant, route| match route {
+        Route::StartRun => {
+            let key = request::header(&req, IDEMPOTENCY_KEY_HEADER);
+            let outcome = start_run(
+                store,
+                config,
+                &tenant,
+                req.body().as_ref(),
+                key.as_deref(),
+                Utc::now(),
+            )
+            .await?;
+            let (status, run) = match &outcome {
+                CreateOutcome::Created(run) => (StatusCode::ACCEPTED, run),
+                CreateOutcome::Replayed(run) => (StatusCode::OK, run),
+            };
+            let mut response = json(status, &RunView::from(run))?;
+            if let Ok(location) = HeaderValue::from_str(&format!("/runs/{}", run.id)) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(response)
+        }
+        _ => Err(not_found()),
+    })
+    .await
+}
+
+/// `GET /runs`, `GET /runs/{id}`, `GET /runs/{id}/events`, `GET /datasets/{id}`.
+pub async fn job_status_handler(store: &Store, config: &Config, req: Request) -> Response<Body> {
+    serve(&req, config, async |tenant, route| match route {
+        Route::ListRuns => {
+            let query = ListRunsQuery {
+                status: request::query(&req, "status"),
+                limit: request::query(&req, "limit"),
+                cursor: request::query(&req, "cursor"),
+            };
+            let page = job_status::list_runs(store, &tenant, &query).await?;
+            json(
+                StatusCode::OK,
+                &ListView::from_page(&page, |r| RunView::from(r)),
+            )
+        }
+        Route::GetRun(id) => {
+            let detail = job_status::get_run(store, &tenant, &id).await?;
+            json(
+                StatusCode::OK,
+                &RunDetailView {
+                    run: RunView::from(&detail.run),
+                    dataset: detail.dataset.as_ref().map(DatasetView::from),
+                },
+            )
+        }
+        Route::ListRunEvents(id) => {
+            let page = job_status::list_run_events(
+                store,
+                &tenant,
+                &id,
+                request::query(&req, "limit").as_deref(),
+                request::query(&req, "cursor").as_deref(),
+            )
+            .await?;
+            json(
+                StatusCode::OK,
+                &ListView::from_page(&page, |e| EventView::from(e)),
+            )
+        }
+        Route::GetDataset(id) => {
+            let dataset = job_status::get_dataset(store, &tenant, &id).await?;
+            json(StatusCode::OK, &DatasetView::from(&dataset))
+        }
+        _ => Err(not_found()),
+    })
+    .await
+}
+
+/// `POST /runs/{id}/cancel`.
+pub async fn cancel_handler(
+    store: &Store,
+    providers: &Providers,
+    config: &Config,
+    req: Request,
+) -> Response<Body> {
+    serve(&req, config, async |tenant, route| match route {
+        Route::CancelRun(id) => {
+            let outcome = cancel_run(store, providers, &tenant, &id, Utc::now()).await?;
+            let run = match &outcome {
+                CancelOutcome::Cancelled(run) | CancelOutcome::AlreadyCancelled(run) => run,
+            };
+            json(StatusCode::OK, &RunView::from(run))
+        }
+        _ => Err(not_found()),
+    })
+    .await
+}
+
+/// Tenant first (an unauthenticated caller learns nothing about routes),
+/// then the route, then the operation; one log line per request, without
+/// the body (it can hold prompts).
+async fn serve(
+    req: &Request,
+    config: &Config,
+    operation: impl AsyncFnOnce(TenantId, Route) -> Result<Response<Body>, ApiError>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = request::path(req);
+    let tenant = request::tenant(req, &config.tenant_claim);
+    let tenant_name = tenant.as_ref().map(|t| t.to_string()).unwrap_or_default();
+    let result = match tenant {
+        Ok(tenant) => match route(&method, &path) {
+            Ok(route) => operation(tenant, route).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let response = result.unwrap_or_else(ApiError::into_response);
+    tracing::info!(
+        %method,
+        path,
+        tenant = tenant_name,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+/// A JSON success response.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>, ApiError> {
+    let body = serde_json::to_string(value).map_err(|e| {
+        tracing::error!(error = %e, "response did not serialise");
+        ApiError::Internal
+    })?;
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}

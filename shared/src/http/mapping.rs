@@ -1,0 +1,116 @@
+//! Each operation's error enum, mapped to an [`ApiError`] here and only
+//! here. Store failures become a generic 500 whose cause is logged (never
+//! shown: it can name tables and AWS request ids).
+
+use std::time::Duration;
+
+use super::problem::{ApiError, FieldError};
+use crate::api::cancel::CancelError;
+use crate::api::job_status::{GetDatasetError, GetRunError, ListEventsError, ListRunsError};
+use crate::api::start_run::StartRunError;
+use crate::provider::ProviderError;
+use crate::store::StoreError;
+
+fn internal(error: &StoreError) -> ApiError {
+    tracing::error!(error = %error, "store failure");
+    ApiError::Internal
+}
+
+fn run_not_found() -> ApiError {
+    ApiError::NotFound("run not found".to_owned())
+}
+
+impl From<StartRunError> for ApiError {
+    fn from(e: StartRunError) -> Self {
+        match e {
+            StartRunError::MalformedJson(detail) => ApiError::MalformedBody(detail),
+            StartRunError::Invalid(errors) => ApiError::Validation(errors),
+            StartRunError::IdempotencyKeyReused { .. } => ApiError::IdempotencyConflict(
+                "this Idempotency-Key was already used with a different request body; \
+                 use a new key for a new request"
+                    .to_owned(),
+            ),
+            StartRunError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<ListRunsError> for ApiError {
+    fn from(e: ListRunsError) -> Self {
+        match e {
+            ListRunsError::InvalidQuery(errors) => ApiError::Validation(errors),
+            ListRunsError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<GetRunError> for ApiError {
+    fn from(e: GetRunError) -> Self {
+        match e {
+            GetRunError::NotFound => run_not_found(),
+            GetRunError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<ListEventsError> for ApiError {
+    fn from(e: ListEventsError) -> Self {
+        match e {
+            ListEventsError::NotFound => run_not_found(),
+            ListEventsError::InvalidQuery(errors) => ApiError::Validation(errors),
+            ListEventsError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<GetDatasetError> for ApiError {
+    fn from(e: GetDatasetError) -> Self {
+        match e {
+            GetDatasetError::NotFound => ApiError::NotFound("dataset not found".to_owned()),
+            GetDatasetError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<CancelError> for ApiError {
+    fn from(e: CancelError) -> Self {
+        match e {
+            CancelError::NotFound => run_not_found(),
+            e @ (CancelError::Finished { .. } | CancelError::JobAlreadyFinished { .. }) => {
+                ApiError::Conflict(e.to_string())
+            }
+            CancelError::ProviderUnavailable(p) => {
+                let retry_after = match &p {
+                    ProviderError::RateLimited { retry_after, .. } => {
+                        Some(retry_after.unwrap_or(Duration::from_secs(5)))
+                    }
+                    ProviderError::NotConfigured(_) => None,
+                    _ => Some(Duration::from_secs(5)),
+                };
+                ApiError::Unavailable {
+                    detail: format!(
+                        "could not cancel the provider's job right now ({}); the run was not \
+                         cancelled, try again",
+                        p.code()
+                    ),
+                    retry_after,
+                }
+            }
+            CancelError::ProviderRefused(p) => ApiError::BadGateway(format!(
+                "the provider refused to cancel the job ({}); the run was not cancelled",
+                p.code()
+            )),
+            CancelError::Contended => ApiError::Unavailable {
+                detail: e.to_string(),
+                retry_after: Some(Duration::from_secs(1)),
+            },
+            CancelError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::Validation(vec![e])
+    }
+}

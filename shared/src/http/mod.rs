@@ -1,0 +1,23 @@
+//! Shared HTTP plumbing for the API functions: the tenant from API
+//! Gateway's JWT authorizer, routing, pagination parameters, JSON and
+//! problem+json responses, and the handlers each function's `main` calls.
+//!
+//! | method | path                | function   | handler                |
+//! |--------|---------------------|------------|------------------------|
+//! | POST   | `/runs`             | start-run  | [`start_run_handler`]  |
+//! | GET    | `/runs`             | job-status | [`job_status_handler`] |
+//! | GET    | `/runs/{id}`        | job-status | [`job_status_handler`] |
+//! | GET    | `/runs/{id}/events` | job-status | [`job_status_handler`] |
+//! | GET    | `/datasets/{id}`    | job-status | [`job_status_handler`] |
+//! | POST   | `/runs/{id}/cancel` | cancel     | [`cancel_handler`]     |
+
+mod handlers;
+mod mapping;
+pub mod problem;
+pub mod request;
+pub mod routes;
+
+pub use handlers::{cancel_handler, job_status_handler, json, start_run_handler};
+pub use problem::{ApiError, FieldError, PROBLEM_JSON, Problem};
+pub use request::{IDEMPOTENCY_KEY_HEADER, PageParams};
+pub use routes::{ROUTES, Route, route};
