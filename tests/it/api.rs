@@ -781,6 +781,9 @@ async fn completed_and_failed_runs_cannot_be_cancelled() {
     }
 }
 
+/// Runs inside the provider's cancel, e.g. to write the run as the monitor would.
+type CancelHook = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>;
+
 /// A provider that records cancels. Test-only stand-in for the provider
 /// port (an external service), not for our storage: the store is real.
 struct RecordingProvider {
@@ -788,9 +791,7 @@ struct RecordingProvider {
     outcome: CancelBehaviour,
     /// Runs once on the first cancel: lets a test write the run meanwhile,
     /// as the monitor would.
-    on_cancel: tokio::sync::Mutex<
-        Option<Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>>,
-    >,
+    on_cancel: tokio::sync::Mutex<Option<CancelHook>>,
 }
 
 #[derive(Clone, Copy)]
