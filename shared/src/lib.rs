@@ -9,6 +9,8 @@
 //! - [`provider`]: the `FineTuningProvider` port and its adapters.
 //! - [`api`]: the HTTP API's operations (start, read, cancel runs).
 //! - [`http`]: API Gateway plumbing: tenant, routes, problem+json, handlers.
+//! - [`pipeline`]: the reconciler that advances runs, and the monitor tick.
+//! - [`telemetry`]: logging set-up for the functions.
 
 pub mod api;
 pub mod aws;
@@ -17,5 +19,7 @@ pub mod config;
 pub mod dataset;
 pub mod domain;
 pub mod http;
+pub mod pipeline;
 pub mod provider;
 pub mod store;
+pub mod telemetry;

@@ -9,7 +9,7 @@ use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::load_sdk_config().await;
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
@@ -18,18 +18,4 @@ async fn main() -> Result<(), Error> {
         Ok::<_, Error>(finetune::http::job_status_handler(store, config, req).await)
     }))
     .await
-}
-
-/// JSON lines for CloudWatch; level from `RUST_LOG`, default `info`.
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .with_target(false)
-        .init();
 }

@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::domain::{
-    AutoOr, DatasetId, Filters, Hyperparameters, IdempotencyKey, ProviderKind, Run, RunConfig,
-    TenantId,
+    AutoOr, DatasetId, Filters, Hyperparameters, IdempotencyKey, NewRun, ProviderKind, Run,
+    RunConfig, TenantId,
 };
 use crate::http::{FieldError, IDEMPOTENCY_KEY_HEADER};
 use crate::store::{CreateOutcome, IdempotentRequest, Store, StoreError};
@@ -111,13 +111,15 @@ pub async fn start_run(
         request_hash: request_hash(&value),
     });
     let run = Run::new_queued(
-        tenant.clone(),
-        request.name,
-        request.description,
-        request.provider,
-        request.config,
-        request.dataset_id,
-        request.prepare_only,
+        NewRun {
+            tenant_id: tenant.clone(),
+            name: request.name,
+            description: request.description,
+            provider: request.provider,
+            config: request.config,
+            dataset_id: request.dataset_id,
+            prepare_only: request.prepare_only,
+        },
         now,
     );
     match store.create_run(&run, idempotency.as_ref()).await {

@@ -192,7 +192,7 @@ impl<T> ListView<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Filters, Hyperparameters, TenantId};
+    use crate::domain::{Filters, Hyperparameters, NewRun, TenantId};
     use chrono::TimeZone;
 
     #[test]
@@ -200,24 +200,26 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 11, 25, 14, 3, 0).unwrap()
             + chrono::Duration::nanoseconds(123_456_789);
         let run = Run::new_queued(
-            TenantId::parse("acme").unwrap(),
-            "n".into(),
-            None,
-            ProviderKind::OpenAi,
-            RunConfig {
-                start_date: NaiveDate::from_ymd_opt(2026, 10, 1),
-                end_date: NaiveDate::from_ymd_opt(2026, 10, 31),
-                base_model: "m".into(),
-                min_examples: 10,
-                max_examples: 100,
-                train_split: 0.9,
-                system_prompt: None,
-                seed: 1,
-                hyperparameters: Hyperparameters::default(),
-                filters: Filters::default(),
+            NewRun {
+                tenant_id: TenantId::parse("acme").unwrap(),
+                name: "n".into(),
+                description: None,
+                provider: ProviderKind::OpenAi,
+                config: RunConfig {
+                    start_date: NaiveDate::from_ymd_opt(2026, 10, 1),
+                    end_date: NaiveDate::from_ymd_opt(2026, 10, 31),
+                    base_model: "m".into(),
+                    min_examples: 10,
+                    max_examples: 100,
+                    train_split: 0.9,
+                    system_prompt: None,
+                    seed: 1,
+                    hyperparameters: Hyperparameters::default(),
+                    filters: Filters::default(),
+                },
+                dataset_id: None,
+                prepare_only: false,
             },
-            None,
-            false,
             at,
         );
         let json = serde_json::to_value(RunView::from(&run)).unwrap();

@@ -253,6 +253,10 @@ pub struct Run {
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
     pub completed_at: Option<DateTime<Utc>>,
+    /// Consecutive transient failures of the current step; reset by every
+    /// transition. The reconciler fails the run when it runs out.
+    #[serde(default)]
+    pub retries: u32,
     /// Optimistic-concurrency counter: every stored update must name the
     /// version it read, so the monitor, cancel and reads never lose a write.
     pub version: u64,
@@ -301,6 +305,7 @@ impl Run {
             created_at: now,
             updated_at: now,
             completed_at: None,
+            retries: 0,
             version: 0,
         }
     }

@@ -19,6 +19,7 @@ use crate::blob::BlobError;
 use crate::domain::{Hyperparameters, JobStatus, ProviderKind, RunId, TenantId};
 
 pub mod registry;
+pub mod setup;
 
 pub use registry::Providers;
 

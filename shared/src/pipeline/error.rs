@@ -1,0 +1,68 @@
+//! Why a reconcile step did not complete, and whether the next tick should
+//! simply try again.
+
+use crate::dataset::PrepareError;
+use crate::domain::TransitionError;
+use crate::provider::ProviderError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// A record that contradicts itself (e.g. training without a job). A
+    /// bug or a hand edit; the run fails with this rather than looping.
+    #[error("run record is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl PipelineError {
+    /// Worth retrying on the next tick: the world may be different then.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Store(e) => matches!(e, StoreError::Dynamo { .. }),
+            PipelineError::Provider(e) => e.is_transient(),
+            PipelineError::Prepare(e) => prepare_is_transient(e),
+            PipelineError::Transition(_) | PipelineError::Inconsistent(_) => false,
+        }
+    }
+
+    /// The stable code a failed run carries.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PipelineError::Store(_) => "store_error",
+            PipelineError::Provider(e) => e.code(),
+            PipelineError::Prepare(e) => prepare_code(e),
+            PipelineError::Transition(_) => "invalid_transition",
+            PipelineError::Inconsistent(_) => "inconsistent_record",
+        }
+    }
+}
+
+/// S3 and local I/O can heal; a rule the data or the config breaks cannot.
+fn prepare_is_transient(error: &PrepareError) -> bool {
+    match error {
+        PrepareError::Blob(e) => matches!(e, crate::blob::BlobError::S3 { .. }),
+        PrepareError::Io { .. } => true,
+        PrepareError::TooFewExamples { .. }
+        | PrepareError::NoDateRange
+        | PrepareError::InvalidSettings(_)
+        | PrepareError::Manifest(_) => false,
+    }
+}
+
+fn prepare_code(error: &PrepareError) -> &'static str {
+    match error {
+        PrepareError::TooFewExamples { .. } => "too_few_examples",
+        PrepareError::NoDateRange => "no_date_range",
+        PrepareError::InvalidSettings(_) => "invalid_settings",
+        PrepareError::Blob(_) | PrepareError::Io { .. } => "dataset_io",
+        PrepareError::Manifest(_) => "dataset_manifest",
+    }
+}

@@ -1,0 +1,228 @@
+//! The reconciler: advances one run as far as it can go right now, one
+//! recorded step at a time.
+//!
+//! Every step ends with a version-conditional write of the run before the
+//! next begins, so a crash anywhere resumes on the next tick without
+//! repeating paid work: the dataset id is fixed before preparation (a
+//! retry rewrites the same objects), provider files are recorded against
+//! their sha256, and a job is looked up by its tags before one is created.
+
+mod error;
+pub mod monitor;
+mod steps;
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::blob::Blobs;
+use crate::domain::{EventLevel, Run, RunEvent, RunId, RunStatus, TenantId};
+use crate::provider::registry::Providers;
+use crate::store::{Store, StoreError};
+
+pub use error::PipelineError;
+
+/// Consecutive transient failures of one step before the run fails: about
+/// this many monitor ticks (minutes) of an unreachable provider or bucket.
+pub const MAX_RETRIES: u32 = 10;
+
+/// Steps one reconcile may take before it yields to the next tick; a run
+/// reusing a dataset goes queued → uploading → submitting → training.
+const MAX_STEPS_PER_TICK: usize = 6;
+
+/// What a reconcile did to one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The run moved from one status to another (maybe several steps).
+    Advanced { from: RunStatus, to: RunStatus },
+    /// Nothing to do yet (training in progress), or a transient error that
+    /// the next tick retries.
+    Unchanged { status: RunStatus },
+    /// Another monitor holds the run's lease.
+    Skipped,
+}
+
+/// Everything a step needs: the stores and the providers.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub store: Store,
+    pub blobs: Blobs,
+    pub providers: Providers,
+    pub lease: Duration,
+}
+
+/// What one step left behind.
+pub(crate) enum Step {
+    /// Recorded; the next step may follow at once.
+    Continue(Run),
+    /// Recorded or unchanged; wait for the next tick.
+    Wait(Run),
+}
+
+impl Pipeline {
+    /// The pipeline of a deployment: clients and providers from its config,
+    /// built once per cold start.
+    pub async fn from_config(
+        config: &crate::config::Config,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, crate::provider::ProviderError> {
+        let store = Store::new(crate::aws::dynamodb_client(sdk), &config.table_name);
+        let blobs = Blobs::new(crate::aws::s3_client(sdk), &config.bucket_name);
+        let providers = crate::provider::setup::providers_from_config(config, sdk, &blobs).await?;
+        Ok(Self {
+            store,
+            blobs,
+            providers,
+            lease: config.run_lease,
+        })
+    }
+
+    /// Takes the run's lease, advances it, and gives the lease back.
+    pub async fn reconcile(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        owner: &str,
+    ) -> Result<Outcome, PipelineError> {
+        let Some(run) = self
+            .store
+            .acquire_lease(tenant, run_id, owner, Utc::now(), self.lease)
+            .await?
+        else {
+            return Ok(Outcome::Skipped);
+        };
+        let from = run.status;
+        let result = self.advance(run).await;
+        if let Err(e) = self.store.release_lease(tenant, run_id, owner).await {
+            // The lease expires by itself; the next tick waits it out.
+            tracing::warn!(run_id = %run_id, error = %e, "could not release a run lease");
+        }
+        let run = result?;
+        Ok(if run.status == from {
+            Outcome::Unchanged { status: from }
+        } else {
+            Outcome::Advanced {
+                from,
+                to: run.status,
+            }
+        })
+    }
+
+    /// Runs steps until one waits, the run ends, or the tick's step budget
+    /// is spent. A transient error is counted on the run and retried next
+    /// tick; a permanent one fails the run with its reason.
+    async fn advance(&self, mut run: Run) -> Result<Run, PipelineError> {
+        for _ in 0..MAX_STEPS_PER_TICK {
+            if run.status.is_terminal() {
+                break;
+            }
+            match self.step(&run).await {
+                Ok(Step::Continue(next)) => run = next,
+                Ok(Step::Wait(next)) => return Ok(next),
+                // Someone else (cancel) wrote the run: their word stands.
+                Err(PipelineError::Store(StoreError::VersionConflict { .. })) => {
+                    return Ok(self.store.get_run(&run.tenant_id, &run.id).await?);
+                }
+                Err(e) if e.is_transient() && run.retries < MAX_RETRIES => {
+                    return self.record_retry(run, &e).await;
+                }
+                Err(e) => return self.record_failure(run, &e).await,
+            }
+        }
+        Ok(run)
+    }
+
+    async fn step(&self, run: &Run) -> Result<Step, PipelineError> {
+        match run.status {
+            RunStatus::Queued => self.start(run).await,
+            RunStatus::Preparing => self.prepare(run).await,
+            RunStatus::Uploading => self.upload(run).await,
+            RunStatus::Submitting => self.submit(run).await,
+            RunStatus::Training => self.sync_training(run).await,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => {
+                Ok(Step::Wait(run.clone()))
+            }
+        }
+    }
+
+    async fn record_retry(
+        &self,
+        mut run: Run,
+        error: &PipelineError,
+    ) -> Result<Run, PipelineError> {
+        run.retries += 1;
+        tracing::warn!(
+            run_id = %run.id,
+            status = %run.status,
+            retries = run.retries,
+            code = error.code(),
+            error = %error,
+            "step failed; retrying on the next tick"
+        );
+        run.phase = format!(
+            "retrying {} after a temporary error ({}/{MAX_RETRIES}): {}",
+            run.status,
+            run.retries,
+            error.code()
+        );
+        run.updated_at = Utc::now();
+        let stored = self.store.update_run(&run).await?;
+        self.event(
+            &stored,
+            EventLevel::Warn,
+            "retrying",
+            format!("{}: {error}", error.code()),
+        )
+        .await;
+        Ok(stored)
+    }
+
+    async fn record_failure(
+        &self,
+        mut run: Run,
+        error: &PipelineError,
+    ) -> Result<Run, PipelineError> {
+        tracing::error!(run_id = %run.id, status = %run.status, code = error.code(), error = %error, "run failed");
+        run.fail(error.code(), error.to_string(), Utc::now())?;
+        let stored = self.store.update_run(&run).await?;
+        self.event(
+            &stored,
+            EventLevel::Error,
+            "status_changed",
+            format!("failed: {error}"),
+        )
+        .await;
+        Ok(stored)
+    }
+
+    /// Moves the run, records it, and notes it on the timeline.
+    pub(crate) async fn transition(
+        &self,
+        mut run: Run,
+        next: RunStatus,
+        phase: impl Into<String>,
+    ) -> Result<Run, PipelineError> {
+        let from = run.status;
+        run.move_to(next, phase, Utc::now())?;
+        run.retries = 0;
+        let stored = self.store.update_run(&run).await?;
+        tracing::info!(run_id = %stored.id, from = %from, to = %next, "run advanced");
+        self.event(
+            &stored,
+            EventLevel::Info,
+            "status_changed",
+            format!("{from} -> {next}: {}", stored.phase),
+        )
+        .await;
+        Ok(stored)
+    }
+
+    /// Appends a pipeline event. The run's record is the truth; an event
+    /// that cannot be written is logged, not allowed to undo a step.
+    pub(crate) async fn event(&self, run: &Run, level: EventLevel, kind: &str, message: String) {
+        let event = RunEvent::pipeline(run.id.clone(), level, kind, message, Utc::now());
+        if let Err(e) = self.store.append_event(&run.tenant_id, &event).await {
+            tracing::warn!(run_id = %run.id, error = %e, "could not append a run event");
+        }
+    }
+}

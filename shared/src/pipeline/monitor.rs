@@ -1,0 +1,109 @@
+//! One monitor tick: every active run reconciled, concurrently but
+//! bounded, stopping before the function's own deadline.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::{Outcome, Pipeline};
+use crate::store::ActiveRun;
+
+/// What a tick did, returned by the monitor function and logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Active runs found in the index.
+    pub checked: usize,
+    /// Runs that changed status.
+    pub advanced: usize,
+    /// Runs whose reconcile returned an error (they stay active and are
+    /// retried next tick; one failing run never stops the others).
+    pub failed: usize,
+    /// Runs not touched: another monitor held the lease, or the deadline
+    /// came first.
+    pub skipped: usize,
+    /// Runs looked at that had nothing to do yet.
+    pub unchanged: usize,
+}
+
+/// Reconciles every active run with at most `concurrency` at once. No run
+/// is started once less than `margin` is left before `deadline`; runs
+/// already started are allowed to finish.
+pub async fn run_once(
+    pipeline: &Pipeline,
+    owner: &str,
+    concurrency: usize,
+    deadline: Instant,
+    margin: Duration,
+) -> Result<Summary, crate::store::StoreError> {
+    let active = pipeline.store.list_active_runs().await?;
+    let mut summary = Summary {
+        checked: active.len(),
+        ..Summary::default()
+    };
+    let outcomes: Vec<Option<Result<Outcome, super::PipelineError>>> =
+        futures::stream::iter(active)
+            .map(|ActiveRun { tenant_id, run_id }| async move {
+                if Instant::now() + margin >= deadline {
+                    return None;
+                }
+                let outcome = pipeline.reconcile(&tenant_id, &run_id, owner).await;
+                if let Err(e) = &outcome {
+                    tracing::error!(
+                        tenant_id = %tenant_id,
+                        run_id = %run_id,
+                        code = e.code(),
+                        error = %e,
+                        "reconcile failed"
+                    );
+                }
+                Some(outcome)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    for outcome in outcomes {
+        match outcome {
+            None | Some(Ok(Outcome::Skipped)) => summary.skipped += 1,
+            Some(Ok(Outcome::Advanced { .. })) => summary.advanced += 1,
+            Some(Ok(Outcome::Unchanged { .. })) => summary.unchanged += 1,
+            Some(Err(_)) => summary.failed += 1,
+        }
+    }
+    Ok(summary)
+}
+
+/// Stop starting runs this long before the function's deadline: a started
+/// run may need a few provider calls to finish its step.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+
+/// The monitor function's handler: one tick, owned by this invocation
+/// (its request id names the leases it takes).
+pub async fn on_schedule(
+    pipeline: &Pipeline,
+    config: &crate::config::Config,
+    context: &lambda_runtime::Context,
+) -> Result<Summary, crate::store::StoreError> {
+    let started = Instant::now();
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    let left = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+    let owner = format!("monitor-{}", context.request_id);
+    let summary = run_once(
+        pipeline,
+        &owner,
+        config.monitor_concurrency,
+        started + left,
+        DEADLINE_MARGIN.min(left / 4),
+    )
+    .await?;
+    tracing::info!(
+        checked = summary.checked,
+        advanced = summary.advanced,
+        unchanged = summary.unchanged,
+        failed = summary.failed,
+        skipped = summary.skipped,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "monitor tick done"
+    );
+    Ok(summary)
+}

@@ -1,0 +1,393 @@
+//! One function per status: what the run needs next, done once.
+
+use chrono::Utc;
+
+use super::{Pipeline, PipelineError, Step};
+use crate::dataset::{self, DatasetStats, PreparedDataset};
+use crate::domain::{
+    DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ProviderFile, Run, RunEvent,
+    RunStats, RunStatus,
+};
+use crate::provider::{
+    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderFileRef, ProviderJob,
+};
+use crate::store::StoreError;
+
+/// Provider events copied per tick; the rest follow on the next one.
+const EVENTS_PER_TICK: usize = 100;
+
+impl Pipeline {
+    /// queued: fix the dataset id before any work, so a crash while
+    /// preparing retries into the same keys; or go straight to uploading
+    /// when the run reuses a dataset.
+    pub(super) async fn start(&self, run: &Run) -> Result<Step, PipelineError> {
+        let mut run = run.clone();
+        if let Some(dataset_id) = &run.dataset_id {
+            let record = self.store.get_dataset(&run.tenant_id, dataset_id).await?;
+            run.stats = Some(run_stats(&stats_of(&record)));
+            let (next, phase) = if run.prepare_only {
+                (
+                    RunStatus::Completed,
+                    format!("dataset {dataset_id} already prepared"),
+                )
+            } else {
+                (
+                    RunStatus::Uploading,
+                    format!("reusing dataset {dataset_id}"),
+                )
+            };
+            // Queued may not jump to completed directly; go via preparing.
+            if next == RunStatus::Completed {
+                let run = self
+                    .transition(run, RunStatus::Preparing, "checking dataset")
+                    .await?;
+                return Ok(Step::Continue(self.transition(run, next, phase).await?));
+            }
+            return Ok(Step::Continue(self.transition(run, next, phase).await?));
+        }
+        run.dataset_id = Some(DatasetId::generate());
+        let run = self
+            .transition(
+                run,
+                RunStatus::Preparing,
+                "preparing the dataset from conversation exports",
+            )
+            .await?;
+        Ok(Step::Continue(run))
+    }
+
+    /// preparing: read the exports, write the dataset files and record the
+    /// dataset. A dataset already recorded (a crash after the write) is
+    /// taken as it is.
+    pub(super) async fn prepare(&self, run: &Run) -> Result<Step, PipelineError> {
+        let dataset_id = run
+            .dataset_id
+            .clone()
+            .ok_or_else(|| PipelineError::Inconsistent("preparing without a dataset id".into()))?;
+        let record = match self.store.get_dataset(&run.tenant_id, &dataset_id).await {
+            Ok(record) => record,
+            Err(StoreError::NotFound { .. }) => {
+                let prepared =
+                    dataset::prepare_from_s3(&self.blobs, &run.tenant_id, &dataset_id, &run.config)
+                        .await?;
+                let record = dataset_record(run, &dataset_id, prepared)?;
+                match self.store.put_dataset(&record).await {
+                    Ok(()) => record,
+                    Err(StoreError::AlreadyExists { .. }) => {
+                        self.store.get_dataset(&run.tenant_id, &dataset_id).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let stats = stats_of(&record);
+        let mut run = run.clone();
+        run.stats = Some(run_stats(&stats));
+        let summary = format!(
+            "dataset ready: {} training and {} validation examples, about ${:.2}",
+            stats.train_examples, stats.validation_examples, stats.estimated_cost_usd
+        );
+        let (next, phase) = if run.prepare_only {
+            (RunStatus::Completed, format!("{summary} (prepare only)"))
+        } else {
+            (RunStatus::Uploading, summary)
+        };
+        Ok(Step::Continue(self.transition(run, next, phase).await?))
+    }
+
+    /// uploading: give the provider each dataset file it does not have
+    /// yet, recording each against its sha256 as soon as it is there.
+    pub(super) async fn upload(&self, run: &Run) -> Result<Step, PipelineError> {
+        let provider = self.providers.get(run.provider)?;
+        let dataset_id = run
+            .dataset_id
+            .clone()
+            .ok_or_else(|| PipelineError::Inconsistent("uploading without a dataset".into()))?;
+        let mut record = self.store.get_dataset(&run.tenant_id, &dataset_id).await?;
+        let files: Vec<(&str, crate::domain::DatasetFile)> =
+            std::iter::once(("train", record.train.clone()))
+                .chain(record.validation.clone().map(|v| ("validation", v)))
+                .collect();
+        for (role, file) in files {
+            if record.provider_file(run.provider, &file.sha256).is_some() {
+                continue;
+            }
+            let source = DatasetFileSource {
+                bucket: self.blobs.bucket().to_owned(),
+                key: file.key.clone(),
+                bytes: file.bytes,
+                sha256: file.sha256.clone(),
+                filename: format!("{dataset_id}-{role}.jsonl"),
+            };
+            let uploaded = provider.prepare_file(&source).await?;
+            record.provider_files.push(ProviderFile {
+                provider: run.provider,
+                sha256: file.sha256.clone(),
+                provider_file_id: uploaded.id.clone(),
+                uploaded_at: Utc::now(),
+            });
+            record = self.store.update_dataset(&record).await?;
+            self.event(
+                run,
+                EventLevel::Info,
+                "file_uploaded",
+                format!(
+                    "{role} file ready at {}: {}",
+                    run.provider.as_str(),
+                    uploaded.id
+                ),
+            )
+            .await;
+        }
+        let run = self
+            .transition(
+                run.clone(),
+                RunStatus::Submitting,
+                "creating the fine-tuning job",
+            )
+            .await?;
+        Ok(Step::Continue(run))
+    }
+
+    /// submitting: find the job this run may already have (a crash after
+    /// creating it), or create it; then record it.
+    pub(super) async fn submit(&self, run: &Run) -> Result<Step, PipelineError> {
+        let provider = self.providers.get(run.provider)?;
+        let tags = JobTags {
+            tenant_id: run.tenant_id.clone(),
+            run_id: run.id.clone(),
+        };
+        let existing = provider.find_jobs(&tags).await?;
+        let (job, adopted) = match existing.into_iter().next() {
+            Some(job) => (job, true),
+            None => {
+                let request = self.create_request(run, tags).await?;
+                (provider.create_job(&request).await?, false)
+            }
+        };
+        let mut next = run.clone();
+        next.job = Some(job_info(&job, None));
+        let phase = format!("job {} {}", job.id, job.provider_status);
+        match self.transition(next, RunStatus::Training, phase).await {
+            Ok(stored) => {
+                if adopted {
+                    self.event(
+                        &stored,
+                        EventLevel::Warn,
+                        "job_adopted",
+                        format!(
+                            "found job {} created before an interruption; not creating another",
+                            job.id
+                        ),
+                    )
+                    .await;
+                }
+                Ok(Step::Continue(stored))
+            }
+            Err(PipelineError::Store(StoreError::VersionConflict { .. })) => {
+                // Cancelled while we were creating the job: stop the job
+                // we just made rather than let it train unpaid-for.
+                let mut current = self.store.get_run(&run.tenant_id, &run.id).await?;
+                if current.status == RunStatus::Cancelled && current.job.is_none() {
+                    let cancelled = provider.cancel_job(&job.id).await?;
+                    current.job = Some(job_info(&cancelled, None));
+                    let stored = self.store.update_run(&current).await?;
+                    self.event(
+                        &stored,
+                        EventLevel::Warn,
+                        "job_cancelled",
+                        format!(
+                            "run was cancelled while job {} was being created; job cancelled",
+                            job.id
+                        ),
+                    )
+                    .await;
+                    return Ok(Step::Wait(stored));
+                }
+                Ok(Step::Wait(current))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_request(&self, run: &Run, tags: JobTags) -> Result<CreateJob, PipelineError> {
+        let dataset_id = run
+            .dataset_id
+            .clone()
+            .ok_or_else(|| PipelineError::Inconsistent("submitting without a dataset".into()))?;
+        let record = self.store.get_dataset(&run.tenant_id, &dataset_id).await?;
+        let file_ref = |sha: &str| {
+            record
+                .provider_file(run.provider, sha)
+                .map(|id| ProviderFileRef { id: id.to_owned() })
+        };
+        let training_file = file_ref(&record.train.sha256).ok_or_else(|| {
+            PipelineError::Inconsistent("the training file was never uploaded".into())
+        })?;
+        let validation_file = record.validation.as_ref().and_then(|v| file_ref(&v.sha256));
+        Ok(CreateJob {
+            tags,
+            base_model: run.config.base_model.clone(),
+            training_file,
+            validation_file,
+            hyperparameters: run.config.hyperparameters,
+            suffix: Some(run.tenant_id.as_str().to_owned()),
+            seed: Some(run.config.seed),
+        })
+    }
+
+    /// training: copy the job's state and its new events; finish the run
+    /// when the job ends.
+    pub(super) async fn sync_training(&self, run: &Run) -> Result<Step, PipelineError> {
+        let provider = self.providers.get(run.provider)?;
+        let known = run
+            .job
+            .clone()
+            .ok_or_else(|| PipelineError::Inconsistent("training without a job".into()))?;
+        let job = provider.get_job(&known.provider_job_id).await?;
+        let cursor = self.copy_events(run, provider.as_ref(), &known).await?;
+        let mut next = run.clone();
+        next.job = Some(job_info(&job, cursor));
+        next.updated_at = Utc::now();
+        next.retries = 0;
+        let step = match job.status {
+            JobStatus::Succeeded => {
+                let model = job.fine_tuned_model.clone().unwrap_or_default();
+                Step::Continue(
+                    self.transition(
+                        next,
+                        RunStatus::Completed,
+                        format!("fine-tuned model ready: {model}"),
+                    )
+                    .await?,
+                )
+            }
+            JobStatus::Failed => {
+                let message = job
+                    .error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_else(|| "the provider failed the job without a reason".into());
+                next.fail(
+                    "provider_job_failed",
+                    format!("job {} failed: {message}", job.id),
+                    Utc::now(),
+                )?;
+                let stored = self.store.update_run(&next).await?;
+                self.event(
+                    &stored,
+                    EventLevel::Error,
+                    "status_changed",
+                    format!("failed: {message}"),
+                )
+                .await;
+                Step::Continue(stored)
+            }
+            JobStatus::Cancelled => Step::Continue(
+                self.transition(next, RunStatus::Cancelled, "job cancelled at the provider")
+                    .await?,
+            ),
+            _ => {
+                next.phase = format!("job {} {}", job.id, job.provider_status);
+                Step::Wait(self.store.update_run(&next).await?)
+            }
+        };
+        Ok(step)
+    }
+
+    /// Stores the provider's events newer than the last one stored, each
+    /// once, and returns the new cursor.
+    async fn copy_events(
+        &self,
+        run: &Run,
+        provider: &dyn FineTuningProvider,
+        known: &JobInfo,
+    ) -> Result<Option<String>, PipelineError> {
+        let events = provider
+            .list_events(
+                &known.provider_job_id,
+                known.events_cursor.as_deref(),
+                EVENTS_PER_TICK,
+            )
+            .await?;
+        let mut cursor = known.events_cursor.clone();
+        for e in events {
+            let level = match e.level.as_str() {
+                "error" => EventLevel::Error,
+                "warn" | "warning" => EventLevel::Warn,
+                _ => EventLevel::Info,
+            };
+            let event = RunEvent {
+                id: RunEvent::id_for_provider_event(run.provider.as_str(), &e.id),
+                run_id: run.id.clone(),
+                at: e.created_at,
+                source: crate::domain::EventSource::Provider,
+                level,
+                kind: e.kind.clone(),
+                message: e.message.clone(),
+                data: e.data.clone(),
+            };
+            self.store.append_event(&run.tenant_id, &event).await?;
+            cursor = Some(e.id);
+        }
+        Ok(cursor)
+    }
+}
+
+/// The record of a freshly prepared dataset.
+fn dataset_record(
+    run: &Run,
+    dataset_id: &DatasetId,
+    prepared: PreparedDataset,
+) -> Result<DatasetRecord, PipelineError> {
+    let stats = serde_json::to_value(&prepared.stats)
+        .map_err(|e| PipelineError::Inconsistent(format!("dataset stats do not serialise: {e}")))?;
+    Ok(DatasetRecord {
+        id: dataset_id.clone(),
+        tenant_id: run.tenant_id.clone(),
+        run_id: run.id.clone(),
+        start_date: run.config.start_date,
+        end_date: run.config.end_date,
+        format: "openai-chat".to_owned(),
+        train: prepared.train,
+        validation: prepared.validation,
+        manifest_key: prepared.manifest_key,
+        stats,
+        provider_files: Vec::new(),
+        created_at: Utc::now(),
+        version: 0,
+    })
+}
+
+/// The dataset's stats as the preparation wrote them. A record written by
+/// an older version with fewer fields still reads (missing ones default).
+fn stats_of(record: &DatasetRecord) -> DatasetStats {
+    serde_json::from_value(record.stats.clone()).unwrap_or_default()
+}
+
+fn run_stats(stats: &DatasetStats) -> RunStats {
+    RunStats {
+        train_examples: stats.train_examples,
+        validation_examples: stats.validation_examples,
+        train_tokens: stats.billing_tokens,
+        epochs: stats.epochs,
+        estimated_billed_tokens: stats.estimated_charged_tokens,
+        estimated_cost_usd: stats.estimated_cost_usd,
+    }
+}
+
+fn job_info(job: &ProviderJob, events_cursor: Option<String>) -> JobInfo {
+    JobInfo {
+        provider_job_id: job.id.clone(),
+        status: job.status,
+        provider_status: job.provider_status.clone(),
+        fine_tuned_model: job.fine_tuned_model.clone(),
+        trained_tokens: job.trained_tokens,
+        error: job.error.as_ref().map(|e| e.message.clone()),
+        estimated_finish: job.estimated_finish,
+        finished_at: job.finished_at,
+        synced_at: Utc::now(),
+        events_cursor,
+    }
+}

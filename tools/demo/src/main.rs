@@ -1,0 +1,138 @@
+//! `make demo`: the main job end to end on the local stack.
+//!
+//! Starts moto (S3, DynamoDB) and the OpenAI sandbox on loopback, uploads a
+//! generated multi-day export of an example tenant's conversations, starts
+//! a run through the start-run handler with the API Gateway HTTP API event
+//! Lambda would deliver, drives the monitor handler with EventBridge
+//! scheduled events until the run ends, and prints the run. The last line
+//! is the final run as one line of JSON.
+
+mod events;
+mod seed;
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use finetune::config::Config;
+use finetune::domain::{RunId, TenantId};
+use finetune::pipeline::{Pipeline, monitor};
+use openai_sandbox::{Progression, SandboxConfig};
+
+const TENANT: &str = "acme-outfitters";
+const DAYS: u32 = 5;
+const PER_DAY: usize = 60;
+/// The whole demo gives up after this long (the sandbox needs ~30 s).
+const LIMIT: Duration = Duration::from_secs(300);
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    // Quiet by default: the demo prints its own story.
+    let endpoint = finetune_tests::moto_endpoint();
+    println!("local stack: moto at {endpoint}");
+    let sandbox = openai_sandbox::spawn(SandboxConfig {
+        progression: Progression::Every(Duration::from_millis(1500)),
+        ..SandboxConfig::default()
+    })
+    .await?;
+    println!("OpenAI sandbox at {}", sandbox.base_url());
+
+    let sdk = finetune_tests::sdk_config().await;
+    let table = finetune_tests::unique_name("demo");
+    let bucket = finetune_tests::unique_name("demo");
+    let config = Config::from_lookup(|name| match name {
+        "FINETUNE_TABLE" => Some(table.clone()),
+        "FINETUNE_BUCKET" => Some(bucket.clone()),
+        "OPENAI_BASE_URL" => Some(sandbox.base_url()),
+        "OPENAI_API_KEY" => Some("sk-local-demo".to_owned()),
+        "RUN_LEASE_SECONDS" => Some("60".to_owned()),
+        _ => None,
+    })?;
+    finetune::store::provision::create_table(&finetune::aws::dynamodb_client(&sdk), &table).await?;
+    let s3 = finetune_tests::s3_client(&sdk);
+    s3.create_bucket().bucket(&bucket).send().await?;
+
+    // The example tenant's export: five days, plain and gzipped, messy.
+    let first_day = Utc::now().date_naive() - chrono::Duration::days(i64::from(DAYS) + 1);
+    let last_day = first_day + chrono::Duration::days(i64::from(DAYS) - 1);
+    let blobs = finetune::blob::Blobs::new(s3.clone(), &bucket);
+    let files = seed::export(TENANT, first_day, DAYS, PER_DAY, 7);
+    let mut bytes = 0;
+    for file in &files {
+        bytes += file.body.len();
+        blobs
+            .put_bytes(&file.key, file.body.clone(), "application/x-ndjson")
+            .await?;
+    }
+    println!(
+        "uploaded {} export files ({} KiB) for tenant {TENANT}, {first_day} to {last_day}",
+        files.len(),
+        bytes / 1024
+    );
+
+    // The functions' state, built as their main.rs builds it.
+    let pipeline = Pipeline::from_config(&config, &sdk).await?;
+    let store = pipeline.store.clone();
+
+    // POST /runs, as API Gateway delivers it to start-run.
+    let body = serde_json::json!({
+        "name": "acme support assistant v1",
+        "description": "Support conversations, last week",
+        "config": {
+            "start_date": first_day.to_string(),
+            "end_date": last_day.to_string(),
+            "base_model": "gpt-4o-mini-2024-07-18",
+            "min_examples": 10,
+            "max_examples": 1000,
+            "train_split": 0.9,
+            "system_prompt": "You are Acme Outfitters' friendly support assistant.",
+            "seed": 7,
+            "hyperparameters": {"n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": "auto"}
+        }
+    });
+    let request = events::http_request("POST", "/runs", Some(&body), TENANT, Some("demo-run-1"))?;
+    let response = finetune::http::start_run_handler(&store, &config, request).await;
+    let status = response.status();
+    let created: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
+    println!(
+        "POST /runs -> {status}: run {} is {}",
+        created["id"], created["status"]
+    );
+    let run_id = RunId::parse(created["id"].as_str().unwrap_or_default())?;
+    let tenant = TenantId::parse(TENANT)?;
+
+    // The monitor on its schedule, until the run ends.
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let tick = events::scheduled_tick(Duration::from_secs(60))?;
+        let summary = monitor::on_schedule(&pipeline, &config, &tick.context).await?;
+        let run = store.get_run(&tenant, &run_id).await?;
+        let line = format!("{}: {}", run.status, run.phase);
+        if line != last {
+            println!(
+                "[{:>5.1}s] monitor checked {} advanced {} | run {line}",
+                started.elapsed().as_secs_f32(),
+                summary.checked,
+                summary.advanced
+            );
+            last = line;
+        }
+        if run.status.is_terminal() {
+            break;
+        }
+        if started.elapsed() > LIMIT {
+            return Err(format!("the run did not finish within {LIMIT:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // GET /runs/{id}, as the product would read it.
+    let request = events::http_request("GET", &format!("/runs/{run_id}"), None, TENANT, None)?;
+    let response = finetune::http::job_status_handler(&store, &config, request).await;
+    let run: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
+    println!("\nGET /runs/{run_id} -> {}", response.status());
+    println!("{}", serde_json::to_string_pretty(&run)?);
+    println!("{}", serde_json::to_string(&run)?);
+    Ok(())
+}
