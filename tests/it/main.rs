@@ -5,4 +5,5 @@ mod blob;
 mod dataset;
 mod openai;
 mod openai_contract;
+mod pipeline;
 mod store;

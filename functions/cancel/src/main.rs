@@ -2,8 +2,8 @@
 //! cancelled. All logic is in `finetune::http::cancel_handler`; this file
 //! builds the clients and the provider registry once per cold start.
 
-use finetune::config::Config;
 use finetune::blob::Blobs;
+use finetune::config::Config;
 use finetune::provider::setup::providers_from_config;
 use finetune::store::Store;
 use lambda_http::{Error, Request, service_fn};

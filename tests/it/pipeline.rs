@@ -1,0 +1,502 @@
+//! The whole pipeline through the real handlers: API Gateway v2 events into
+//! start-run and cancel, EventBridge scheduled events into the monitor,
+//! against moto and the OpenAI sandbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use finetune::config::Config;
+use finetune::domain::{ProviderKind, Run, RunId, RunStatus, TenantId};
+use finetune::pipeline::Pipeline;
+use finetune::pipeline::monitor::{self, Summary};
+use finetune::provider::registry::Providers;
+use finetune::provider::{
+    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderError, ProviderEvent,
+    ProviderFileRef, ProviderJob,
+};
+use finetune_tests::{ApiEvent, TestEnv};
+use openai_sandbox::{Progression, Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+const TENANT: &str = "acme";
+
+struct World {
+    env: TestEnv,
+    sandbox: Sandbox,
+    config: Config,
+    pipeline: Pipeline,
+}
+
+fn quick_sandbox() -> SandboxConfig {
+    SandboxConfig {
+        progression: Progression::OnRead,
+        epochs: 1,
+        steps_per_epoch: 2,
+        ..SandboxConfig::default()
+    }
+}
+
+async fn world_with(
+    sandbox: SandboxConfig,
+    wrap: impl FnOnce(Arc<dyn FineTuningProvider>) -> Arc<dyn FineTuningProvider>,
+) -> World {
+    let env = TestEnv::new().await;
+    let sandbox = crate::openai::sandbox(sandbox).await;
+    let (table, bucket, base_url) = (env.table.clone(), env.bucket.clone(), sandbox.base_url());
+    let config = Config::from_lookup(|name| match name {
+        "FINETUNE_TABLE" => Some(table.clone()),
+        "FINETUNE_BUCKET" => Some(bucket.clone()),
+        "OPENAI_BASE_URL" => Some(base_url.clone()),
+        "OPENAI_API_KEY" => Some(crate::openai::KEY.to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let openai: Arc<dyn FineTuningProvider> = Arc::new(crate::openai::provider_with(
+        &env,
+        crate::openai::settings(&sandbox),
+    ));
+    let pipeline = Pipeline {
+        store: env.store.clone(),
+        blobs: env.blobs.clone(),
+        providers: Providers::new().with(wrap(openai)),
+        lease: Duration::from_secs(60),
+    };
+    World {
+        env,
+        sandbox,
+        config,
+        pipeline,
+    }
+}
+
+async fn world() -> World {
+    world_with(quick_sandbox(), |p| p).await
+}
+
+/// `n` good conversations on 2026-10-01 and 2026-10-02.
+async fn seed(world: &World, n: usize) {
+    for day in [1, 2] {
+        let lines: String = (0..n)
+            .filter(|i| i % 2 == day - 1)
+            .map(|i| {
+                json!({
+                    "id": format!("conv-{i}"),
+                    "started_at": format!("2026-10-0{day}T10:00:00Z"),
+                    "outcome": "resolved",
+                    "messages": [
+                        {"role": "user", "content": format!("Where is order A{i}?")},
+                        {"role": "assistant", "content": format!("Order A{i} ships on day {}.", i % 7)}
+                    ]
+                })
+                .to_string()
+                    + "\n"
+            })
+            .collect();
+        world
+            .env
+            .blobs
+            .put_bytes(
+                &format!("conversations/{TENANT}/2026/10/0{day}/export.jsonl"),
+                lines.into_bytes(),
+                "application/x-ndjson",
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn run_body(min_examples: u32) -> Value {
+    json!({
+        "name": "support v1",
+        "config": {
+            "start_date": "2026-10-01",
+            "end_date": "2026-10-02",
+            "base_model": "gpt-4o-mini-2024-07-18",
+            "min_examples": min_examples,
+            "max_examples": 1000,
+            "train_split": 0.8,
+            "seed": 3
+        }
+    })
+}
+
+async fn start(world: &World, body: &Value) -> RunId {
+    let request = ApiEvent::post("/runs").tenant(TENANT).json(body).build();
+    let response =
+        finetune::http::start_run_handler(&world.pipeline.store, &world.config, request).await;
+    assert_eq!(response.status(), 202, "{:?}", response.body());
+    let run: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    RunId::parse(run["id"].as_str().unwrap()).unwrap()
+}
+
+/// One monitor invocation with EventBridge's scheduled event, as Lambda
+/// delivers it.
+async fn tick(world: &World) -> Summary {
+    let payload: EventBridgeEvent = serde_json::from_value(json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/monitor"], "detail": {}
+    }))
+    .unwrap();
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
+    let event = lambda_runtime::LambdaEvent::new(payload, context);
+    monitor::on_schedule(&world.pipeline, &world.config, &event.context)
+        .await
+        .unwrap()
+}
+
+async fn run(world: &World, id: &RunId) -> Run {
+    world
+        .pipeline
+        .store
+        .get_run(&TenantId::parse(TENANT).unwrap(), id)
+        .await
+        .unwrap()
+}
+
+/// Ticks until the run is terminal (or gives up after `max` ticks).
+async fn drive(world: &World, id: &RunId, max: usize) -> Run {
+    for _ in 0..max {
+        let r = run(world, id).await;
+        if r.status.is_terminal() {
+            return r;
+        }
+        tick(world).await;
+    }
+    run(world, id).await
+}
+
+#[tokio::test]
+async fn a_run_goes_from_post_to_a_fine_tuned_model() {
+    // GIVEN a tenant's exports and a run accepted by POST /runs
+    let world = world().await;
+    seed(&world, 40).await;
+    let id = start(&world, &run_body(10)).await;
+
+    // WHEN the monitor ticks until the run ends
+    let done = drive(&world, &id, 30).await;
+
+    // THEN it completed with a fine-tuned model and one job at the provider
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    let job = done.job.clone().unwrap();
+    assert!(
+        job.fine_tuned_model
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("ft:gpt-4o-mini")
+    );
+    assert_eq!(world.sandbox.jobs().len(), 1);
+    let stats = done.stats.clone().unwrap();
+    assert_eq!(stats.train_examples + stats.validation_examples, 40);
+    assert!(done.completed_at.is_some());
+
+    // AND GET /runs/{id} shows it with its dataset, and the timeline holds
+    // our transitions and the provider's events
+    let request = ApiEvent::get(&format!("/runs/{id}")).tenant(TENANT).build();
+    let response =
+        finetune::http::job_status_handler(&world.pipeline.store, &world.config, request).await;
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["provider"], "openai");
+    assert!(body["dataset"]["stats"]["train_examples"].as_u64().unwrap() > 0);
+    let events = world
+        .pipeline
+        .store
+        .list_events(&TenantId::parse(TENANT).unwrap(), &id, 100, None)
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "status_changed" && e.message.starts_with("queued -> preparing"))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.source == finetune::domain::EventSource::Provider)
+    );
+    // The active index no longer holds it.
+    assert!(
+        world
+            .pipeline
+            .store
+            .list_active_runs()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn too_few_examples_fails_the_run_with_the_count() {
+    let world = world().await;
+    seed(&world, 4).await;
+    let id = start(&world, &run_body(10)).await;
+
+    let done = drive(&world, &id, 5).await;
+
+    assert_eq!(done.status, RunStatus::Failed);
+    let error = done.error.unwrap();
+    assert_eq!(error.code, "too_few_examples");
+    assert!(
+        error.message.contains("only 4 training examples"),
+        "{}",
+        error.message
+    );
+    assert!(
+        world.sandbox.jobs().is_empty(),
+        "no job for a failed preparation"
+    );
+}
+
+#[tokio::test]
+async fn a_job_failing_at_the_provider_fails_the_run_with_its_message() {
+    // The sandbox fails a job after its first epoch: give it two.
+    let world = world_with(
+        SandboxConfig {
+            epochs: 2,
+            ..quick_sandbox()
+        },
+        |p| p,
+    )
+    .await;
+    world.sandbox.set_fail_training(true);
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+
+    let done = drive(&world, &id, 30).await;
+
+    assert_eq!(done.status, RunStatus::Failed, "{done:?}");
+    let error = done.error.unwrap();
+    assert_eq!(error.code, "provider_job_failed");
+    let provider_message = done.job.unwrap().error.unwrap();
+    assert!(
+        error.message.contains(&provider_message),
+        "{} / {provider_message}",
+        error.message
+    );
+}
+
+#[tokio::test]
+async fn openai_refusing_new_fine_tuning_fails_the_run_saying_why() {
+    let world = world().await;
+    world.sandbox.set_deny_fine_tuning(true);
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+
+    let done = drive(&world, &id, 5).await;
+
+    assert_eq!(done.status, RunStatus::Failed);
+    let error = done.error.unwrap();
+    assert_eq!(error.code, "provider_fine_tuning_not_permitted");
+    assert!(
+        error.message.contains("another provider"),
+        "{}",
+        error.message
+    );
+}
+
+/// Creates the job at the provider, then loses the answer (as a timeout
+/// or a crash between "created" and "recorded" would): the port's real
+/// adapter underneath, nothing of ours mocked.
+struct LosesFirstCreateAnswer {
+    inner: Arc<dyn FineTuningProvider>,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl FineTuningProvider for LosesFirstCreateAnswer {
+    fn kind(&self) -> ProviderKind {
+        self.inner.kind()
+    }
+    async fn prepare_file(
+        &self,
+        file: &DatasetFileSource,
+    ) -> Result<ProviderFileRef, ProviderError> {
+        self.inner.prepare_file(file).await
+    }
+    async fn create_job(&self, job: &CreateJob) -> Result<ProviderJob, ProviderError> {
+        let created = self.inner.create_job(job).await?;
+        if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(ProviderError::Transport(
+                "connection reset after sending (injected)".into(),
+            ));
+        }
+        Ok(created)
+    }
+    async fn find_jobs(&self, tags: &JobTags) -> Result<Vec<ProviderJob>, ProviderError> {
+        self.inner.find_jobs(tags).await
+    }
+    async fn get_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+        self.inner.get_job(job_id).await
+    }
+    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+        self.inner.cancel_job(job_id).await
+    }
+    async fn list_events(
+        &self,
+        job_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ProviderEvent>, ProviderError> {
+        self.inner.list_events(job_id, after, limit).await
+    }
+    async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
+        self.inner.delete_model(model).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_job_creation_and_recording_still_makes_one_job() {
+    let world = world_with(quick_sandbox(), |inner| {
+        Arc::new(LosesFirstCreateAnswer {
+            inner,
+            lost: std::sync::atomic::AtomicBool::new(false),
+        })
+    })
+    .await;
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+
+    // The first tick creates the job but never learns of it.
+    tick(&world).await;
+    let after_crash = run(&world, &id).await;
+    assert_eq!(after_crash.status, RunStatus::Submitting);
+    assert_eq!(after_crash.retries, 1);
+    assert_eq!(world.sandbox.jobs().len(), 1);
+
+    let done = drive(&world, &id, 30).await;
+
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    assert_eq!(
+        world.sandbox.jobs().len(),
+        1,
+        "exactly one job was ever created"
+    );
+    assert_eq!(
+        done.job.unwrap().provider_job_id,
+        world.sandbox.jobs()[0]["id"].as_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_monitors_never_make_two_jobs() {
+    let world = world().await;
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+
+    for _ in 0..10 {
+        let (a, b) = tokio::join!(tick(&world), tick(&world));
+        assert!(a.skipped + b.skipped <= 1);
+        if run(&world, &id).await.status.is_terminal() {
+            break;
+        }
+    }
+
+    assert_eq!(run(&world, &id).await.status, RunStatus::Completed);
+    assert_eq!(world.sandbox.jobs().len(), 1);
+}
+
+async fn cancel(world: &World, id: &RunId) -> (u16, Value) {
+    let request = ApiEvent::post(&format!("/runs/{id}/cancel"))
+        .tenant(TENANT)
+        .build();
+    let response = finetune::http::cancel_handler(
+        &world.pipeline.store,
+        &world.pipeline.providers,
+        &world.config,
+        request,
+    )
+    .await;
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(response.body().as_ref()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn cancel_while_queued_stops_the_run_before_any_work() {
+    let world = world().await;
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+
+    let (status, body) = cancel(&world, &id).await;
+    tick(&world).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "cancelled");
+    let r = run(&world, &id).await;
+    assert_eq!(r.status, RunStatus::Cancelled);
+    assert!(r.dataset_id.is_none(), "nothing was prepared");
+    assert!(world.sandbox.jobs().is_empty());
+}
+
+#[tokio::test]
+async fn cancel_while_training_cancels_the_job_at_the_provider() {
+    let world = world_with(
+        SandboxConfig {
+            progression: Progression::Manual,
+            ..quick_sandbox()
+        },
+        |p| p,
+    )
+    .await;
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+    tick(&world).await;
+    let training = run(&world, &id).await;
+    assert_eq!(training.status, RunStatus::Training);
+    let job_id = training.job.unwrap().provider_job_id;
+
+    let (status, body) = cancel(&world, &id).await;
+    let summary = tick(&world).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(
+        world.sandbox.job_status(&job_id).as_deref(),
+        Some("cancelled")
+    );
+    assert_eq!(
+        summary.checked, 0,
+        "a cancelled run leaves the active index"
+    );
+    // Cancelling again is fine; the provider is not asked twice.
+    let (again, _) = cancel(&world, &id).await;
+    assert_eq!(again, 200);
+}
+
+#[tokio::test]
+async fn a_prepare_only_run_completes_with_stats_and_no_job() {
+    let world = world().await;
+    seed(&world, 20).await;
+    let mut body = run_body(10);
+    body["prepare_only"] = json!(true);
+    let id = start(&world, &body).await;
+
+    let done = drive(&world, &id, 5).await;
+
+    assert_eq!(done.status, RunStatus::Completed);
+    assert!(done.job.is_none());
+    let stats = done.stats.unwrap();
+    assert!(stats.estimated_cost_usd >= 0.0 && stats.train_examples > 0);
+    assert!(world.sandbox.jobs().is_empty());
+
+    // Its dataset can then train another run without being prepared again.
+    let retrain = json!({
+        "name": "retrain",
+        "dataset_id": done.dataset_id.unwrap().to_string(),
+        "config": {"base_model": "gpt-4.1-mini-2025-04-14", "min_examples": 10, "max_examples": 1000}
+    });
+    let second = start(&world, &retrain).await;
+    let finished = drive(&world, &second, 30).await;
+    assert_eq!(finished.status, RunStatus::Completed, "{finished:?}");
+    assert_eq!(world.sandbox.jobs().len(), 1);
+}
