@@ -470,6 +470,32 @@ async fn server_errors_are_retried_with_backoff_and_then_succeed() {
 }
 
 #[tokio::test]
+async fn a_server_error_on_job_creation_is_not_resent() {
+    // A 5xx may come after the job was made; resending could pay for two.
+    // The reconciler finds such a job by its tags on the next tick instead.
+    let env = TestEnv::new().await;
+    let sb = sandbox(SandboxConfig::default()).await;
+    let p = provider_with(&env, settings(&sb));
+    let source = put_file(&env, "t.jsonl", training_jsonl(10)).await;
+    let file = p.prepare_file(&source).await.unwrap();
+    sb.inject(Fault::status("POST", "/fine_tuning/jobs", 500, 1));
+    let tags = tags();
+
+    let err = p.create_job(&create(&tags, &file)).await.unwrap_err();
+
+    assert!(
+        matches!(err, ProviderError::Server { status: 500, .. }),
+        "{err:?}"
+    );
+    let creates = sb
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/fine_tuning/jobs")
+        .count();
+    assert_eq!(creates, 1);
+}
+
+#[tokio::test]
 async fn a_bad_request_is_not_retried_and_carries_openais_message_and_param() {
     let env = TestEnv::new().await;
     let sb = sandbox(SandboxConfig::default()).await;

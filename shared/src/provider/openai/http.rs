@@ -257,8 +257,13 @@ impl Http {
                     let status = response.status();
                     let headers = response.headers().clone();
                     let retry_after = retry_after(&headers);
+                    // A 5xx on job creation may come after the job was
+                    // made: resending could pay for two. Only a 429 (the
+                    // request was not processed) is resent there; the
+                    // reconciler finds a job that did get made by its tags.
                     let retryable = match should_retry_header(&headers) {
                         Some(forced) => forced,
+                        None if call == Call::CreateJob => status == StatusCode::TOO_MANY_REQUESTS,
                         None => status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
                     };
                     let body = response.bytes().await.unwrap_or_default();
