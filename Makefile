@@ -27,7 +27,7 @@ fmt:
 
 ## demo: an example tenant's conversations become a completed fine-tuning run
 demo: $(STAMP)
-	cargo run --quiet -p demo
+	cargo run --quiet -p demo --bin demo
 
 venv: $(STAMP)
 
