@@ -77,21 +77,13 @@ impl OpenAiClient {
     pub async fn retrieve_file(&self, file_id: &str) -> Result<FileObject, ProviderError> {
         let url = self.http.url(&["files", file_id]);
         let what = format!("file {file_id}");
-        self.http
-            .json(Call::Other { what: &what }, || async {
-                Ok(self.http.request(Method::GET, url.clone()))
-            })
-            .await
+        self.bodyless(Method::GET, url, &what).await
     }
 
     pub async fn delete_file(&self, file_id: &str) -> Result<Deleted, ProviderError> {
         let url = self.http.url(&["files", file_id]);
         let what = format!("file {file_id}");
-        self.http
-            .json(Call::Other { what: &what }, || async {
-                Ok(self.http.request(Method::DELETE, url.clone()))
-            })
-            .await
+        self.bodyless(Method::DELETE, url, &what).await
     }
 
     // ---- Uploads -----------------------------------------------------
@@ -150,11 +142,7 @@ impl OpenAiClient {
     pub async fn cancel_upload(&self, upload_id: &str) -> Result<UploadObject, ProviderError> {
         let url = self.http.url(&["uploads", upload_id, "cancel"]);
         let what = format!("upload {upload_id}");
-        self.http
-            .json(Call::Other { what: &what }, || async {
-                Ok(self.http.request(Method::POST, url.clone()))
-            })
-            .await
+        self.bodyless(Method::POST, url, &what).await
     }
 
     /// The whole Uploads flow in constant memory: create, one ranged S3
@@ -349,9 +337,20 @@ impl OpenAiClient {
             pairs.append_pair("limit", &limit.to_string());
         }
         let what = format!("fine-tuning job {job_id}");
+        self.bodyless(Method::GET, url, &what).await
+    }
+
+    /// The shape most endpoints share: no body, a JSON answer, retried as
+    /// `Call::Other` (never a job creation).
+    async fn bodyless<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        url: reqwest::Url,
+        what: &str,
+    ) -> Result<T, ProviderError> {
         self.http
-            .json(Call::Other { what: &what }, || async {
-                Ok(self.http.request(Method::GET, url.clone()))
+            .json(Call::Other { what }, || async {
+                Ok(self.http.request(method.clone(), url.clone()))
             })
             .await
     }
@@ -361,11 +360,7 @@ impl OpenAiClient {
     pub async fn delete_model(&self, model: &str) -> Result<Deleted, ProviderError> {
         let url = self.http.url(&["models", model]);
         let what = format!("model {model}");
-        self.http
-            .json(Call::Other { what: &what }, || async {
-                Ok(self.http.request(Method::DELETE, url.clone()))
-            })
-            .await
+        self.bodyless(Method::DELETE, url, &what).await
     }
 }
 
