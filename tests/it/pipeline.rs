@@ -500,3 +500,43 @@ async fn a_prepare_only_run_completes_with_stats_and_no_job() {
     assert_eq!(finished.status, RunStatus::Completed, "{finished:?}");
     assert_eq!(world.sandbox.jobs().len(), 1);
 }
+
+#[tokio::test]
+async fn a_tick_that_sees_nothing_new_writes_nothing() {
+    // GIVEN a run in training whose job only moves when the test says so
+    let world = world_with(
+        SandboxConfig {
+            progression: Progression::Manual,
+            ..quick_sandbox()
+        },
+        |p| p,
+    )
+    .await;
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+    tick(&world).await;
+    tick(&world).await;
+    let before = run(&world, &id).await;
+    assert_eq!(before.status, RunStatus::Training);
+
+    // WHEN the monitor ticks again and the provider reports nothing new
+    let summary = tick(&world).await;
+
+    // THEN the run is looked at but its record is not rewritten
+    assert_eq!((summary.checked, summary.unchanged), (1, 1));
+    let after = run(&world, &id).await;
+    assert_eq!(after.version, before.version, "no write for no news");
+
+    // WHEN the job moves at the provider
+    let job_id = after.job.unwrap().provider_job_id;
+    world.sandbox.advance(&job_id);
+    tick(&world).await;
+
+    // THEN the next tick records it
+    let moved = run(&world, &id).await;
+    assert!(moved.version > before.version);
+    assert_ne!(
+        moved.job.unwrap().provider_status,
+        before.job.unwrap().provider_status
+    );
+}

@@ -392,6 +392,66 @@ async fn events_append_once_and_list_newest_first() {
 }
 
 #[tokio::test]
+async fn the_monitor_reads_many_runs_in_batches_and_skips_vanished_ones() {
+    // GIVEN 230 active runs of two tenants (three BatchGetItem pages)
+    let env = TestEnv::new().await;
+    let mut stored = Vec::new();
+    for i in 0..230 {
+        let t = tenant(if i % 2 == 0 { "acme" } else { "globex" });
+        let run = new_run(&t, &format!("run {i}"));
+        env.store.create_run(&run, None).await.unwrap();
+        stored.push(run);
+    }
+    let mut keys = env.store.list_active_runs().await.unwrap();
+    // and one key whose run does not exist
+    keys.push(finetune::store::ActiveRun {
+        tenant_id: tenant("acme"),
+        run_id: RunId::generate(),
+    });
+
+    // WHEN they are read in one call
+    let mut read = env.store.get_runs(&keys).await.unwrap();
+
+    // THEN every stored run comes back exactly as stored, and nothing else
+    read.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    stored.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    assert_eq!(read, stored);
+}
+
+#[tokio::test]
+async fn provider_events_written_twice_are_stored_once() {
+    // GIVEN 30 provider events (two BatchWriteItem requests)
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let run = new_run(&t, "timeline");
+    let base = Utc::now();
+    let events: Vec<RunEvent> = (0..30)
+        .map(|i| RunEvent {
+            id: RunEvent::id_for_provider_event("openai", &format!("ftevent-{i}")),
+            run_id: run.id.clone(),
+            at: base + chrono::Duration::milliseconds(i),
+            source: finetune::domain::EventSource::Provider,
+            level: EventLevel::Info,
+            kind: "message".into(),
+            message: format!("Step {i}/30"),
+            data: None,
+        })
+        .collect();
+
+    // WHEN they are written, and written again (a poll that crashed before
+    // recording its cursor)
+    env.store.put_events(&t, &events).await.unwrap();
+    env.store.put_events(&t, &events[20..]).await.unwrap();
+
+    // THEN the timeline holds each once
+    let listed = env.store.list_events(&t, &run.id, 100, None).await.unwrap();
+    assert_eq!(listed.items.len(), 30);
+    let mut expected = events.clone();
+    expected.reverse();
+    assert_eq!(listed.items, expected);
+}
+
+#[tokio::test]
 async fn datasets_round_trip_and_update_conditionally() {
     let env = TestEnv::new().await;
     let t = tenant("acme");

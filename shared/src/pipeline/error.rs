@@ -26,7 +26,12 @@ impl PipelineError {
     /// Worth retrying on the next tick: the world may be different then.
     pub fn is_transient(&self) -> bool {
         match self {
-            PipelineError::Store(e) => matches!(e, StoreError::Dynamo { .. }),
+            PipelineError::Store(e) => {
+                matches!(
+                    e,
+                    StoreError::Dynamo { .. } | StoreError::Unprocessed { .. }
+                )
+            }
             PipelineError::Provider(e) => e.is_transient(),
             PipelineError::Prepare(e) => prepare_is_transient(e),
             PipelineError::Transition(_) | PipelineError::Inconsistent(_) => false,

@@ -42,6 +42,27 @@ pub enum Outcome {
     Skipped,
 }
 
+/// Whether the step for `status` must hold the run's lease. Following a
+/// job in training only reads at the provider, stores its events under
+/// ids derived from the provider's (a second copy overwrites the first),
+/// and writes the run only if its version is unchanged: two monitors doing
+/// it at once waste a call, never money or data. Every other step creates
+/// something (a dataset, a provider file, a job) and must run once.
+fn needs_lease(status: RunStatus) -> bool {
+    !matches!(status, RunStatus::Training)
+}
+
+fn outcome(from: RunStatus, run: &Run) -> Outcome {
+    if run.status == from {
+        Outcome::Unchanged { status: from }
+    } else {
+        Outcome::Advanced {
+            from,
+            to: run.status,
+        }
+    }
+}
+
 /// Everything a step needs: the stores and the providers.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -77,13 +98,32 @@ impl Pipeline {
         })
     }
 
-    /// Takes the run's lease, advances it, and gives the lease back.
+    /// Advances one run. A step that does paid or one-off work at the
+    /// provider (prepare, upload, create a job) runs under the run's lease;
+    /// following a job in training does not need one (see
+    /// [`needs_lease`]), which keeps the common tick to one read per run.
     pub async fn reconcile(
         &self,
         tenant: &TenantId,
         run_id: &RunId,
         owner: &str,
     ) -> Result<Outcome, PipelineError> {
+        let run = self.store.get_run(tenant, run_id).await?;
+        self.reconcile_run(run, owner).await
+    }
+
+    /// [`Pipeline::reconcile`] for a run just read (the monitor reads its
+    /// runs in batches).
+    pub async fn reconcile_run(&self, run: Run, owner: &str) -> Result<Outcome, PipelineError> {
+        let (tenant, run_id) = (&run.tenant_id.clone(), &run.id.clone());
+        let from = run.status;
+        if run.status.is_terminal() {
+            return Ok(Outcome::Unchanged { status: from });
+        }
+        if !needs_lease(run.status) {
+            let run = self.advance(run).await?;
+            return Ok(outcome(from, &run));
+        }
         let Some(run) = self
             .store
             .acquire_lease(tenant, run_id, owner, Utc::now(), self.lease)
@@ -97,15 +137,7 @@ impl Pipeline {
             // The lease expires by itself; the next tick waits it out.
             tracing::warn!(run_id = %run_id, error = %e, "could not release a run lease");
         }
-        let run = result?;
-        Ok(if run.status == from {
-            Outcome::Unchanged { status: from }
-        } else {
-            Outcome::Advanced {
-                from,
-                to: run.status,
-            }
-        })
+        Ok(outcome(from, &result?))
     }
 
     /// Runs steps until one waits, the run ends, or the tick's step budget

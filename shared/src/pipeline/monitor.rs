@@ -7,7 +7,6 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::{Outcome, Pipeline};
-use crate::store::ActiveRun;
 
 /// What a tick did, returned by the monitor function and logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -37,31 +36,35 @@ pub async fn run_once(
     margin: Duration,
 ) -> Result<Summary, crate::store::StoreError> {
     let active = pipeline.store.list_active_runs().await?;
+    // One read per hundred runs; a run that vanished since it was listed
+    // counts as skipped.
+    let runs = pipeline.store.get_runs(&active).await?;
     let mut summary = Summary {
         checked: active.len(),
+        skipped: active.len().saturating_sub(runs.len()),
         ..Summary::default()
     };
-    let outcomes: Vec<Option<Result<Outcome, super::PipelineError>>> =
-        futures::stream::iter(active)
-            .map(|ActiveRun { tenant_id, run_id }| async move {
-                if Instant::now() + margin >= deadline {
-                    return None;
-                }
-                let outcome = pipeline.reconcile(&tenant_id, &run_id, owner).await;
-                if let Err(e) = &outcome {
-                    tracing::error!(
-                        tenant_id = %tenant_id,
-                        run_id = %run_id,
-                        code = e.code(),
-                        error = %e,
-                        "reconcile failed"
-                    );
-                }
-                Some(outcome)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+    let outcomes: Vec<Option<Result<Outcome, super::PipelineError>>> = futures::stream::iter(runs)
+        .map(|run| async move {
+            if Instant::now() + margin >= deadline {
+                return None;
+            }
+            let (tenant_id, run_id) = (run.tenant_id.clone(), run.id.clone());
+            let outcome = pipeline.reconcile_run(run, owner).await;
+            if let Err(e) = &outcome {
+                tracing::error!(
+                    tenant_id = %tenant_id,
+                    run_id = %run_id,
+                    code = e.code(),
+                    error = %e,
+                    "reconcile failed"
+                );
+            }
+            Some(outcome)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
     for outcome in outcomes {
         match outcome {
             None | Some(Ok(Outcome::Skipped)) => summary.skipped += 1,

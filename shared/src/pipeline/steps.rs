@@ -245,11 +245,20 @@ impl Pipeline {
             .job
             .clone()
             .ok_or_else(|| PipelineError::Inconsistent("training without a job".into()))?;
-        let job = provider.get_job(&known.provider_job_id).await?;
-        let cursor = self.copy_events(run, provider.as_ref(), &known).await?;
+        // Two independent reads at the provider: one round trip, not two.
+        let (job, cursor) = futures::try_join!(
+            async { Ok::<_, PipelineError>(provider.get_job(&known.provider_job_id).await?) },
+            self.copy_events(run, provider.as_ref(), &known),
+        )?;
+        let now = Utc::now();
+        let info = job_info(&job, cursor);
+        if job.status == known.status && run.retries == 0 && !worth_recording(&known, &info, now) {
+            // Most ticks of a long job see nothing new: no write at all.
+            return Ok(Step::Wait(run.clone()));
+        }
         let mut next = run.clone();
-        next.job = Some(job_info(&job, cursor));
-        next.updated_at = Utc::now();
+        next.job = Some(info);
+        next.updated_at = now;
         next.retries = 0;
         let step = match job.status {
             JobStatus::Succeeded => {
@@ -312,6 +321,7 @@ impl Pipeline {
             )
             .await?;
         let mut cursor = known.events_cursor.clone();
+        let mut copies = Vec::with_capacity(events.len());
         for e in events {
             let level = match e.level.as_str() {
                 "error" => EventLevel::Error,
@@ -328,9 +338,10 @@ impl Pipeline {
                 message: e.message.clone(),
                 data: e.data.clone(),
             };
-            self.store.append_event(&run.tenant_id, &event).await?;
+            copies.push(event);
             cursor = Some(e.id);
         }
+        self.store.put_events(&run.tenant_id, &copies).await?;
         Ok(cursor)
     }
 }
@@ -377,6 +388,20 @@ fn run_stats(stats: &DatasetStats) -> RunStats {
     }
 }
 
+/// How long a training run may go without its record being rewritten when
+/// the provider reports nothing new: `synced_at` stays this fresh, and the
+/// other ticks cost no write (a write per run per minute is most of the
+/// table's bill while jobs train).
+pub(crate) const SYNC_HEARTBEAT: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Whether `fresh` (just read from the provider) says anything `known` (on
+/// the run) does not, or the heartbeat is due.
+fn worth_recording(known: &JobInfo, fresh: &JobInfo, now: chrono::DateTime<Utc>) -> bool {
+    let mut same = fresh.clone();
+    same.synced_at = known.synced_at;
+    same != *known || now - known.synced_at >= SYNC_HEARTBEAT
+}
+
 fn job_info(job: &ProviderJob, events_cursor: Option<String>) -> JobInfo {
     JobInfo {
         provider_job_id: job.id.clone(),
@@ -389,5 +414,50 @@ fn job_info(job: &ProviderJob, events_cursor: Option<String>) -> JobInfo {
         finished_at: job.finished_at,
         synced_at: Utc::now(),
         events_cursor,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(at: chrono::DateTime<Utc>) -> JobInfo {
+        JobInfo {
+            provider_job_id: "ftjob-1".into(),
+            status: JobStatus::Running,
+            provider_status: "running".into(),
+            fine_tuned_model: None,
+            trained_tokens: None,
+            error: None,
+            estimated_finish: None,
+            finished_at: None,
+            synced_at: at,
+            events_cursor: Some("ftevent-1".into()),
+        }
+    }
+
+    #[test]
+    fn the_same_job_state_is_not_worth_a_write_until_the_heartbeat() {
+        let t0 = Utc::now();
+        let known = info(t0);
+        let later = t0 + chrono::Duration::minutes(3);
+        assert!(!worth_recording(&known, &info(later), later));
+        let due = t0 + SYNC_HEARTBEAT;
+        assert!(worth_recording(&known, &info(due), due));
+    }
+
+    #[test]
+    fn any_new_fact_about_the_job_is_worth_a_write() {
+        let t0 = Utc::now();
+        let known = info(t0);
+        let mut cursor = info(t0);
+        cursor.events_cursor = Some("ftevent-2".into());
+        let mut eta = info(t0);
+        eta.estimated_finish = Some(t0);
+        let mut tokens = info(t0);
+        tokens.trained_tokens = Some(10);
+        for fresh in [cursor, eta, tokens] {
+            assert!(worth_recording(&known, &fresh, t0));
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! key from it, so one tenant's call cannot reach another's records.
 
 mod active;
+mod batch;
 pub mod cursor;
 mod datasets;
 mod events;
@@ -50,6 +51,9 @@ pub enum StoreError {
         #[source]
         source: serde_dynamo::Error,
     },
+    /// DynamoDB kept leaving part of a batch unprocessed (throttling).
+    #[error("DynamoDB {op} left {left} items unprocessed after retrying")]
+    Unprocessed { op: &'static str, left: usize },
     #[error("DynamoDB {op} failed: {source}")]
     Dynamo {
         op: &'static str,
