@@ -540,3 +540,173 @@ async fn a_tick_that_sees_nothing_new_writes_nothing() {
         before.job.unwrap().provider_status
     );
 }
+
+/// Where [`CancelsDuring`] lets a cancel request land.
+#[derive(Clone, Copy, PartialEq)]
+enum Hook {
+    /// After the training file reached the provider, before it is recorded.
+    Upload,
+    /// After the job was created at the provider, before it is recorded.
+    Create,
+}
+
+/// What the cancel request needs, set once the world exists.
+type CancelContext = Arc<std::sync::Mutex<Option<(finetune::store::Store, Config, RunId)>>>;
+
+/// The real adapter, with a `POST /runs/{id}/cancel` (through the real
+/// handler) landing in the middle of one of its calls, as a user's click
+/// would land in the middle of a monitor's step.
+struct CancelsDuring {
+    inner: Arc<dyn FineTuningProvider>,
+    hook: Hook,
+    context: CancelContext,
+}
+
+impl CancelsDuring {
+    async fn cancel_now(&self, hook: Hook) {
+        let Some((store, config, id)) = self.context.lock().unwrap().clone() else {
+            return;
+        };
+        if hook != self.hook {
+            return;
+        }
+        let providers = Providers::new().with(self.inner.clone());
+        let request = ApiEvent::post(&format!("/runs/{id}/cancel"))
+            .tenant(TENANT)
+            .build();
+        let response = finetune::http::cancel_handler(&store, &providers, &config, request).await;
+        assert_eq!(response.status(), 200, "{:?}", response.body());
+    }
+}
+
+#[async_trait]
+impl FineTuningProvider for CancelsDuring {
+    fn kind(&self) -> ProviderKind {
+        self.inner.kind()
+    }
+    async fn prepare_file(
+        &self,
+        file: &DatasetFileSource,
+    ) -> Result<ProviderFileRef, ProviderError> {
+        let uploaded = self.inner.prepare_file(file).await?;
+        self.cancel_now(Hook::Upload).await;
+        Ok(uploaded)
+    }
+    async fn create_job(&self, job: &CreateJob) -> Result<ProviderJob, ProviderError> {
+        let created = self.inner.create_job(job).await?;
+        self.cancel_now(Hook::Create).await;
+        Ok(created)
+    }
+    async fn find_jobs(&self, tags: &JobTags) -> Result<Vec<ProviderJob>, ProviderError> {
+        self.inner.find_jobs(tags).await
+    }
+    async fn get_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+        self.inner.get_job(job_id).await
+    }
+    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+        self.inner.cancel_job(job_id).await
+    }
+    async fn list_events(
+        &self,
+        job_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ProviderEvent>, ProviderError> {
+        self.inner.list_events(job_id, after, limit).await
+    }
+    async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
+        self.inner.delete_model(model).await
+    }
+}
+
+/// A world whose provider lets a cancel land at `hook`, and a started run.
+async fn cancelling_world(hook: Hook) -> (World, RunId) {
+    let context = CancelContext::default();
+    let shared = context.clone();
+    let world = world_with(quick_sandbox(), move |inner| {
+        Arc::new(CancelsDuring {
+            inner,
+            hook,
+            context: shared,
+        })
+    })
+    .await;
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+    *context.lock().unwrap() = Some((
+        world.pipeline.store.clone(),
+        world.config.clone(),
+        id.clone(),
+    ));
+    (world, id)
+}
+
+#[tokio::test]
+async fn cancel_while_preparing_stops_the_run_before_upload() {
+    // GIVEN a run left in `preparing` (a tick crashed while preparing)
+    let world = world().await;
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+    let mut r = run(&world, &id).await;
+    r.move_to(
+        RunStatus::Preparing,
+        "preparing (crashed)",
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    world.pipeline.store.update_run(&r).await.unwrap();
+
+    // WHEN it is cancelled and the monitor comes round
+    let (status, _) = cancel(&world, &id).await;
+    tick(&world).await;
+
+    // THEN it stays cancelled and nothing reached the provider
+    assert_eq!(status, 200);
+    assert_eq!(run(&world, &id).await.status, RunStatus::Cancelled);
+    assert!(world.sandbox.jobs().is_empty());
+    assert!(
+        world
+            .sandbox
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("/files") && !r.path.contains("/uploads")),
+        "no upload after a cancel"
+    );
+}
+
+#[tokio::test]
+async fn cancel_while_uploading_wins_and_no_job_is_created() {
+    // GIVEN a cancel that lands while the training file is being uploaded
+    let (world, id) = cancelling_world(Hook::Upload).await;
+
+    // WHEN the monitor ticks through the upload
+    tick(&world).await;
+    tick(&world).await;
+
+    // THEN the cancel stands and no job was ever created
+    let r = run(&world, &id).await;
+    assert_eq!(r.status, RunStatus::Cancelled, "{r:?}");
+    assert!(world.sandbox.jobs().is_empty());
+}
+
+#[tokio::test]
+async fn cancel_while_the_job_is_being_created_cancels_that_job() {
+    // GIVEN a cancel that lands after the job was created at the provider
+    // but before the monitor recorded it
+    let (world, id) = cancelling_world(Hook::Create).await;
+
+    // WHEN the monitor finishes its step
+    tick(&world).await;
+    tick(&world).await;
+
+    // THEN the run is cancelled and so is the one job it made
+    let r = run(&world, &id).await;
+    assert_eq!(r.status, RunStatus::Cancelled, "{r:?}");
+    let jobs = world.sandbox.jobs();
+    assert_eq!(jobs.len(), 1);
+    let job_id = jobs[0]["id"].as_str().unwrap();
+    assert_eq!(
+        world.sandbox.job_status(job_id).as_deref(),
+        Some("cancelled")
+    );
+}
