@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use super::{Pipeline, PipelineError, Step};
-use crate::dataset::{self, DatasetStats, PreparedDataset};
+use crate::dataset::{self, DatasetFormat, DatasetStats, PreparedDataset};
 use crate::domain::{
     DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ProviderFile, Run, RunEvent,
     RunStats, RunStatus,
@@ -24,6 +24,15 @@ impl Pipeline {
         let mut run = run.clone();
         if let Some(dataset_id) = &run.dataset_id {
             let record = self.store.get_dataset(&run.tenant_id, dataset_id).await?;
+            let needed = DatasetFormat::for_provider(run.provider).as_str();
+            if record.format != needed {
+                return Err(PipelineError::DatasetFormatMismatch {
+                    dataset_id: dataset_id.to_string(),
+                    found: record.format.clone(),
+                    needed,
+                    provider: run.provider.as_str(),
+                });
+            }
             run.stats = Some(run_stats(&stats_of(&record)));
             let (next, phase) = if run.prepare_only {
                 (
@@ -67,9 +76,14 @@ impl Pipeline {
         let record = match self.store.get_dataset(&run.tenant_id, &dataset_id).await {
             Ok(record) => record,
             Err(StoreError::NotFound { .. }) => {
-                let prepared =
-                    dataset::prepare_from_s3(&self.blobs, &run.tenant_id, &dataset_id, &run.config)
-                        .await?;
+                let prepared = dataset::prepare_from_s3(
+                    &self.blobs,
+                    &run.tenant_id,
+                    &dataset_id,
+                    &run.config,
+                    DatasetFormat::for_provider(run.provider),
+                )
+                .await?;
                 let record = dataset_record(run, &dataset_id, prepared)?;
                 match self.store.put_dataset(&record).await {
                     Ok(()) => record,
@@ -360,7 +374,7 @@ fn dataset_record(
         run_id: run.id.clone(),
         start_date: run.config.start_date,
         end_date: run.config.end_date,
-        format: "openai-chat".to_owned(),
+        format: prepared.format.as_str().to_owned(),
         train: prepared.train,
         validation: prepared.validation,
         manifest_key: prepared.manifest_key,
