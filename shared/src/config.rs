@@ -91,6 +91,11 @@ pub struct Config {
     /// within this many days is refused unless it acknowledges the date
     /// (default 30: a run plus time to use its model).
     pub shutdown_margin_days: u32,
+    /// `MODEL_SHUTDOWN_DATES`: `published` (default) refuses runs by the
+    /// compiled-in shutdown table; `ignore` is for a local stack whose
+    /// sandbox provider never winds down (tests and the demo must not start
+    /// failing on the day a real model's date comes near).
+    pub enforce_shutdown_dates: bool,
     /// `MAX_DATE_RANGE_DAYS`: the widest date range a run may read, default 366.
     pub max_date_range_days: u32,
     /// `RUN_LEASE_SECONDS`: how long one monitor owns a run, default 120.
@@ -174,6 +179,16 @@ impl Config {
                 });
             }
         };
+        let enforce_shutdown_dates = match vars.optional("MODEL_SHUTDOWN_DATES").as_deref() {
+            None | Some("published") => true,
+            Some("ignore") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "MODEL_SHUTDOWN_DATES",
+                    problem: format!("must be 'published' or 'ignore', got {other:?}"),
+                });
+            }
+        };
         Ok(Self {
             table_name: vars.required("FINETUNE_TABLE")?,
             bucket_name: vars.required("FINETUNE_BUCKET")?,
@@ -183,6 +198,7 @@ impl Config {
             allowed_base_models,
             default_provider,
             shutdown_margin_days: vars.number("MODEL_SHUTDOWN_MARGIN_DAYS", 30, 0..=365)?,
+            enforce_shutdown_dates,
             max_date_range_days: vars.number("MAX_DATE_RANGE_DAYS", 366, 1..=3660)?,
             run_lease: Duration::from_secs(vars.number("RUN_LEASE_SECONDS", 120, 10..=900)?),
             monitor_concurrency: vars.number("MONITOR_CONCURRENCY", 16, 1..=256)?,
@@ -333,6 +349,26 @@ mod tests {
         pairs.push(("OPENAI_API_KEY", "sk-secret-123"));
         let c = Config::from_lookup(lookup(&pairs)).unwrap();
         assert!(!format!("{c:?}").contains("sk-secret-123"));
+    }
+
+    #[test]
+    fn shutdown_dates_are_enforced_unless_a_local_stack_says_ignore() {
+        assert!(
+            Config::from_lookup(lookup(BASE))
+                .unwrap()
+                .enforce_shutdown_dates
+        );
+        let mut pairs = BASE.to_vec();
+        pairs.push(("MODEL_SHUTDOWN_DATES", "ignore"));
+        assert!(
+            !Config::from_lookup(lookup(&pairs))
+                .unwrap()
+                .enforce_shutdown_dates
+        );
+        let mut pairs = BASE.to_vec();
+        pairs.push(("MODEL_SHUTDOWN_DATES", "never"));
+        let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(err.var, "MODEL_SHUTDOWN_DATES");
     }
 
     #[test]

@@ -293,6 +293,8 @@ async fn world() -> World {
     let env = TestEnv::new().await;
     let (table, bucket) = (env.table.clone(), env.bucket.clone());
     let config = Config::from_lookup(|name| match name {
+        // The sandbox never winds down: no test may expire with a real date.
+        "MODEL_SHUTDOWN_DATES" => Some("ignore".into()),
         "FINETUNE_TABLE" => Some(table.clone()),
         "FINETUNE_BUCKET" => Some(bucket.clone()),
         "BEDROCK_ROLE_ARN" => Some(ROLE.to_owned()),

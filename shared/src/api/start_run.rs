@@ -514,8 +514,10 @@ impl Checker {
             // provider's model passes here.
             Some(Value::String(m))
                 if provider.map_or_else(
-                    || config.allowed_models(ProviderKind::OpenAi).contains(m)
-                        || config.allowed_models(ProviderKind::Bedrock).contains(m),
+                    || {
+                        config.allowed_models(ProviderKind::OpenAi).contains(m)
+                            || config.allowed_models(ProviderKind::Bedrock).contains(m)
+                    },
                     |p| config.allowed_models(p).contains(m),
                 ) =>
             {
@@ -741,13 +743,15 @@ impl Checker {
                 }
             }
         }
-        if let Err(refusal) = shutdown::check(
-            provider,
-            &run.base_model,
-            today,
-            config.shutdown_margin_days,
-            acknowledged,
-        ) {
+        if config.enforce_shutdown_dates
+            && let Err(refusal) = shutdown::check(
+                provider,
+                &run.base_model,
+                today,
+                config.shutdown_margin_days,
+                acknowledged,
+            )
+        {
             self.error("config.base_model", refusal.to_string());
         }
     }
@@ -1249,6 +1253,22 @@ mod tests {
         let errs = errors_with(acknowledged, &config(), january);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].1.contains("after 2027-01-06"), "{}", errs[0].1);
+    }
+
+    #[test]
+    fn a_local_stack_that_ignores_shutdown_dates_starts_openai_runs_any_day() {
+        let january = NaiveDate::from_ymd_opt(2027, 2, 1).unwrap();
+        let config = Config::from_lookup(|k| match k {
+            "FINETUNE_TABLE" => Some("t".into()),
+            "FINETUNE_BUCKET" => Some("b".into()),
+            "MODEL_SHUTDOWN_DATES" => Some("ignore".into()),
+            _ => None,
+        })
+        .unwrap();
+        let mut body = valid();
+        body["config"]["start_date"] = json!("2027-01-01");
+        body["config"]["end_date"] = json!("2027-01-31");
+        assert!(validate(&body, &config, january).is_ok());
     }
 
     #[test]
