@@ -11,6 +11,7 @@
 //! - [`http`]: API Gateway plumbing: tenant, routes, problem+json, handlers.
 //! - [`pipeline`]: the reconciler that advances runs, and the monitor tick.
 //! - [`telemetry`]: logging set-up for the functions.
+//! - [`webhook`]: provider pushes (signed OpenAI webhooks, Bedrock events).
 
 pub mod api;
 pub mod aws;
@@ -23,3 +24,4 @@ pub mod pipeline;
 pub mod provider;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;

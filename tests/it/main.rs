@@ -7,3 +7,4 @@ mod openai;
 mod openai_contract;
 mod pipeline;
 mod store;
+mod webhook;

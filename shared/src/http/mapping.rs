@@ -10,6 +10,7 @@ use crate::api::job_status::{GetDatasetError, GetRunError, ListEventsError, List
 use crate::api::start_run::StartRunError;
 use crate::provider::ProviderError;
 use crate::store::StoreError;
+use crate::webhook::WebhookError;
 
 fn internal(error: &StoreError) -> ApiError {
     tracing::error!(error = %error, "store failure");
@@ -112,5 +113,20 @@ impl From<CancelError> for ApiError {
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         ApiError::Validation(vec![e])
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Signature(e) => ApiError::InvalidSignature(e.to_string()),
+            WebhookError::MalformedBody(detail) => ApiError::MalformedBody(detail),
+            WebhookError::Store(e) => internal(&e),
+            // A 5xx makes the provider retry; the monitor is the safety net.
+            WebhookError::Pipeline(e) => {
+                tracing::error!(code = e.code(), error = %e, "webhook reconcile failed");
+                ApiError::Internal
+            }
+        }
     }
 }

@@ -10,14 +10,17 @@
 //! | GET    | `/runs/{id}/events` | job-status | [`job_status_handler`] |
 //! | GET    | `/datasets/{id}`    | job-status | [`job_status_handler`] |
 //! | POST   | `/runs/{id}/cancel` | cancel     | [`cancel_handler`]     |
+//! | POST   | `/webhooks/openai`  | webhook    | [`webhook_handler`]    |
 
 mod handlers;
 mod mapping;
 pub mod problem;
 pub mod request;
 pub mod routes;
+mod webhook;
 
 pub use handlers::{cancel_handler, job_status_handler, json, start_run_handler};
 pub use problem::{ApiError, FieldError, PROBLEM_JSON, Problem};
 pub use request::{IDEMPOTENCY_KEY_HEADER, PageParams};
 pub use routes::{ROUTES, Route, route};
+pub use webhook::webhook_handler;

@@ -22,6 +22,8 @@ pub enum Route {
     CancelRun(String),
     /// `GET /datasets/{id}` (job-status)
     GetDataset(String),
+    /// `POST /webhooks/openai` (webhook; signed, no authorizer)
+    OpenAiWebhook,
 }
 
 /// Every route as `(method, path pattern)`, e.g. for the SAM template.
@@ -32,6 +34,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/runs/{id}/events"),
     ("POST", "/runs/{id}/cancel"),
     ("GET", "/datasets/{id}"),
+    ("POST", "/webhooks/openai"),
 ];
 
 /// Matches `method` and `path` (stage already removed). A trailing slash
@@ -66,6 +69,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["datasets", id] => (
             &["GET"],
             (*method == Method::GET).then(|| Route::GetDataset((*id).to_owned())),
+        ),
+        ["webhooks", "openai"] => (
+            &["POST"],
+            (*method == Method::POST).then_some(Route::OpenAiWebhook),
         ),
         _ => return Err(not_found()),
     };
@@ -103,7 +110,11 @@ mod tests {
             route(&Method::GET, "/datasets/d1"),
             Ok(Route::GetDataset("d1".into()))
         );
-        assert_eq!(ROUTES.len(), 6);
+        assert_eq!(
+            route(&Method::POST, "/webhooks/openai"),
+            Ok(Route::OpenAiWebhook)
+        );
+        assert_eq!(ROUTES.len(), 7);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::domain::{
 use crate::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderFileRef, ProviderJob,
 };
-use crate::store::StoreError;
+use crate::store::{JobOwner, StoreError};
 
 /// Provider events copied per tick; the rest follow on the next one.
 const EVENTS_PER_TICK: usize = 100;
@@ -166,6 +166,15 @@ impl Pipeline {
                 (provider.create_job(&request).await?, false)
             }
         };
+        // Before the run names the job: a push about a recorded job then
+        // always finds its run.
+        let owner = JobOwner {
+            tenant_id: run.tenant_id.clone(),
+            run_id: run.id.clone(),
+        };
+        self.store
+            .put_job_owner(run.provider, &job.id, &owner)
+            .await?;
         let mut next = run.clone();
         next.job = Some(job_info(&job, None));
         let phase = format!("job {} {}", job.id, job.provider_status);

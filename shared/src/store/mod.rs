@@ -12,6 +12,7 @@ mod datasets;
 mod events;
 pub mod keys;
 pub mod provision;
+mod push;
 mod runs;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::domain::IdError;
 
 pub use active::ActiveRun;
+pub use push::{DELIVERY_TTL, JobOwner};
 pub use runs::{CreateOutcome, IdempotentRequest, Page};
 
 /// What a store call can fail with. Conflicts are their own variants so
