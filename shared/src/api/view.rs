@@ -7,8 +7,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::domain::{
-    DatasetFile, DatasetRecord, EventLevel, EventSource, JobInfo, JobStatus, ProviderKind, Run,
-    RunConfig, RunError, RunEvent, RunStats, RunStatus,
+    ActiveModel, DatasetFile, DatasetRecord, EventLevel, EventSource, JobInfo, JobStatus,
+    ModelRecord, ModelStatus, ProviderKind, Run, RunConfig, RunError, RunEvent, RunStats,
+    RunStatus,
 };
 use crate::store::Page;
 
@@ -169,6 +170,69 @@ impl From<&RunEvent> for EventView {
             kind: e.kind.clone(),
             message: e.message.clone(),
             data: e.data.clone(),
+        }
+    }
+}
+
+/// A fine-tuned model as `GET /models` shows it; `model` is the provider's
+/// name for it (what the chat system calls).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelView {
+    pub id: String,
+    pub provider: ProviderKind,
+    pub base_model: String,
+    pub model: String,
+    pub run_id: String,
+    pub dataset_id: Option<String>,
+    pub status: ModelStatus,
+    pub active: bool,
+    pub created_at: String,
+    pub trained_tokens: Option<u64>,
+    pub final_train_loss: Option<f64>,
+    pub final_valid_loss: Option<f64>,
+    pub base_model_shutdown_date: Option<NaiveDate>,
+    pub deleted_at: Option<String>,
+}
+
+impl ModelView {
+    pub fn new(m: &ModelRecord, active: bool) -> Self {
+        Self {
+            id: m.id.to_string(),
+            provider: m.provider,
+            base_model: m.base_model.clone(),
+            model: m.provider_model.clone(),
+            run_id: m.run_id.to_string(),
+            dataset_id: m.dataset_id.as_ref().map(ToString::to_string),
+            status: m.status,
+            active,
+            created_at: timestamp(m.created_at),
+            trained_tokens: m.trained_tokens,
+            final_train_loss: m.final_train_loss,
+            final_valid_loss: m.final_valid_loss,
+            base_model_shutdown_date: m.base_model_shutdown,
+            deleted_at: opt_timestamp(m.deleted_at),
+        }
+    }
+}
+
+/// `GET /models/active`: the one model the tenant's chat system calls.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActiveModelView {
+    pub id: String,
+    pub provider: ProviderKind,
+    pub model: String,
+    pub base_model: String,
+    pub activated_at: String,
+}
+
+impl From<&ActiveModel> for ActiveModelView {
+    fn from(a: &ActiveModel) -> Self {
+        Self {
+            id: a.model_id.to_string(),
+            provider: a.provider,
+            model: a.provider_model.clone(),
+            base_model: a.base_model.clone(),
+            activated_at: timestamp(a.activated_at),
         }
     }
 }

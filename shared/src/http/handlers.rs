@@ -1,4 +1,4 @@
-//! The three functions' request handlers: tenant, route, operation,
+//! The API functions' request handlers: tenant, route, operation,
 //! response. Each takes its clients (built once at init) and never fails:
 //! every error is already a problem+json response here.
 
@@ -14,8 +14,11 @@ use super::request::{self, IDEMPOTENCY_KEY_HEADER};
 use super::routes::{Route, not_found, route};
 use crate::api::cancel::{CancelOutcome, cancel_run};
 use crate::api::job_status::{self, ListRunsQuery};
+use crate::api::models;
 use crate::api::start_run::start_run;
-use crate::api::view::{DatasetView, EventView, ListView, RunDetailView, RunView};
+use crate::api::view::{
+    ActiveModelView, DatasetView, EventView, ListView, ModelView, RunDetailView, RunView,
+};
 use crate::config::Config;
 use crate::domain::TenantId;
 use crate::provider::Providers;
@@ -112,6 +115,50 @@ pub async fn cancel_handler(
                 CancelOutcome::Cancelled(run) | CancelOutcome::AlreadyCancelled(run) => run,
             };
             json(StatusCode::OK, &RunView::from(run))
+        }
+        _ => Err(not_found()),
+    })
+    .await
+}
+
+/// `GET /models`, `GET /models/active`, `GET /models/{id}`,
+/// `POST /models/{id}/activate`, `DELETE /models/{id}`.
+pub async fn models_handler(
+    store: &Store,
+    providers: &Providers,
+    config: &Config,
+    req: Request,
+) -> Response<Body> {
+    serve(&req, config, async |tenant, route| match route {
+        Route::ListModels => {
+            let listing = models::list_models(
+                store,
+                &tenant,
+                request::query(&req, "limit").as_deref(),
+                request::query(&req, "cursor").as_deref(),
+            )
+            .await?;
+            let active = listing.active.as_ref().map(|a| &a.model_id);
+            json(
+                StatusCode::OK,
+                &ListView::from_page(&listing.page, |m| ModelView::new(m, active == Some(&m.id))),
+            )
+        }
+        Route::GetActiveModel => {
+            let active = models::get_active_model(store, &tenant).await?;
+            json(StatusCode::OK, &ActiveModelView::from(&active))
+        }
+        Route::GetModel(id) => {
+            let (model, active) = models::get_model(store, &tenant, &id).await?;
+            json(StatusCode::OK, &ModelView::new(&model, active))
+        }
+        Route::ActivateModel(id) => {
+            let active = models::activate_model(store, &tenant, &id, Utc::now()).await?;
+            json(StatusCode::OK, &ActiveModelView::from(&active))
+        }
+        Route::DeleteModel(id) => {
+            let model = models::delete_model(store, providers, &tenant, &id, Utc::now()).await?;
+            json(StatusCode::OK, &ModelView::new(&model, false))
         }
         _ => Err(not_found()),
     })

@@ -11,6 +11,9 @@
 //! | GET    | `/datasets/{id}`    | job-status | [`job_status_handler`] |
 //! | POST   | `/runs/{id}/cancel` | cancel     | [`cancel_handler`]     |
 //! | POST   | `/webhooks/openai`  | webhook    | [`webhook_handler`]    |
+//! | GET    | `/models`, `/models/active`, `/models/{id}` | models | [`models_handler`] |
+//! | POST   | `/models/{id}/activate` | models | [`models_handler`]     |
+//! | DELETE | `/models/{id}`      | models     | [`models_handler`]     |
 
 mod handlers;
 mod mapping;
@@ -19,7 +22,7 @@ pub mod request;
 pub mod routes;
 mod webhook;
 
-pub use handlers::{cancel_handler, job_status_handler, json, start_run_handler};
+pub use handlers::{cancel_handler, job_status_handler, json, models_handler, start_run_handler};
 pub use problem::{ApiError, FieldError, PROBLEM_JSON, Problem};
 pub use request::{IDEMPOTENCY_KEY_HEADER, PageParams};
 pub use routes::{ROUTES, Route, route};

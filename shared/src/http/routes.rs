@@ -24,6 +24,16 @@ pub enum Route {
     GetDataset(String),
     /// `POST /webhooks/openai` (webhook; signed, no authorizer)
     OpenAiWebhook,
+    /// `GET /models` (models)
+    ListModels,
+    /// `GET /models/active` (models)
+    GetActiveModel,
+    /// `GET /models/{id}` (models)
+    GetModel(String),
+    /// `POST /models/{id}/activate` (models)
+    ActivateModel(String),
+    /// `DELETE /models/{id}` (models)
+    DeleteModel(String),
 }
 
 /// Every route as `(method, path pattern)`, e.g. for the SAM template.
@@ -35,6 +45,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/runs/{id}/cancel"),
     ("GET", "/datasets/{id}"),
     ("POST", "/webhooks/openai"),
+    ("GET", "/models"),
+    ("GET", "/models/active"),
+    ("GET", "/models/{id}"),
+    ("POST", "/models/{id}/activate"),
+    ("DELETE", "/models/{id}"),
 ];
 
 /// Matches `method` and `path` (stage already removed). A trailing slash
@@ -69,6 +84,27 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["datasets", id] => (
             &["GET"],
             (*method == Method::GET).then(|| Route::GetDataset((*id).to_owned())),
+        ),
+        ["models"] => (
+            &["GET"],
+            (*method == Method::GET).then_some(Route::ListModels),
+        ),
+        // `active` is not a model id (ids start with `mdl_`).
+        ["models", "active"] => (
+            &["GET"],
+            (*method == Method::GET).then_some(Route::GetActiveModel),
+        ),
+        ["models", id] => (
+            &["GET", "DELETE"],
+            match *method {
+                Method::GET => Some(Route::GetModel((*id).to_owned())),
+                Method::DELETE => Some(Route::DeleteModel((*id).to_owned())),
+                _ => None,
+            },
+        ),
+        ["models", id, "activate"] => (
+            &["POST"],
+            (*method == Method::POST).then(|| Route::ActivateModel((*id).to_owned())),
         ),
         ["webhooks", "openai"] => (
             &["POST"],
@@ -114,7 +150,20 @@ mod tests {
             route(&Method::POST, "/webhooks/openai"),
             Ok(Route::OpenAiWebhook)
         );
-        assert_eq!(ROUTES.len(), 7);
+        assert_eq!(route(&Method::GET, "/models"), Ok(Route::ListModels));
+        assert_eq!(
+            route(&Method::GET, "/models/active"),
+            Ok(Route::GetActiveModel)
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/models/m1"),
+            Ok(Route::DeleteModel("m1".into()))
+        );
+        assert_eq!(
+            route(&Method::POST, "/models/m1/activate"),
+            Ok(Route::ActivateModel("m1".into()))
+        );
+        assert_eq!(ROUTES.len(), 12);
     }
 
     #[test]

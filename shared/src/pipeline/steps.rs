@@ -4,9 +4,10 @@ use chrono::Utc;
 
 use super::{Pipeline, PipelineError, Step};
 use crate::dataset::{self, DatasetStats, PreparedDataset};
+use crate::domain::model::base_model_shutdown;
 use crate::domain::{
-    DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ProviderFile, Run, RunEvent,
-    RunStats, RunStatus,
+    DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ModelId, ModelRecord, ModelStatus,
+    ProviderFile, Run, RunEvent, RunStats, RunStatus,
 };
 use crate::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderFileRef, ProviderJob,
@@ -271,6 +272,10 @@ impl Pipeline {
         next.retries = 0;
         let step = match job.status {
             JobStatus::Succeeded => {
+                // Recorded before the run completes: a crash between the
+                // two records it again (same id, kept once), while a run
+                // completed first would never come back to record it.
+                self.record_model(&next, &job).await?;
                 let model = job.fine_tuned_model.clone().unwrap_or_default();
                 Step::Continue(
                     self.transition(
@@ -312,6 +317,34 @@ impl Pipeline {
             }
         };
         Ok(step)
+    }
+
+    /// The tenant's record of the model a succeeded job made (none when
+    /// the provider named no model).
+    async fn record_model(&self, run: &Run, job: &ProviderJob) -> Result<(), PipelineError> {
+        let Some(provider_model) = job.fine_tuned_model.clone() else {
+            return Ok(());
+        };
+        let model = ModelRecord {
+            id: ModelId::for_run(&run.id),
+            tenant_id: run.tenant_id.clone(),
+            provider: run.provider,
+            base_model: run.config.base_model.clone(),
+            provider_model,
+            run_id: run.id.clone(),
+            dataset_id: run.dataset_id.clone(),
+            created_at: job.finished_at.unwrap_or_else(Utc::now),
+            trained_tokens: job.trained_tokens,
+            final_train_loss: None,
+            final_valid_loss: None,
+            base_model_shutdown: base_model_shutdown(&run.config.base_model),
+            status: ModelStatus::Ready,
+            deleted_at: None,
+        };
+        if self.store.put_model(&model).await? {
+            tracing::info!(run_id = %run.id, model_id = %model.id, "model recorded");
+        }
+        Ok(())
     }
 
     /// Stores the provider's events newer than the last one stored, each

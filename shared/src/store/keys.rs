@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::domain::{DatasetId, EventId, IdempotencyKey, ProviderKind, RunId, TenantId};
+use crate::domain::{DatasetId, EventId, IdempotencyKey, ModelId, ProviderKind, RunId, TenantId};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -17,6 +17,9 @@ pub const ACTIVE_PARTITION: &str = "ACTIVE";
 pub const RUN_PREFIX: &str = "RUN#";
 pub const DATASET_PREFIX: &str = "DATASET#";
 pub const EVENT_PREFIX: &str = "EVENT#";
+pub const MODEL_PREFIX: &str = "MODEL#";
+/// The tenant's active-model pointer: one item, so reading it is one GetItem.
+pub const ACTIVE_MODEL_SK: &str = "ACTIVE_MODEL";
 
 pub fn tenant_pk(tenant: &TenantId) -> String {
     format!("TENANT#{tenant}")
@@ -28,6 +31,10 @@ pub fn run_sk(run: &RunId) -> String {
 
 pub fn dataset_sk(dataset: &DatasetId) -> String {
     format!("{DATASET_PREFIX}{dataset}")
+}
+
+pub fn model_sk(model: &ModelId) -> String {
+    format!("{MODEL_PREFIX}{model}")
 }
 
 pub fn idempotency_sk(key: &IdempotencyKey) -> String {
