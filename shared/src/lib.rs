@@ -4,6 +4,7 @@
 //! - [`domain`]: runs, datasets, jobs, events and their ids (pure).
 //! - [`store`]: their records in DynamoDB.
 //! - [`blob`]: conversation exports and dataset files in S3.
+//! - [`chart`]: a run's loss curve as SVG.
 //! - [`dataset`]: conversations to a checked, token-counted training set.
 //! - [`config`]: every environment variable, read once.
 //! - [`provider`]: the `FineTuningProvider` port and its adapters.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod aws;
 pub mod blob;
+pub mod chart;
 pub mod config;
 pub mod dataset;
 pub mod domain;

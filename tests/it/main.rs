@@ -3,6 +3,7 @@
 mod api;
 mod blob;
 mod dataset;
+mod metrics;
 mod models;
 mod openai;
 mod openai_contract;

@@ -6,6 +6,7 @@
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 
+use crate::domain::metrics::TrainingMetrics;
 use crate::domain::{
     ActiveModel, DatasetFile, DatasetRecord, EventLevel, EventSource, JobInfo, JobStatus,
     ModelRecord, ModelStatus, ProviderKind, Run, RunConfig, RunError, RunEvent, RunStats,
@@ -76,6 +77,9 @@ pub struct JobView {
     pub estimated_finish: Option<String>,
     pub finished_at: Option<String>,
     pub synced_at: String,
+    /// Progress: the newest step the job reported and how many it takes.
+    pub step: Option<u64>,
+    pub total_steps: Option<u64>,
 }
 
 impl From<&JobInfo> for JobView {
@@ -90,6 +94,8 @@ impl From<&JobInfo> for JobView {
             estimated_finish: opt_timestamp(job.estimated_finish),
             finished_at: opt_timestamp(job.finished_at),
             synced_at: timestamp(job.synced_at),
+            step: job.step,
+            total_steps: job.total_steps,
         }
     }
 }
@@ -233,6 +239,53 @@ impl From<&ActiveModel> for ActiveModelView {
             model: a.provider_model.clone(),
             base_model: a.base_model.clone(),
             activated_at: timestamp(a.activated_at),
+        }
+    }
+}
+
+/// One point of `GET /runs/{id}/metrics`, in OpenAI's metric names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricPointView {
+    pub step: u64,
+    pub train_loss: Option<f64>,
+    pub valid_loss: Option<f64>,
+    pub train_mean_token_accuracy: Option<f64>,
+    pub valid_mean_token_accuracy: Option<f64>,
+}
+
+/// `GET /runs/{id}/metrics`: the training curve, oldest step first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsView {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub step: Option<u64>,
+    pub total_steps: Option<u64>,
+    pub estimated_finish: Option<String>,
+    pub points: Vec<MetricPointView>,
+}
+
+impl MetricsView {
+    pub fn new(run: &Run, metrics: &TrainingMetrics) -> Self {
+        Self {
+            run_id: run.id.to_string(),
+            status: run.status,
+            step: metrics.last_step(),
+            total_steps: metrics.total_steps,
+            estimated_finish: run
+                .job
+                .as_ref()
+                .and_then(|j| opt_timestamp(j.estimated_finish)),
+            points: metrics
+                .points
+                .iter()
+                .map(|p| MetricPointView {
+                    step: p.step,
+                    train_loss: p.train_loss,
+                    valid_loss: p.valid_loss,
+                    train_mean_token_accuracy: p.train_accuracy,
+                    valid_mean_token_accuracy: p.valid_accuracy,
+                })
+                .collect(),
         }
     }
 }

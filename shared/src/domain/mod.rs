@@ -5,6 +5,7 @@ pub mod dataset;
 pub mod event;
 pub mod ids;
 pub mod job;
+pub mod metrics;
 pub mod model;
 pub mod run;
 

@@ -17,7 +17,8 @@ use crate::api::job_status::{self, ListRunsQuery};
 use crate::api::models;
 use crate::api::start_run::start_run;
 use crate::api::view::{
-    ActiveModelView, DatasetView, EventView, ListView, ModelView, RunDetailView, RunView,
+    ActiveModelView, DatasetView, EventView, ListView, MetricsView, ModelView, RunDetailView,
+    RunView,
 };
 use crate::config::Config;
 use crate::domain::TenantId;
@@ -53,7 +54,8 @@ pub async fn start_run_handler(store: &Store, config: &Config, req: Request) -> 
     .await
 }
 
-/// `GET /runs`, `GET /runs/{id}`, `GET /runs/{id}/events`, `GET /datasets/{id}`.
+/// `GET /runs`, `GET /runs/{id}`, `GET /runs/{id}/events`,
+/// `GET /runs/{id}/metrics`, `GET /datasets/{id}`.
 pub async fn job_status_handler(store: &Store, config: &Config, req: Request) -> Response<Body> {
     serve(&req, config, async |tenant, route| match route {
         Route::ListRuns => {
@@ -91,6 +93,15 @@ pub async fn job_status_handler(store: &Store, config: &Config, req: Request) ->
                 StatusCode::OK,
                 &ListView::from_page(&page, |e| EventView::from(e)),
             )
+        }
+        Route::GetRunMetrics(id) => {
+            let (run, metrics) = job_status::get_run_metrics(store, &tenant, &id).await?;
+            if wants_svg(&req) {
+                let title = format!("{}: loss", run.name);
+                Ok(svg(crate::chart::loss_curve_svg(&metrics, &title)))
+            } else {
+                json(StatusCode::OK, &MetricsView::new(&run, &metrics))
+            }
         }
         Route::GetDataset(id) => {
             let dataset = job_status::get_dataset(store, &tenant, &id).await?;
@@ -194,6 +205,30 @@ async fn serve(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "request"
     );
+    response
+}
+
+/// Whether the caller asked for the SVG chart (`Accept: image/svg+xml`,
+/// as an `<img>` or a product page's fetch would); JSON otherwise.
+fn wants_svg(req: &Request) -> bool {
+    request::header(req, "accept").is_some_and(|accept| {
+        accept
+            .split(',')
+            .any(|range| range.trim().starts_with("image/svg+xml"))
+    })
+}
+
+/// An SVG success response; the same URL answers JSON too, so caches
+/// must key on `Accept`.
+fn svg(body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml"),
+    );
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
     response
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::problem::{ApiError, FieldError};
 use crate::api::cancel::CancelError;
-use crate::api::job_status::{GetDatasetError, GetRunError, ListEventsError, ListRunsError};
+use crate::api::job_status::{
+    GetDatasetError, GetMetricsError, GetRunError, ListEventsError, ListRunsError,
+};
 use crate::api::models::{
     ActivateModelError, DeleteModelError, GetActiveModelError, GetModelError, ListModelsError,
 };
@@ -63,6 +65,15 @@ impl From<ListEventsError> for ApiError {
             ListEventsError::NotFound => run_not_found(),
             ListEventsError::InvalidQuery(errors) => ApiError::Validation(errors),
             ListEventsError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<GetMetricsError> for ApiError {
+    fn from(e: GetMetricsError) -> Self {
+        match e {
+            GetMetricsError::NotFound => run_not_found(),
+            GetMetricsError::Store(e) => internal(&e),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! | GET    | `/runs`             | job-status | [`job_status_handler`] |
 //! | GET    | `/runs/{id}`        | job-status | [`job_status_handler`] |
 //! | GET    | `/runs/{id}/events` | job-status | [`job_status_handler`] |
+//! | GET    | `/runs/{id}/metrics` | job-status | [`job_status_handler`] (JSON, or SVG by `Accept`) |
 //! | GET    | `/datasets/{id}`    | job-status | [`job_status_handler`] |
 //! | POST   | `/runs/{id}/cancel` | cancel     | [`cancel_handler`]     |
 //! | POST   | `/webhooks/openai`  | webhook    | [`webhook_handler`]    |

@@ -18,6 +18,8 @@ pub enum Route {
     GetRun(String),
     /// `GET /runs/{id}/events` (job-status)
     ListRunEvents(String),
+    /// `GET /runs/{id}/metrics` (job-status): JSON, or SVG by `Accept`
+    GetRunMetrics(String),
     /// `POST /runs/{id}/cancel` (cancel)
     CancelRun(String),
     /// `GET /datasets/{id}` (job-status)
@@ -42,6 +44,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/runs"),
     ("GET", "/runs/{id}"),
     ("GET", "/runs/{id}/events"),
+    ("GET", "/runs/{id}/metrics"),
     ("POST", "/runs/{id}/cancel"),
     ("GET", "/datasets/{id}"),
     ("POST", "/webhooks/openai"),
@@ -76,6 +79,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["runs", id, "events"] => (
             &["GET"],
             (*method == Method::GET).then(|| Route::ListRunEvents((*id).to_owned())),
+        ),
+        ["runs", id, "metrics"] => (
+            &["GET"],
+            (*method == Method::GET).then(|| Route::GetRunMetrics((*id).to_owned())),
         ),
         ["runs", id, "cancel"] => (
             &["POST"],
@@ -163,7 +170,11 @@ mod tests {
             route(&Method::POST, "/models/m1/activate"),
             Ok(Route::ActivateModel("m1".into()))
         );
-        assert_eq!(ROUTES.len(), 12);
+        assert_eq!(
+            route(&Method::GET, "/runs/r1/metrics"),
+            Ok(Route::GetRunMetrics("r1".into()))
+        );
+        assert_eq!(ROUTES.len(), 13);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use chrono::Utc;
 
 use super::{Pipeline, PipelineError, Step};
 use crate::dataset::{self, DatasetStats, PreparedDataset};
+use crate::domain::metrics::MetricPoint;
 use crate::domain::model::base_model_shutdown;
 use crate::domain::{
     DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ModelId, ModelRecord, ModelStatus,
@@ -256,12 +257,23 @@ impl Pipeline {
             .clone()
             .ok_or_else(|| PipelineError::Inconsistent("training without a job".into()))?;
         // Two independent reads at the provider: one round trip, not two.
-        let (job, cursor) = futures::try_join!(
+        let (job, copied) = futures::try_join!(
             async { Ok::<_, PipelineError>(provider.get_job(&known.provider_job_id).await?) },
             self.copy_events(run, provider.as_ref(), &known),
         )?;
         let now = Utc::now();
-        let info = job_info(&job, cursor);
+        let mut info = job_info(&job, copied.cursor);
+        (info.step, info.total_steps) = (known.step, known.total_steps);
+        if !copied.points.is_empty() {
+            // Before the run's cursor moves past these events: a crash in
+            // between lists them again, and merging is idempotent.
+            let metrics = self
+                .store
+                .merge_metrics(&run.tenant_id, &run.id, &copied.points, copied.total_steps)
+                .await?;
+            info.step = metrics.last_step();
+            info.total_steps = metrics.total_steps;
+        }
         if job.status == known.status && run.retries == 0 && !worth_recording(&known, &info, now) {
             // Most ticks of a long job see nothing new: no write at all.
             return Ok(Step::Wait(run.clone()));
@@ -325,6 +337,7 @@ impl Pipeline {
         let Some(provider_model) = job.fine_tuned_model.clone() else {
             return Ok(());
         };
+        let metrics = self.store.get_metrics(&run.tenant_id, &run.id).await?;
         let model = ModelRecord {
             id: ModelId::for_run(&run.id),
             tenant_id: run.tenant_id.clone(),
@@ -335,8 +348,8 @@ impl Pipeline {
             dataset_id: run.dataset_id.clone(),
             created_at: job.finished_at.unwrap_or_else(Utc::now),
             trained_tokens: job.trained_tokens,
-            final_train_loss: None,
-            final_valid_loss: None,
+            final_train_loss: metrics.final_train_loss(),
+            final_valid_loss: metrics.final_valid_loss(),
             base_model_shutdown: base_model_shutdown(&run.config.base_model),
             status: ModelStatus::Ready,
             deleted_at: None,
@@ -354,7 +367,7 @@ impl Pipeline {
         run: &Run,
         provider: &dyn FineTuningProvider,
         known: &JobInfo,
-    ) -> Result<Option<String>, PipelineError> {
+    ) -> Result<CopiedEvents, PipelineError> {
         let events = provider
             .list_events(
                 &known.provider_job_id,
@@ -364,7 +377,14 @@ impl Pipeline {
             .await?;
         let mut cursor = known.events_cursor.clone();
         let mut copies = Vec::with_capacity(events.len());
+        let (mut points, mut total_steps) = (Vec::new(), None);
         for e in events {
+            if e.kind == "metrics"
+                && let Some((point, total)) = e.data.as_ref().and_then(MetricPoint::from_event_data)
+            {
+                points.push(point);
+                total_steps = total.or(total_steps);
+            }
             let level = match e.level.as_str() {
                 "error" => EventLevel::Error,
                 "warn" | "warning" => EventLevel::Warn,
@@ -384,8 +404,20 @@ impl Pipeline {
             cursor = Some(e.id);
         }
         self.store.put_events(&run.tenant_id, &copies).await?;
-        Ok(cursor)
+        Ok(CopiedEvents {
+            cursor,
+            points,
+            total_steps,
+        })
     }
+}
+
+/// What one copy of provider events found: the new cursor and the step
+/// metrics among them.
+struct CopiedEvents {
+    cursor: Option<String>,
+    points: Vec<MetricPoint>,
+    total_steps: Option<u64>,
 }
 
 /// The record of a freshly prepared dataset.
@@ -456,6 +488,8 @@ fn job_info(job: &ProviderJob, events_cursor: Option<String>) -> JobInfo {
         finished_at: job.finished_at,
         synced_at: Utc::now(),
         events_cursor,
+        step: None,
+        total_steps: None,
     }
 }
 
@@ -475,6 +509,8 @@ mod tests {
             finished_at: None,
             synced_at: at,
             events_cursor: Some("ftevent-1".into()),
+            step: None,
+            total_steps: None,
         }
     }
 

@@ -33,6 +33,11 @@ pub fn dataset_sk(dataset: &DatasetId) -> String {
     format!("{DATASET_PREFIX}{dataset}")
 }
 
+/// A run's training curve, beside the run in the tenant's partition.
+pub fn metrics_sk(run: &RunId) -> String {
+    format!("METRICS#{run}")
+}
+
 pub fn model_sk(model: &ModelId) -> String {
     format!("{MODEL_PREFIX}{model}")
 }

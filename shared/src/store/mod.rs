@@ -11,6 +11,7 @@ pub mod cursor;
 mod datasets;
 mod events;
 pub mod keys;
+mod metrics;
 mod models;
 pub mod provision;
 mod push;
