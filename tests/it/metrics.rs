@@ -173,3 +173,40 @@ async fn another_tenant_gets_404_for_the_metrics_in_either_form() {
         assert_eq!(content_type, "application/problem+json");
     }
 }
+
+#[tokio::test]
+async fn racing_writers_of_one_series_lose_no_point() {
+    // GIVEN one run's series written by eight writers at once (the monitor
+    // and webhooks following the same job), each with its own steps
+    let env = finetune_tests::TestEnv::new().await;
+    let tenant = finetune::domain::TenantId::parse(TENANT).unwrap();
+    let run_id = RunId::generate();
+    let point = |step: u64| finetune::domain::metrics::MetricPoint {
+        step,
+        train_loss: Some(1.0 / step as f64),
+        valid_loss: None,
+        train_accuracy: None,
+        valid_accuracy: None,
+    };
+
+    // WHEN they merge concurrently
+    let writes = (1..=8u64).map(|w| {
+        let (store, tenant, run_id) = (env.store.clone(), tenant.clone(), run_id.clone());
+        async move {
+            store
+                .merge_metrics(&tenant, &run_id, &[point(w), point(w + 100)], Some(200))
+                .await
+        }
+    });
+    for result in futures::future::join_all(writes).await {
+        result.unwrap();
+    }
+
+    // THEN every writer's points are in the series, in step order
+    let series = env.store.get_metrics(&tenant, &run_id).await.unwrap();
+    let steps: Vec<u64> = series.points.iter().map(|p| p.step).collect();
+    let mut expected: Vec<u64> = (1..=8).chain(101..=108).collect();
+    expected.sort_unstable();
+    assert_eq!(steps, expected);
+    assert_eq!(series.total_steps, Some(200));
+}

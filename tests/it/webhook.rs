@@ -251,3 +251,39 @@ async fn a_bedrock_job_event_from_eventbridge_takes_the_same_push_path() {
     assert!(matches!(scheduled, Handled::Ignored { .. }));
     assert_untouched(&world, &id, &before).await;
 }
+
+#[tokio::test]
+async fn a_signed_failure_webhook_fails_the_run_with_the_providers_reason() {
+    // GIVEN a run whose two-epoch job fails at OpenAI after its first epoch
+    let world = world_with(
+        SandboxConfig {
+            progression: Progression::Manual,
+            epochs: 2,
+            ..quick_sandbox()
+        },
+        |p| p,
+    )
+    .await;
+    world.sandbox.set_fail_training(true);
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+    for _ in 0..10 {
+        if run(&world, &id).await.status == RunStatus::Training {
+            break;
+        }
+        tick(&world).await;
+    }
+    let job_id = run(&world, &id).await.job.unwrap().provider_job_id;
+    world.sandbox.run_to_end(&job_id);
+
+    // WHEN OpenAI delivers fine_tuning.job.failed
+    let body = body("fine_tuning.job.failed", &job_id);
+    let (status, answer, _) = post(&world, delivery(&secret(), "msg_6", now(), &body)).await;
+
+    // THEN the run failed at once with the provider's reason
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "failed");
+    let failed = run(&world, &id).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(failed.error.unwrap().code, "provider_job_failed");
+}

@@ -13,9 +13,11 @@ use super::{Store, StoreError, is_condition_failure, n, s, string_attr};
 use crate::domain::metrics::{MetricPoint, TrainingMetrics};
 use crate::domain::{RunId, TenantId};
 
-/// Writers that race (the monitor and a webhook following the same job)
-/// re-read and merge again; merging is idempotent, so this converges.
-const MERGE_ATTEMPTS: usize = 4;
+/// Writers that race (the monitor and webhooks following the same job)
+/// re-read and merge again; merging is idempotent, so this converges. A
+/// writer only loses a round when another one wins it, so with at most
+/// this many concurrent writers every one succeeds (two is the usual).
+const MERGE_ATTEMPTS: usize = 10;
 
 type Row = (u64, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
 
