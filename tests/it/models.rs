@@ -73,6 +73,17 @@ async fn each_completed_run_is_one_model_listed_with_its_facts() {
         assert!(m.get(field).is_some(), "{field} missing");
     }
     assert_eq!(list["next_cursor"], Value::Null);
+    // AND the job's checkpoint (one epoch of two steps) is listed with it
+    let checkpoints = m["checkpoints"].as_array().unwrap();
+    assert_eq!(checkpoints.len(), 1, "{m}");
+    assert_eq!(checkpoints[0]["step"], 2);
+    assert!(
+        checkpoints[0]["model"]
+            .as_str()
+            .unwrap()
+            .ends_with(":ckpt-step-2")
+    );
+    assert!(checkpoints[0]["valid_loss"].as_f64().is_some());
 
     // AND recording a completed run's model again keeps one model
     let tenant = TenantId::parse(TENANT).unwrap();

@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::domain::metrics::TrainingMetrics;
 use crate::domain::{
     ActiveModel, DatasetFile, DatasetRecord, EventLevel, EventSource, JobInfo, JobStatus,
-    ModelRecord, ModelStatus, ProviderKind, Run, RunConfig, RunError, RunEvent, RunStats,
-    RunStatus,
+    ModelCheckpoint, ModelRecord, ModelStatus, ProviderKind, Run, RunConfig, RunError, RunEvent,
+    RunStats, RunStatus,
 };
 use crate::store::Page;
 
@@ -198,6 +198,8 @@ pub struct ModelView {
     pub final_valid_loss: Option<f64>,
     pub base_model_shutdown_date: Option<NaiveDate>,
     pub deleted_at: Option<String>,
+    /// Earlier states of the model the provider can serve too.
+    pub checkpoints: Vec<ModelCheckpoint>,
 }
 
 impl ModelView {
@@ -217,6 +219,7 @@ impl ModelView {
             final_valid_loss: m.final_valid_loss,
             base_model_shutdown_date: m.base_model_shutdown,
             deleted_at: opt_timestamp(m.deleted_at),
+            checkpoints: m.checkpoints.clone(),
         }
     }
 }

@@ -13,7 +13,7 @@ pub use dataset::{DatasetFile, DatasetRecord, ProviderFile};
 pub use event::{EventLevel, EventSource, RunEvent};
 pub use ids::{DatasetId, EventId, IdError, IdempotencyKey, ModelId, RunId, TenantId};
 pub use job::{JobInfo, JobStatus};
-pub use model::{ActiveModel, ModelRecord, ModelStatus};
+pub use model::{ActiveModel, ModelCheckpoint, ModelRecord, ModelStatus};
 pub use run::{
     AutoOr, Filters, Hyperparameters, NewRun, ProviderKind, Run, RunConfig, RunError, RunStats,
     RunStatus, TransitionError,

@@ -53,6 +53,22 @@ pub struct ModelRecord {
     pub status: ModelStatus,
     #[serde(default)]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The job's saved checkpoints, oldest first: earlier states of this
+    /// model the provider can serve too.
+    #[serde(default)]
+    pub checkpoints: Vec<ModelCheckpoint>,
+}
+
+/// One checkpoint of a model's job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCheckpoint {
+    pub step: u64,
+    /// The provider's name for the checkpoint's model.
+    pub model: String,
+    #[serde(default)]
+    pub train_loss: Option<f64>,
+    #[serde(default)]
+    pub valid_loss: Option<f64>,
 }
 
 /// The tenant's active model, as one small item: what `GET /models/active`

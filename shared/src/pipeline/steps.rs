@@ -7,8 +7,8 @@ use crate::dataset::{self, DatasetStats, PreparedDataset};
 use crate::domain::metrics::MetricPoint;
 use crate::domain::model::base_model_shutdown;
 use crate::domain::{
-    DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ModelId, ModelRecord, ModelStatus,
-    ProviderFile, Run, RunEvent, RunStats, RunStatus,
+    DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId,
+    ModelRecord, ModelStatus, ProviderFile, Run, RunEvent, RunStats, RunStatus,
 };
 use crate::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderFileRef, ProviderJob,
@@ -287,7 +287,7 @@ impl Pipeline {
                 // Recorded before the run completes: a crash between the
                 // two records it again (same id, kept once), while a run
                 // completed first would never come back to record it.
-                self.record_model(&next, &job).await?;
+                self.record_model(&next, provider.as_ref(), &job).await?;
                 let model = job.fine_tuned_model.clone().unwrap_or_default();
                 Step::Continue(
                     self.transition(
@@ -333,11 +333,24 @@ impl Pipeline {
 
     /// The tenant's record of the model a succeeded job made (none when
     /// the provider named no model).
-    async fn record_model(&self, run: &Run, job: &ProviderJob) -> Result<(), PipelineError> {
+    async fn record_model(
+        &self,
+        run: &Run,
+        provider: &dyn FineTuningProvider,
+        job: &ProviderJob,
+    ) -> Result<(), PipelineError> {
         let Some(provider_model) = job.fine_tuned_model.clone() else {
             return Ok(());
         };
         let metrics = self.store.get_metrics(&run.tenant_id, &run.id).await?;
+        // Nice to have, never worth holding back a finished run for.
+        let checkpoints = match provider.list_checkpoints(&job.id).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(run_id = %run.id, code = e.code(), error = %e, "could not list checkpoints");
+                Vec::new()
+            }
+        };
         let model = ModelRecord {
             id: ModelId::for_run(&run.id),
             tenant_id: run.tenant_id.clone(),
@@ -353,6 +366,15 @@ impl Pipeline {
             base_model_shutdown: base_model_shutdown(&run.config.base_model),
             status: ModelStatus::Ready,
             deleted_at: None,
+            checkpoints: checkpoints
+                .into_iter()
+                .map(|c| ModelCheckpoint {
+                    step: c.step,
+                    model: c.model,
+                    train_loss: c.train_loss,
+                    valid_loss: c.valid_loss,
+                })
+                .collect(),
         };
         if self.store.put_model(&model).await? {
             tracing::info!(run_id = %run.id, model_id = %model.id, "model recorded");
