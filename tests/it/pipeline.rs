@@ -145,9 +145,21 @@ pub(crate) async fn tick(world: &World) -> Summary {
     context.request_id = uuid::Uuid::new_v4().to_string();
     context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
     let event = lambda_runtime::LambdaEvent::new(payload, context);
-    monitor::on_schedule(&world.pipeline, &world.config, &event.context)
-        .await
-        .unwrap()
+    // The monitor function's own dispatch: a scheduled event is a tick.
+    let invocation = monitor::on_event(
+        &world.pipeline,
+        &world.config,
+        &event.payload.source,
+        &event.payload.detail_type,
+        &event.payload.detail,
+        &event.context,
+    )
+    .await
+    .unwrap();
+    match invocation {
+        monitor::Invocation::Tick(summary) => summary,
+        other => panic!("a scheduled event was not handled as a tick: {other:?}"),
+    }
 }
 
 pub(crate) async fn run(world: &World, id: &RunId) -> Run {

@@ -4,6 +4,7 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::domain::{Run, RunId, RunStatus};
+use finetune::pipeline::monitor::{self, Invocation};
 use finetune::webhook::signature::WebhookSecret;
 use finetune::webhook::{self, Handled};
 use finetune_tests::ApiEvent;
@@ -202,9 +203,10 @@ async fn unknown_jobs_and_other_event_types_are_200_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn a_bedrock_job_event_from_eventbridge_takes_the_same_push_path() {
-    // GIVEN an EventBridge event exactly as the rule delivers it, for a
-    // Bedrock job this deployment does not know
+async fn a_bedrock_job_event_from_eventbridge_takes_the_push_path_in_the_monitor() {
+    // GIVEN a run in training, and Bedrock's EventBridge event exactly as
+    // the rule delivers it to the monitor, for a job this deployment does
+    // not know
     let (world, id, _) = training_run().await;
     let before = run(&world, &id).await;
     let event: EventBridgeEvent = serde_json::from_value(json!({
@@ -219,37 +221,55 @@ async fn a_bedrock_job_event_from_eventbridge_takes_the_same_push_path() {
         }
     }))
     .unwrap();
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = "req-bedrock".into();
+    context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
 
-    // WHEN it is handled
-    let handled = webhook::receive_bedrock(
+    // WHEN the monitor handles it
+    let answer = monitor::on_event(
         &world.pipeline,
+        &world.config,
         &event.source,
         &event.detail_type,
         &event.detail,
-        "eventbridge-test",
+        &context,
     )
     .await
     .unwrap();
 
-    // THEN it went to the job lookup (unknown job) and changed nothing;
-    // a scheduled event is not mistaken for a job event
+    // THEN it went to the job lookup, not to a tick, and changed nothing
     assert_eq!(
-        handled,
-        Handled::Ignored {
+        answer,
+        Invocation::Push(Handled::Ignored {
             reason: "unknown job"
-        }
+        })
     );
-    let scheduled = webhook::receive_bedrock(
+    assert_untouched(&world, &id, &before).await;
+
+    // AND a Bedrock event of another type is ignored; one without a job
+    // ARN is refused as malformed
+    let other = webhook::receive_bedrock(
         &world.pipeline,
-        "aws.events",
-        "Scheduled Event",
+        "aws.bedrock",
+        "Bedrock Batch Inference Job State Change",
         &json!({}),
         "x",
     )
     .await
     .unwrap();
-    assert!(matches!(scheduled, Handled::Ignored { .. }));
-    assert_untouched(&world, &id, &before).await;
+    assert!(matches!(other, Handled::Ignored { .. }));
+    let no_arn = webhook::receive_bedrock(
+        &world.pipeline,
+        "aws.bedrock",
+        "Bedrock Model Customization Job State Change",
+        &json!({"status": "Completed"}),
+        "x",
+    )
+    .await;
+    assert!(matches!(
+        no_arn,
+        Err(webhook::WebhookError::MalformedBody(_))
+    ));
 }
 
 #[tokio::test]

@@ -2,24 +2,13 @@
 //! Bedrock's `Model Customization Job State Change` events (an EventBridge
 //! rule), which advance the one run that owns the job at once, through
 //! the same push path as OpenAI's webhooks. All logic is in
-//! `finetune::pipeline::monitor` and `finetune::webhook`; this file builds
-//! the clients and the providers once per cold start.
+//! `finetune::pipeline::monitor`; this file builds the clients and the
+//! providers once per cold start.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::config::Config;
-use finetune::pipeline::Pipeline;
-use finetune::pipeline::monitor::{self, Summary};
-use finetune::webhook::{self, Handled};
+use finetune::pipeline::{Pipeline, monitor};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde::Serialize;
-
-/// What one invocation did: a tick's summary, or what a push did.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Answer {
-    Tick(Summary),
-    Push(Handled),
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -31,23 +20,16 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| async move {
             let payload = &event.payload;
-            if payload.source == webhook::BEDROCK_SOURCE {
-                let owner = format!("eventbridge-{}", event.context.request_id);
-                return webhook::receive_bedrock(
-                    pipeline,
-                    &payload.source,
-                    &payload.detail_type,
-                    &payload.detail,
-                    &owner,
-                )
-                .await
-                .map(Answer::Push)
-                .map_err(Error::from);
-            }
-            monitor::on_schedule(pipeline, config, &event.context)
-                .await
-                .map(Answer::Tick)
-                .map_err(Error::from)
+            monitor::on_event(
+                pipeline,
+                config,
+                &payload.source,
+                &payload.detail_type,
+                &payload.detail,
+                &event.context,
+            )
+            .await
+            .map_err(Error::from)
         },
     ))
     .await
