@@ -226,3 +226,63 @@ async fn another_tenant_sees_none_of_the_models_on_any_route() {
     .await;
     assert_eq!(response.status(), 401);
 }
+
+#[tokio::test]
+async fn the_listing_pages_newest_first_with_an_opaque_cursor() {
+    // GIVEN three recorded models of the tenant
+    let world = world().await;
+    let tenant = TenantId::parse(TENANT).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let run_id = RunId::generate();
+        let model = finetune::domain::ModelRecord {
+            id: ModelId::for_run(&run_id),
+            tenant_id: tenant.clone(),
+            provider: finetune::domain::ProviderKind::OpenAi,
+            base_model: "gpt-4o-mini-2024-07-18".into(),
+            provider_model: format!(
+                "ft:gpt-4o-mini-2024-07-18:org:acme:{}",
+                &run_id.as_str()[4..12]
+            ),
+            run_id,
+            dataset_id: None,
+            created_at: chrono::Utc::now(),
+            trained_tokens: None,
+            final_train_loss: None,
+            final_valid_loss: None,
+            base_model_shutdown: None,
+            status: finetune::domain::ModelStatus::Ready,
+            deleted_at: None,
+            checkpoints: Vec::new(),
+        };
+        assert!(world.pipeline.store.put_model(&model).await.unwrap());
+        ids.push(model.id.to_string());
+    }
+
+    // WHEN it is read two at a time
+    let (status, first) = call(&world, TENANT, "GET", "/models?limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) = call(
+        &world,
+        TENANT,
+        "GET",
+        &format!("/models?limit=2&cursor={cursor}"),
+    )
+    .await;
+
+    // THEN the pages hold every model once, newest first, and end
+    let seen: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["data"].as_array().unwrap().clone())
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.reverse();
+    assert_eq!(seen, ids);
+    assert_eq!(second["next_cursor"], Value::Null);
+    // AND a cursor that is not one, or a limit out of range, is a 400
+    for query in ["cursor=bm90LWEtY3Vyc29y", "limit=0", "limit=101"] {
+        let (status, problem) = call(&world, TENANT, "GET", &format!("/models?{query}")).await;
+        assert_eq!(status, 400, "{query}: {problem}");
+    }
+}

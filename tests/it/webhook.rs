@@ -306,4 +306,12 @@ async fn a_signed_failure_webhook_fails_the_run_with_the_providers_reason() {
     let failed = run(&world, &id).await;
     assert_eq!(failed.status, RunStatus::Failed);
     assert_eq!(failed.error.unwrap().code, "provider_job_failed");
+    // AND a failed run records no model
+    let models = world
+        .pipeline
+        .store
+        .list_models(&failed.tenant_id, 10, None)
+        .await
+        .unwrap();
+    assert!(models.items.is_empty());
 }
