@@ -26,8 +26,10 @@ fmt:
 	cargo fmt --all
 
 ## demo: an example tenant's conversations become a completed fine-tuning run
+## (PROVIDER=bedrock: on the Bedrock adapter, moto's Bedrock)
+PROVIDER ?= openai
 demo: $(STAMP)
-	cargo run --quiet -p demo --bin demo
+	PROVIDER=$(PROVIDER) cargo run --quiet -p demo --bin demo
 
 venv: $(STAMP)
 

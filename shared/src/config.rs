@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::domain::ProviderKind;
+
 /// A variable that is missing or does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("environment variable {var}: {problem}")]
@@ -60,6 +62,18 @@ pub struct OpenAiConfig {
     pub max_retries: u32,
 }
 
+/// Amazon Bedrock model customization. No key: the functions' own role
+/// calls Bedrock, and Bedrock reads the dataset from S3 as `role_arn`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BedrockConfig {
+    /// `BEDROCK_ROLE_ARN`: the service role Bedrock assumes to read the
+    /// dataset and write its output. Unset: Bedrock is not registered.
+    pub role_arn: Option<String>,
+    /// `BEDROCK_ALLOWED_BASE_MODELS`: comma-separated Bedrock base models
+    /// (model ids as Bedrock's fine-tuning takes them).
+    pub allowed_base_models: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `FINETUNE_TABLE`: the single DynamoDB table.
@@ -68,8 +82,15 @@ pub struct Config {
     pub bucket_name: String,
     /// `TENANT_CLAIM`: the JWT claim that names the tenant, default `tenant_id`.
     pub tenant_claim: String,
-    /// `ALLOWED_BASE_MODELS`: comma-separated base models a run may use.
+    /// `ALLOWED_BASE_MODELS`: comma-separated OpenAI base models a run may use.
     pub allowed_base_models: Vec<String>,
+    /// `DEFAULT_PROVIDER`: `openai` (default) or `bedrock`, for runs that
+    /// do not name one.
+    pub default_provider: ProviderKind,
+    /// `MODEL_SHUTDOWN_MARGIN_DAYS`: a run on a base model that shuts down
+    /// within this many days is refused unless it acknowledges the date
+    /// (default 30: a run plus time to use its model).
+    pub shutdown_margin_days: u32,
     /// `MAX_DATE_RANGE_DAYS`: the widest date range a run may read, default 366.
     pub max_date_range_days: u32,
     /// `RUN_LEASE_SECONDS`: how long one monitor owns a run, default 120.
@@ -80,9 +101,14 @@ pub struct Config {
     /// `OPENAI_WEBHOOK_SECRET` or `OPENAI_WEBHOOK_SECRET_ARN`: the `whsec_`
     /// secret OpenAI signs webhooks with (only the webhook function needs it).
     pub openai_webhook_secret: ApiKeySource,
+    pub bedrock: BedrockConfig,
 }
 
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+/// Amazon Nova understanding models, as Bedrock's fine-tuning names them
+/// (the context-length suffix is part of the id).
+pub const DEFAULT_BEDROCK_BASE_MODELS: &str =
+    "amazon.nova-micro-v1:0:128k,amazon.nova-lite-v1:0:300k,amazon.nova-pro-v1:0:300k";
 pub const DEFAULT_BASE_MODELS: &str = "gpt-4o-mini-2024-07-18,gpt-4o-2024-08-06,gpt-4.1-2025-04-14,gpt-4.1-mini-2025-04-14,gpt-4.1-nano-2025-04-14,gpt-3.5-turbo-0125";
 
 impl Config {
@@ -131,20 +157,28 @@ impl Config {
                 });
             }
         };
-        let allowed_base_models: Vec<String> = vars
-            .optional("ALLOWED_BASE_MODELS")
-            .unwrap_or_else(|| DEFAULT_BASE_MODELS.to_owned())
-            .split(',')
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if allowed_base_models.is_empty() {
+        let allowed_base_models = vars.list("ALLOWED_BASE_MODELS", DEFAULT_BASE_MODELS)?;
+        let bedrock_models =
+            vars.list("BEDROCK_ALLOWED_BASE_MODELS", DEFAULT_BEDROCK_BASE_MODELS)?;
+        let role_arn = vars.optional("BEDROCK_ROLE_ARN");
+        if let Some(arn) = &role_arn
+            && !(arn.starts_with("arn:") && arn.contains(":role/"))
+        {
             return Err(ConfigError {
-                var: "ALLOWED_BASE_MODELS",
-                problem: "must name at least one model".to_owned(),
+                var: "BEDROCK_ROLE_ARN",
+                problem: format!("must be an IAM role ARN, got {arn:?}"),
             });
         }
+        let default_provider = match vars.optional("DEFAULT_PROVIDER").as_deref() {
+            None | Some("openai") => ProviderKind::OpenAi,
+            Some("bedrock") => ProviderKind::Bedrock,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "DEFAULT_PROVIDER",
+                    problem: format!("must be 'openai' or 'bedrock', got {other:?}"),
+                });
+            }
+        };
         Ok(Self {
             table_name: vars.required("FINETUNE_TABLE")?,
             bucket_name: vars.required("FINETUNE_BUCKET")?,
@@ -152,6 +186,8 @@ impl Config {
                 .optional("TENANT_CLAIM")
                 .unwrap_or_else(|| "tenant_id".to_owned()),
             allowed_base_models,
+            default_provider,
+            shutdown_margin_days: vars.number("MODEL_SHUTDOWN_MARGIN_DAYS", 30, 0..=365)?,
             max_date_range_days: vars.number("MAX_DATE_RANGE_DAYS", 366, 1..=3660)?,
             run_lease: Duration::from_secs(vars.number("RUN_LEASE_SECONDS", 120, 10..=900)?),
             monitor_concurrency: vars.number("MONITOR_CONCURRENCY", 16, 1..=256)?,
@@ -165,7 +201,19 @@ impl Config {
                 max_retries: vars.number("OPENAI_MAX_RETRIES", 3, 0..=10)?,
             },
             openai_webhook_secret,
+            bedrock: BedrockConfig {
+                role_arn,
+                allowed_base_models: bedrock_models,
+            },
         })
+    }
+
+    /// The base models a run on `provider` may name.
+    pub fn allowed_models(&self, provider: ProviderKind) -> &[String] {
+        match provider {
+            ProviderKind::OpenAi => &self.allowed_base_models,
+            ProviderKind::Bedrock => &self.bedrock.allowed_base_models,
+        }
     }
 }
 
@@ -193,6 +241,25 @@ impl Vars<'_> {
     /// Unset and empty are the same: an empty value is a template mistake.
     fn optional(&self, var: &'static str) -> Option<String> {
         (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A comma-separated list that must name at least one item.
+    fn list(&self, var: &'static str, default: &str) -> Result<Vec<String>, ConfigError> {
+        let items: Vec<String> = self
+            .optional(var)
+            .unwrap_or_else(|| default.to_owned())
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if items.is_empty() {
+            return Err(ConfigError {
+                var,
+                problem: "must name at least one model".to_owned(),
+            });
+        }
+        Ok(items)
     }
 
     fn required(&self, var: &'static str) -> Result<String, ConfigError> {
@@ -305,6 +372,44 @@ mod tests {
         pairs.push(("OPENAI_WEBHOOK_SECRET_ARN", "arn:aws:secretsmanager:x"));
         let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
         assert_eq!(err.var, "OPENAI_WEBHOOK_SECRET");
+    }
+
+    #[test]
+    fn bedrock_settings_are_read_and_checked() {
+        let c = Config::from_lookup(lookup(BASE)).unwrap();
+        assert_eq!(c.default_provider, ProviderKind::OpenAi);
+        assert_eq!(c.bedrock.role_arn, None);
+        assert_eq!(c.shutdown_margin_days, 30);
+        assert!(
+            c.allowed_models(ProviderKind::Bedrock)
+                .contains(&"amazon.nova-micro-v1:0:128k".to_owned())
+        );
+
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("DEFAULT_PROVIDER", "bedrock"),
+            ("BEDROCK_ROLE_ARN", "arn:aws:iam::123456789012:role/ft"),
+            ("BEDROCK_ALLOWED_BASE_MODELS", "amazon.nova-lite-v1:0:300k"),
+        ]);
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(c.default_provider, ProviderKind::Bedrock);
+        assert_eq!(
+            c.allowed_models(ProviderKind::Bedrock),
+            ["amazon.nova-lite-v1:0:300k"]
+        );
+
+        let mut pairs = BASE.to_vec();
+        pairs.push(("DEFAULT_PROVIDER", "azure"));
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs)).unwrap_err().var,
+            "DEFAULT_PROVIDER"
+        );
+        let mut pairs = BASE.to_vec();
+        pairs.push(("BEDROCK_ROLE_ARN", "ft-role"));
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs)).unwrap_err().var,
+            "BEDROCK_ROLE_ARN"
+        );
     }
 
     #[test]

@@ -111,6 +111,35 @@ fn wait_for_moto(port: u16, limit: Duration) {
     panic!("moto_server did not answer on port {port} within {limit:?}");
 }
 
+/// Ends a Bedrock model customization job at moto as Bedrock would when
+/// training ends (moto keeps jobs `InProgress` until stopped): `status` is
+/// `Completed` or `Failed` (with `failure`). Uses the local-only endpoint of
+/// `tools/local-stack/moto_serve.py`.
+pub async fn finish_bedrock_job(
+    job_name: &str,
+    status: &str,
+    failure: Option<&str>,
+) -> Result<(), String> {
+    let mut body = serde_json::json!({"status": status});
+    if let Some(message) = failure {
+        body["failureMessage"] = serde_json::json!(message);
+    }
+    let reply = reqwest::Client::new()
+        .post(format!(
+            "{}/_finetune/bedrock/jobs/{job_name}",
+            moto_endpoint()
+        ))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if reply.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("moto answered {}", reply.status()))
+    }
+}
+
 /// An SDK config pointed at moto, with fake credentials. Built per test:
 /// SDK clients belong to the tokio runtime they were first used on.
 pub async fn sdk_config() -> SdkConfig {

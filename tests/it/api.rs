@@ -439,7 +439,10 @@ async fn many_bad_fields_are_all_listed_in_one_400() {
         ]
     );
     let provider = &reply.body["errors"][1]["message"];
-    assert_eq!(provider, "bedrock is not enabled in this deployment");
+    assert_eq!(
+        provider,
+        "bedrock is not enabled in this deployment (it has no BEDROCK_ROLE_ARN)"
+    );
     assert!(
         api.store()
             .list_runs(&tenant("acme"), None, 10, None)

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use finetune::blob::{DatasetObject, dataset_key};
-use finetune::dataset::{CheckOptions, PrepareError, check_jsonl, prepare_from_s3};
+use finetune::dataset::{CheckOptions, DatasetFormat, PrepareError, check_jsonl, prepare_from_s3};
 use finetune::domain::{DatasetId, Filters, Hyperparameters, RunConfig, TenantId};
 use finetune_tests::{MEMORY_MEASUREMENT, TestEnv};
 use sha2::{Digest, Sha256};
@@ -89,9 +89,15 @@ async fn prepares_from_s3_exports_and_writes_the_dataset_back() {
     let dataset = DatasetId::generate();
 
     // WHEN the pipeline prepares the run's dataset
-    let prepared = prepare_from_s3(&env.blobs, &tenant, &dataset, &config())
-        .await
-        .unwrap();
+    let prepared = prepare_from_s3(
+        &env.blobs,
+        &tenant,
+        &dataset,
+        &config(),
+        DatasetFormat::OpenAiChat,
+    )
+    .await
+    .unwrap();
 
     // THEN the files are in the bucket under the dataset's keys, with the
     // recorded sizes and checksums
@@ -137,9 +143,15 @@ async fn preparation_needs_a_date_range_and_enough_examples() {
     let dataset = DatasetId::generate();
     let mut no_range = config();
     no_range.end_date = None;
-    let err = prepare_from_s3(&env.blobs, &tenant, &dataset, &no_range)
-        .await
-        .unwrap_err();
+    let err = prepare_from_s3(
+        &env.blobs,
+        &tenant,
+        &dataset,
+        &no_range,
+        DatasetFormat::OpenAiChat,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, PrepareError::NoDateRange), "{err}");
 
     env.blobs
@@ -155,9 +167,15 @@ async fn preparation_needs_a_date_range_and_enough_examples() {
         .unwrap();
     let mut cfg = config();
     cfg.train_split = 1.0;
-    let err = prepare_from_s3(&env.blobs, &tenant, &dataset, &cfg)
-        .await
-        .unwrap_err();
+    let err = prepare_from_s3(
+        &env.blobs,
+        &tenant,
+        &dataset,
+        &cfg,
+        DatasetFormat::OpenAiChat,
+    )
+    .await
+    .unwrap_err();
     match err {
         PrepareError::TooFewExamples { found, required } => {
             assert_eq!((found, required), (3, 5));

@@ -1,6 +1,7 @@
 //! Integration tests against the local stack. One binary, a module per area.
 
 mod api;
+mod bedrock;
 mod blob;
 mod dataset;
 mod metrics;

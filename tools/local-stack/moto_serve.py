@@ -10,11 +10,23 @@ must have it too: this runs moto's own WSGI app exactly as `moto_server`
 does, but holds one lock around every DynamoDB request. S3 and the other
 services stay concurrent.
 
+Bedrock (model customization), two gaps filled for the tests:
+- moto writes job and model times as "2026-11-25 18:17:14"; the API (and
+  every AWS SDK but boto3, which guesses) wants ISO 8601, so the Rust SDK
+  could not read a job at all. They are rewritten as "...T18:17:14Z".
+- moto never moves a job on from InProgress (only StopModelCustomizationJob
+  changes it, straight to Stopped). A real job ends by itself, so a test
+  can end one: POST /_finetune/bedrock/jobs/{job name} with
+  {"status": "Completed" | "Failed" | ..., "failureMessage": "..."}.
+  Local-only; nothing like it exists on AWS.
+
 Usage: python moto_serve.py -H 127.0.0.1 -p PORT
 """
 
 import argparse
+import json
 import threading
+from datetime import datetime, timezone
 
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import (
@@ -25,6 +37,55 @@ from moto.moto_server.werkzeug_app import (
 
 _dynamodb = threading.Lock()
 
+_BEDROCK_HOOK = "/_finetune/bedrock/jobs/"
+_MOTO_TIME = "%Y-%m-%d %H:%M:%S"
+
+
+def _iso(value):
+    try:
+        parsed = datetime.strptime(value, _MOTO_TIME)
+    except (TypeError, ValueError):
+        return value
+    return parsed.replace(tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _patch_bedrock_times():
+    from moto.bedrock import models
+
+    for cls, fields in (
+        (models.ModelCustomizationJob, ("creation_time", "last_modified_time", "end_time")),
+        (models.CustomModel, ("creation_time",)),
+    ):
+        original = cls.__init__
+
+        def patched(self, *args, __original=original, __fields=fields, **kwargs):
+            __original(self, *args, **kwargs)
+            for field in __fields:
+                setattr(self, field, _iso(getattr(self, field)))
+
+        cls.__init__ = patched
+
+
+def _bedrock_hook(environ, start_response):
+    """Sets a Bedrock job's status, as the service would when it ends."""
+    from moto.bedrock.models import bedrock_backends
+
+    name = environ["PATH_INFO"][len(_BEDROCK_HOOK):]
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+    for account in list(bedrock_backends.keys()):
+        for region in list(bedrock_backends[account].keys()):
+            jobs = bedrock_backends[account][region].model_customization_jobs
+            if name in jobs:
+                job = jobs[name]
+                job.status = body.get("status", job.status)
+                job.failure_message = body.get("failureMessage", job.failure_message)
+                job.end_time = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                start_response("200 OK", [("Content-Type", "application/json")])
+                return [json.dumps({"jobName": name, "status": job.status}).encode()]
+    start_response("404 Not Found", [("Content-Type", "application/json")])
+    return [json.dumps({"message": f"no job {name}"}).encode()]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -32,9 +93,12 @@ def main() -> None:
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args()
 
+    _patch_bedrock_times()
     moto_app = DomainDispatcherApplication(create_backend_app)
 
     def app(environ, start_response):
+        if environ.get("PATH_INFO", "").startswith(_BEDROCK_HOOK):
+            return _bedrock_hook(environ, start_response)
         if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             return moto_app(environ, start_response)
         with _dynamodb:

@@ -18,6 +18,8 @@ use crate::domain::{
     RunConfig, TenantId,
 };
 use crate::http::{FieldError, IDEMPOTENCY_KEY_HEADER};
+use crate::provider::bedrock::limits as bedrock_limits;
+use crate::provider::shutdown;
 use crate::store::{CreateOutcome, IdempotentRequest, Store, StoreError};
 
 /// OpenAI refuses training files with fewer examples than this.
@@ -188,6 +190,7 @@ pub fn validate(
             "config",
             "dataset_id",
             "prepare_only",
+            "acknowledge_shutdown",
         ],
     ) else {
         return Err(c.errors);
@@ -201,17 +204,23 @@ pub fn validate(
         MAX_DESCRIPTION_CHARS,
     );
     let provider = match present(top.get("provider")) {
-        None => Some(ProviderKind::OpenAi),
+        None => Some(config.default_provider),
         Some(Value::String(s)) if s == "openai" => Some(ProviderKind::OpenAi),
-        Some(Value::String(s)) if s == "bedrock" => {
-            c.error("provider", "bedrock is not enabled in this deployment");
-            None
-        }
+        Some(Value::String(s)) if s == "bedrock" => Some(ProviderKind::Bedrock),
         Some(_) => {
             c.error("provider", "must be \"openai\" or \"bedrock\"");
             None
         }
     };
+    if provider == Some(ProviderKind::Bedrock) && config.bedrock.role_arn.is_none() {
+        c.error(
+            "provider",
+            "bedrock is not enabled in this deployment (it has no BEDROCK_ROLE_ARN)",
+        );
+    }
+    let acknowledge_shutdown = c
+        .boolean(top.get("acknowledge_shutdown"), "acknowledge_shutdown")
+        .unwrap_or(false);
     let dataset_id = match present(top.get("dataset_id")) {
         None => None,
         Some(Value::String(s)) => match DatasetId::parse(s.as_str()) {
@@ -256,9 +265,12 @@ pub fn validate(
             "filters",
         ],
     ) {
-        Some(cfg) => c.run_config(cfg, config, today, uses_dataset),
+        Some(cfg) => c.run_config(cfg, config, today, uses_dataset, provider),
         None => None,
     };
+    if let (Some(provider), Some(run_config)) = (provider, &run_config) {
+        c.provider_rules(provider, run_config, config, today, acknowledge_shutdown);
+    }
 
     match (name, provider, run_config) {
         (Some(name), Some(provider), Some(run_config)) if c.errors.is_empty() => {
@@ -273,6 +285,18 @@ pub fn validate(
         }
         _ => Err(c.errors),
     }
+}
+
+/// 50,000, or fewer when the provider takes fewer records for the model
+/// (Bedrock: its training plus validation record limits).
+fn default_max_examples(provider: Option<ProviderKind>, base_model: Option<&str>) -> i64 {
+    let bedrock = match (provider, base_model) {
+        (Some(ProviderKind::Bedrock), Some(model)) => bedrock_limits::limits_for(model)
+            .map(|l| l.max_train_records + l.max_validation_records),
+        _ => None,
+    };
+    let default = u64::from(DEFAULT_MAX_EXAMPLES);
+    i64::try_from(bedrock.map_or(default, |limit| limit.min(default))).unwrap_or(i64::MAX)
 }
 
 /// `null` is the same as absent for every optional field.
@@ -438,6 +462,7 @@ impl Checker {
         config: &Config,
         today: NaiveDate,
         uses_dataset: bool,
+        provider: Option<ProviderKind>,
     ) -> Option<RunConfig> {
         let errors_before = self.errors.len();
         let (start_date, end_date) = if uses_dataset {
@@ -485,15 +510,27 @@ impl Checker {
                 self.error("config.base_model", "is required");
                 None
             }
-            Some(Value::String(m)) if config.allowed_base_models.iter().any(|a| a == m) => {
+            // Without a valid provider (its own error says why), any
+            // provider's model passes here.
+            Some(Value::String(m))
+                if provider.map_or_else(
+                    || {
+                        config.allowed_models(ProviderKind::OpenAi).contains(m)
+                            || config.allowed_models(ProviderKind::Bedrock).contains(m)
+                    },
+                    |p| config.allowed_models(p).contains(m),
+                ) =>
+            {
                 Some(m.clone())
             }
             Some(Value::String(_)) => {
+                let provider = provider.unwrap_or(config.default_provider);
                 self.error(
                     "config.base_model",
                     format!(
-                        "is not allowed here; use one of: {}",
-                        config.allowed_base_models.join(", ")
+                        "is not allowed for {}; use one of: {}",
+                        provider.as_str(),
+                        config.allowed_models(provider).join(", ")
                     ),
                 );
                 None
@@ -513,7 +550,7 @@ impl Checker {
             ),
         };
         let max_examples = match present(cfg.get("max_examples")) {
-            None => Some(i64::from(DEFAULT_MAX_EXAMPLES)),
+            None => Some(default_max_examples(provider, base_model.as_deref())),
             Some(v) => self.integer(
                 v,
                 "config.max_examples",
@@ -583,7 +620,13 @@ impl Checker {
         let Some(map) = self.object(
             Some(value),
             at,
-            &["n_epochs", "batch_size", "learning_rate_multiplier"],
+            &[
+                "n_epochs",
+                "batch_size",
+                "learning_rate_multiplier",
+                "learning_rate",
+                "learning_rate_warmup_steps",
+            ],
         ) else {
             return Hyperparameters::default();
         };
@@ -620,10 +663,94 @@ impl Checker {
                 AutoOr::Auto
             }
         };
+        let learning_rate = match present(map.get("learning_rate")) {
+            None => AutoOr::Auto,
+            Some(Value::String(s)) if s == "auto" => AutoOr::Auto,
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|x| x > 0.0 && x < 1.0) => {
+                n.as_f64().map_or(AutoOr::Auto, AutoOr::Value)
+            }
+            Some(_) => {
+                self.error(
+                    path(at, "learning_rate"),
+                    "must be \"auto\" or a number greater than 0 and less than 1",
+                );
+                AutoOr::Auto
+            }
+        };
+        let learning_rate_warmup_steps = match present(map.get("learning_rate_warmup_steps")) {
+            None => AutoOr::Auto,
+            Some(Value::String(s)) if s == "auto" => AutoOr::Auto,
+            Some(v) => self
+                .integer(v, &path(at, "learning_rate_warmup_steps"), 0..=10_000)
+                .and_then(|n| u32::try_from(n).ok())
+                .map_or(AutoOr::Auto, AutoOr::Value),
+        };
         Hyperparameters {
             n_epochs,
             batch_size,
             learning_rate_multiplier,
+            learning_rate,
+            learning_rate_warmup_steps,
+        }
+    }
+
+    /// The rules that depend on the provider: its hyperparameters and
+    /// their ranges, its record limits, and the base model's shutdown date.
+    fn provider_rules(
+        &mut self,
+        provider: ProviderKind,
+        run: &RunConfig,
+        config: &Config,
+        today: NaiveDate,
+        acknowledged: bool,
+    ) {
+        match provider {
+            ProviderKind::OpenAi => {
+                let h = &run.hyperparameters;
+                for (field, set) in [
+                    ("learning_rate", !h.learning_rate.is_auto()),
+                    (
+                        "learning_rate_warmup_steps",
+                        !h.learning_rate_warmup_steps.is_auto(),
+                    ),
+                ] {
+                    if set {
+                        self.error(
+                            format!("config.hyperparameters.{field}"),
+                            "is Bedrock's; OpenAI takes learning_rate_multiplier",
+                        );
+                    }
+                }
+            }
+            ProviderKind::Bedrock => {
+                for p in bedrock_limits::check(&run.hyperparameters, &run.base_model) {
+                    self.error(p.field, p.message);
+                }
+                if let Some(limits) = bedrock_limits::limits_for(&run.base_model)
+                    && u64::from(run.max_examples)
+                        > limits.max_train_records + limits.max_validation_records
+                {
+                    self.error(
+                        "config.max_examples",
+                        format!(
+                            "must be at most {} for {} (Bedrock takes {} training and {} validation records)",
+                            limits.max_train_records + limits.max_validation_records,
+                            run.base_model,
+                            limits.max_train_records,
+                            limits.max_validation_records
+                        ),
+                    );
+                }
+            }
+        }
+        if let Err(refusal) = shutdown::check(
+            provider,
+            &run.base_model,
+            today,
+            config.shutdown_margin_days,
+            acknowledged,
+        ) {
+            self.error("config.base_model", refusal.to_string());
         }
     }
 
@@ -960,17 +1087,170 @@ mod tests {
     }
 
     #[test]
-    fn provider_defaults_to_openai_and_bedrock_is_not_enabled_yet() {
+    fn provider_defaults_to_openai_and_bedrock_needs_its_role() {
         let r = validate(&with(valid(), "/provider", Value::Null), &config(), today()).unwrap();
         assert_eq!(r.provider, ProviderKind::OpenAi);
-        let errs = errors_of(with(valid(), "/provider", json!("bedrock")));
+        let body = with(bedrock_valid(), "/provider", json!("bedrock"));
+        let errs: Vec<(String, String)> = validate(&body, &config(), today())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect();
         assert_eq!(
             errs,
             vec![(
                 "provider".into(),
-                "bedrock is not enabled in this deployment".into()
+                "bedrock is not enabled in this deployment (it has no BEDROCK_ROLE_ARN)".into()
             )]
         );
+    }
+
+    fn bedrock_config(extra: &'static [(&'static str, &'static str)]) -> Config {
+        Config::from_lookup(|k| match k {
+            "FINETUNE_TABLE" => Some("t".into()),
+            "FINETUNE_BUCKET" => Some("b".into()),
+            "BEDROCK_ROLE_ARN" => Some("arn:aws:iam::123456789012:role/bedrock-ft".into()),
+            other => extra
+                .iter()
+                .find(|(k, _)| *k == other)
+                .map(|(_, v)| (*v).to_owned()),
+        })
+        .unwrap()
+    }
+
+    fn bedrock_valid() -> Value {
+        json!({
+            "name": "Nova support",
+            "provider": "bedrock",
+            "config": {
+                "start_date": "2026-10-01",
+                "end_date": "2026-10-31",
+                "base_model": "amazon.nova-micro-v1:0:128k",
+                "hyperparameters": {"n_epochs": 3, "learning_rate": 0.00001,
+                                    "learning_rate_warmup_steps": 5}
+            }
+        })
+    }
+
+    fn errors_with(body: Value, config: &Config, today: NaiveDate) -> Vec<(String, String)> {
+        validate(&body, config, today)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_bedrock_run_takes_a_nova_model_and_bedrock_hyperparameters() {
+        let r = validate(&bedrock_valid(), &bedrock_config(&[]), today()).unwrap();
+        assert_eq!(r.provider, ProviderKind::Bedrock);
+        assert_eq!(r.config.base_model, "amazon.nova-micro-v1:0:128k");
+        assert_eq!(
+            r.config.hyperparameters.learning_rate,
+            AutoOr::Value(0.00001)
+        );
+        assert_eq!(
+            r.config.hyperparameters.learning_rate_warmup_steps,
+            AutoOr::Value(5)
+        );
+    }
+
+    #[test]
+    fn the_default_provider_comes_from_config() {
+        let config = bedrock_config(&[("DEFAULT_PROVIDER", "bedrock")]);
+        let body = with(bedrock_valid(), "/provider", Value::Null);
+        assert_eq!(
+            validate(&body, &config, today()).unwrap().provider,
+            ProviderKind::Bedrock
+        );
+    }
+
+    #[test]
+    fn a_model_of_the_other_provider_is_refused_with_this_providers_list() {
+        let body = with(
+            bedrock_valid(),
+            "/config/base_model",
+            json!("gpt-4o-mini-2024-07-18"),
+        );
+        let errs = errors_with(body, &bedrock_config(&[]), today());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, "config.base_model");
+        assert!(
+            errs[0]
+                .1
+                .starts_with("is not allowed for bedrock; use one of: amazon.nova-micro")
+        );
+    }
+
+    #[test]
+    fn bedrock_hyperparameter_ranges_and_foreign_ones_are_all_listed() {
+        let body = with(
+            bedrock_valid(),
+            "/config/hyperparameters",
+            json!({"n_epochs": 6, "batch_size": 8, "learning_rate": 0.01,
+                   "learning_rate_warmup_steps": 101, "learning_rate_multiplier": 2}),
+        );
+        let fields: Vec<String> = errors_with(body, &bedrock_config(&[]), today())
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "config.hyperparameters.learning_rate_multiplier",
+                "config.hyperparameters.batch_size",
+                "config.hyperparameters.n_epochs",
+                "config.hyperparameters.learning_rate",
+                "config.hyperparameters.learning_rate_warmup_steps",
+            ]
+        );
+        let openai = with(
+            valid(),
+            "/config/hyperparameters",
+            json!({"learning_rate": 0.00001}),
+        );
+        assert_eq!(
+            errors_of(openai),
+            vec![(
+                "config.hyperparameters.learning_rate".into(),
+                "is Bedrock's; OpenAI takes learning_rate_multiplier".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_base_model_shutting_down_soon_is_refused_with_its_date_unless_acknowledged() {
+        let december = NaiveDate::from_ymd_opt(2026, 12, 20).unwrap();
+        let errs = errors_with(valid(), &config(), december);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, "config.base_model");
+        assert!(
+            errs[0].1.contains("shuts down on 2027-01-14"),
+            "{}",
+            errs[0].1
+        );
+        assert!(errs[0].1.contains("acknowledge_shutdown"), "{}", errs[0].1);
+
+        let acknowledged = with(valid(), "/acknowledge_shutdown", json!(true));
+        assert!(validate(&acknowledged, &config(), december).is_ok());
+
+        let config = Config::from_lookup(|k| match k {
+            "FINETUNE_TABLE" => Some("t".into()),
+            "FINETUNE_BUCKET" => Some("b".into()),
+            "MODEL_SHUTDOWN_MARGIN_DAYS" => Some("10".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(validate(&valid(), &config, december).is_ok());
+    }
+
+    #[test]
+    fn after_openais_last_day_for_new_jobs_no_openai_run_starts() {
+        let january = NaiveDate::from_ymd_opt(2027, 1, 7).unwrap();
+        let acknowledged = with(valid(), "/acknowledge_shutdown", json!(true));
+        let errs = errors_with(acknowledged, &config(), january);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].1.contains("after 2027-01-06"), "{}", errs[0].1);
     }
 
     #[test]

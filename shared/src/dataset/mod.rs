@@ -5,6 +5,7 @@
 //! [`io::ExportSource`] and an [`io::DatasetSink`], so the pipeline (S3)
 //! and the `finetune prepare` command (a local folder) share every rule.
 
+pub mod bedrock;
 pub mod check;
 pub mod conversation;
 pub mod io;
@@ -21,7 +22,36 @@ pub use check::{CheckOptions, CheckReport, Encoding, LineError, check_jsonl};
 pub use prepare::{DatasetStats, FORMAT, PrepareSettings};
 
 use crate::blob::{BlobError, Blobs, DatasetObject, dataset_key};
-use crate::domain::{DatasetFile, DatasetId, RunConfig, TenantId};
+use crate::domain::{DatasetFile, DatasetId, ProviderKind, RunConfig, TenantId};
+
+/// The file format a dataset is written in: each provider reads its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum DatasetFormat {
+    /// OpenAI's chat fine-tuning format (`{"messages": [...]}`).
+    #[default]
+    #[serde(rename = "openai-chat")]
+    OpenAiChat,
+    /// Amazon Nova's `bedrock-conversation-2024` schema.
+    #[serde(rename = "bedrock-conversation-2024")]
+    BedrockConversation,
+}
+
+impl DatasetFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetFormat::OpenAiChat => FORMAT,
+            DatasetFormat::BedrockConversation => bedrock::SCHEMA_VERSION,
+        }
+    }
+
+    /// The format `provider` trains on.
+    pub fn for_provider(provider: ProviderKind) -> Self {
+        match provider {
+            ProviderKind::OpenAi => DatasetFormat::OpenAiChat,
+            ProviderKind::Bedrock => DatasetFormat::BedrockConversation,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -63,11 +93,16 @@ pub struct PreparedDataset {
     pub validation: Option<DatasetFile>,
     pub manifest_key: String,
     pub stats: DatasetStats,
+    pub format: DatasetFormat,
 }
 
 impl PrepareSettings {
     /// The settings of a run's config; the run must name a date range.
-    pub fn from_run_config(tenant: &TenantId, config: &RunConfig) -> Result<Self, PrepareError> {
+    pub fn from_run_config(
+        tenant: &TenantId,
+        config: &RunConfig,
+        format: DatasetFormat,
+    ) -> Result<Self, PrepareError> {
         let (Some(start_date), Some(end_date)) = (config.start_date, config.end_date) else {
             return Err(PrepareError::NoDateRange);
         };
@@ -84,6 +119,7 @@ impl PrepareSettings {
             filters: config.filters.clone(),
             n_epochs: config.hyperparameters.n_epochs.value(),
             max_tokens_per_example: None,
+            format,
         })
     }
 }
@@ -95,8 +131,9 @@ pub async fn prepare_from_s3(
     tenant: &TenantId,
     dataset_id: &DatasetId,
     config: &RunConfig,
+    format: DatasetFormat,
 ) -> Result<PreparedDataset, PrepareError> {
-    let settings = PrepareSettings::from_run_config(tenant, config)?;
+    let settings = PrepareSettings::from_run_config(tenant, config, format)?;
     let source = io::ExportSource::S3(blobs.clone());
     let sink = io::DatasetSink::S3 {
         blobs: blobs.clone(),
@@ -119,5 +156,6 @@ pub async fn prepare_from_s3(
         }),
         manifest_key: dataset_key(tenant, dataset_id, DatasetObject::Manifest),
         stats: out.stats,
+        format,
     })
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt;
 
-use super::PrepareError;
+use super::bedrock::{self, ESTIMATE_ENCODING};
 use super::check::{CheckOptions, check_example, trim_line};
 use super::conversation::{Conversation, Message, Rules, content_digest};
 use super::io::{DatasetSink, ExportSource, TempFile, Written};
@@ -24,8 +24,10 @@ use super::redact::Redactions;
 use super::stats::{Distribution, default_epochs, estimated_cost_usd, training_price_per_million};
 use super::tokens::{Encoding, TokenCounter};
 use super::window::windows;
+use super::{DatasetFormat, PrepareError};
 use crate::blob::DatasetObject;
 use crate::domain::{Filters, TenantId};
+use crate::provider::bedrock::limits::{ModelLimits, limits_for};
 
 /// Everything a preparation needs to know, from a `RunConfig` or the CLI.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,6 +48,9 @@ pub struct PrepareSettings {
     /// windows, or tests); None uses the model's.
     #[serde(default)]
     pub max_tokens_per_example: Option<usize>,
+    /// The file format to write (the run's provider decides).
+    #[serde(default)]
+    pub format: DatasetFormat,
 }
 
 /// What a preparation did, exactly as written to `manifest.json`.
@@ -95,7 +100,7 @@ pub struct Output {
 
 #[derive(Serialize)]
 struct Manifest<'a> {
-    format: &'static str,
+    format: &'a str,
     settings: &'a PrepareSettings,
     source: Source<'a>,
     files: BTreeMap<&'static str, FileEntry>,
@@ -168,6 +173,20 @@ pub async fn prepare(
         )));
     }
     let mut options = CheckOptions::for_model(&settings.base_model);
+    let bedrock_limits: Option<&ModelLimits> = match settings.format {
+        DatasetFormat::OpenAiChat => None,
+        DatasetFormat::BedrockConversation => {
+            let limits = limits_for(&settings.base_model).ok_or_else(|| {
+                PrepareError::InvalidSettings(format!(
+                    "{} is not a Bedrock model this service can prepare data for",
+                    settings.base_model
+                ))
+            })?;
+            options.encoding = ESTIMATE_ENCODING;
+            options.max_tokens_per_example = limits.max_tokens_per_record;
+            Some(limits)
+        }
+    };
     if let Some(max) = settings.max_tokens_per_example {
         options.max_tokens_per_example = max;
     }
@@ -256,14 +275,34 @@ pub async fn prepare(
             let mut failed = None;
             for part in &parts {
                 example_line.clear();
-                write_example(&mut example_line, part);
-                let text = std::str::from_utf8(&example_line).unwrap_or_default();
-                let check = check_example(text, &mut counter);
-                if let Some(category) = check.errors.first() {
-                    failed = Some(*category);
-                    break;
+                let checked = match settings.format {
+                    DatasetFormat::OpenAiChat => {
+                        write_example(&mut example_line, part);
+                        let text = std::str::from_utf8(&example_line).unwrap_or_default();
+                        let check = check_example(text, &mut counter);
+                        match check.errors.first() {
+                            Some(category) => Err(*category),
+                            None => Ok(check.tokens.unwrap_or(0)),
+                        }
+                    }
+                    DatasetFormat::BedrockConversation => {
+                        bedrock::write_record(&mut example_line, part).and_then(|()| {
+                            let text = std::str::from_utf8(&example_line).unwrap_or_default();
+                            let check = bedrock::check_record(text, &mut counter, limit as usize);
+                            match check.errors.first() {
+                                Some(category) => Err(*category),
+                                None => Ok(check.tokens.unwrap_or(0)),
+                            }
+                        })
+                    }
+                };
+                match checked {
+                    Ok(tokens) => lines.push((example_line.clone(), tokens)),
+                    Err(category) => {
+                        failed = Some(category);
+                        break;
+                    }
                 }
-                lines.push((example_line.clone(), check.tokens.unwrap_or(0)));
             }
             if let Some(category) = failed {
                 *stats
@@ -292,7 +331,10 @@ pub async fn prepare(
     drop(spill_out);
 
     // The seeded sample: the max_examples lowest priorities.
-    let keep = sample(&candidates, settings.max_examples as usize);
+    let mut keep = sample(&candidates, settings.max_examples as usize);
+    if let Some(limits) = bedrock_limits {
+        cap_validation(&candidates, &mut keep, limits.max_validation_records);
+    }
     stats.sampled_out = (candidates.len() - keep.iter().filter(|&&k| k).count()) as u64;
     let mut train_tokens = Vec::new();
     let mut validation_tokens = Vec::new();
@@ -318,9 +360,10 @@ pub async fn prepare(
     }
     stats.train_tokens = Distribution::of(&train_tokens);
     stats.validation_tokens = Distribution::of(&validation_tokens);
-    stats.epochs = settings
-        .n_epochs
-        .unwrap_or_else(|| default_epochs(stats.train_examples));
+    stats.epochs = settings.n_epochs.unwrap_or_else(|| match bedrock_limits {
+        Some(limits) => limits.default_epochs,
+        None => default_epochs(stats.train_examples),
+    });
     stats.billing_tokens = train_tokens.iter().map(|&t| u64::from(t).min(limit)).sum();
     stats.estimated_charged_tokens = u64::from(stats.epochs) * stats.billing_tokens;
     stats.price_usd_per_1m_tokens = training_price_per_million(&settings.base_model);
@@ -397,7 +440,7 @@ pub async fn prepare(
         );
     }
     let manifest = Manifest {
-        format: FORMAT,
+        format: settings.format.as_str(),
         settings,
         source: Source {
             tenant: settings.tenant.as_str(),
@@ -434,6 +477,25 @@ fn write_example(out: &mut Vec<u8>, messages: &[Message]) {
     }
     // Serializing plain strings and enums into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &Example { messages });
+}
+
+/// Bedrock takes a limited number of validation records: keep the
+/// `max` kept validation examples of lowest priority (the same seeded
+/// order as the sample), leave the rest out.
+fn cap_validation(candidates: &[Candidate], keep: &mut [bool], max: u64) {
+    let mut validation: Vec<(u64, usize)> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| !c.train && keep[*i])
+        .map(|(i, c)| (c.priority, i))
+        .collect();
+    if validation.len() as u64 <= max {
+        return;
+    }
+    validation.sort_unstable();
+    for &(_, i) in &validation[max as usize..] {
+        keep[i] = false;
+    }
 }
 
 /// Which candidates the seeded sample keeps: all when there are at most

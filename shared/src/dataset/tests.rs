@@ -52,6 +52,7 @@ fn settings() -> PrepareSettings {
         filters: Filters::default(),
         n_epochs: None,
         max_tokens_per_example: None,
+        format: Default::default(),
     }
 }
 

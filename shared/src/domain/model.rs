@@ -81,29 +81,3 @@ pub struct ActiveModel {
     pub base_model: String,
     pub activated_at: DateTime<Utc>,
 }
-
-/// The day a base model is retired, where the service knows it. OpenAI
-/// retires the GPT-4o and GPT-4.1 families on 2027-01-14 (DESIGN.md), and
-/// their fine-tunes stop with them; other models: not known here.
-pub fn base_model_shutdown(base_model: &str) -> Option<NaiveDate> {
-    const FAMILIES: [&str; 2] = ["gpt-4o", "gpt-4.1"];
-    FAMILIES
-        .iter()
-        .any(|f| base_model.starts_with(f))
-        .then(|| NaiveDate::from_ymd_opt(2027, 1, 14))
-        .flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_gpt_4o_and_4_1_families_have_a_shutdown_date() {
-        let day = NaiveDate::from_ymd_opt(2027, 1, 14);
-        assert_eq!(base_model_shutdown("gpt-4o-mini-2024-07-18"), day);
-        assert_eq!(base_model_shutdown("gpt-4.1-nano-2025-04-14"), day);
-        assert_eq!(base_model_shutdown("gpt-3.5-turbo-0125"), None);
-        assert_eq!(base_model_shutdown("amazon.nova-micro-v1:0"), None);
-    }
-}

@@ -131,6 +131,12 @@ mod auto_literal {
     }
 }
 
+impl<T> AutoOr<T> {
+    pub fn is_auto(&self) -> bool {
+        matches!(self, AutoOr::Auto)
+    }
+}
+
 impl<T: Copy> AutoOr<T> {
     pub fn value(self) -> Option<T> {
         match self {
@@ -147,8 +153,15 @@ pub struct Hyperparameters {
     pub n_epochs: AutoOr<u32>,
     #[serde(default)]
     pub batch_size: AutoOr<u32>,
+    /// OpenAI only: a multiple of OpenAI's own learning rate.
     #[serde(default)]
     pub learning_rate_multiplier: AutoOr<f64>,
+    /// Bedrock only (`learningRate`): an absolute rate, e.g. 1e-5.
+    #[serde(default, skip_serializing_if = "AutoOr::is_auto")]
+    pub learning_rate: AutoOr<f64>,
+    /// Bedrock only (`learningRateWarmupSteps`).
+    #[serde(default, skip_serializing_if = "AutoOr::is_auto")]
+    pub learning_rate_warmup_steps: AutoOr<u32>,
 }
 
 /// Which conversations are good enough to learn from. Defaults keep only

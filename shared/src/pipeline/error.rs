@@ -20,6 +20,17 @@ pub enum PipelineError {
     /// bug or a hand edit; the run fails with this rather than looping.
     #[error("run record is inconsistent: {0}")]
     Inconsistent(String),
+    /// A reused dataset written for another provider's format.
+    #[error(
+        "dataset {dataset_id} is in the {found} format but {provider} trains on {needed}: \
+         prepare a new dataset for this provider (give a date range instead of dataset_id)"
+    )]
+    DatasetFormatMismatch {
+        dataset_id: String,
+        found: String,
+        needed: &'static str,
+        provider: &'static str,
+    },
 }
 
 impl PipelineError {
@@ -34,7 +45,9 @@ impl PipelineError {
             }
             PipelineError::Provider(e) => e.is_transient(),
             PipelineError::Prepare(e) => prepare_is_transient(e),
-            PipelineError::Transition(_) | PipelineError::Inconsistent(_) => false,
+            PipelineError::Transition(_)
+            | PipelineError::Inconsistent(_)
+            | PipelineError::DatasetFormatMismatch { .. } => false,
         }
     }
 
@@ -46,6 +59,7 @@ impl PipelineError {
             PipelineError::Prepare(e) => prepare_code(e),
             PipelineError::Transition(_) => "invalid_transition",
             PipelineError::Inconsistent(_) => "inconsistent_record",
+            PipelineError::DatasetFormatMismatch { .. } => "dataset_format_mismatch",
         }
     }
 }

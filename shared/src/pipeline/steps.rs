@@ -3,9 +3,8 @@
 use chrono::Utc;
 
 use super::{Pipeline, PipelineError, Step};
-use crate::dataset::{self, DatasetStats, PreparedDataset};
+use crate::dataset::{self, DatasetFormat, DatasetStats, PreparedDataset};
 use crate::domain::metrics::MetricPoint;
-use crate::domain::model::base_model_shutdown;
 use crate::domain::{
     DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId,
     ModelRecord, ModelStatus, ProviderFile, Run, RunEvent, RunStats, RunStatus,
@@ -26,6 +25,15 @@ impl Pipeline {
         let mut run = run.clone();
         if let Some(dataset_id) = &run.dataset_id {
             let record = self.store.get_dataset(&run.tenant_id, dataset_id).await?;
+            let needed = DatasetFormat::for_provider(run.provider).as_str();
+            if record.format != needed {
+                return Err(PipelineError::DatasetFormatMismatch {
+                    dataset_id: dataset_id.to_string(),
+                    found: record.format.clone(),
+                    needed,
+                    provider: run.provider.as_str(),
+                });
+            }
             run.stats = Some(run_stats(&stats_of(&record)));
             let (next, phase) = if run.prepare_only {
                 (
@@ -69,9 +77,14 @@ impl Pipeline {
         let record = match self.store.get_dataset(&run.tenant_id, &dataset_id).await {
             Ok(record) => record,
             Err(StoreError::NotFound { .. }) => {
-                let prepared =
-                    dataset::prepare_from_s3(&self.blobs, &run.tenant_id, &dataset_id, &run.config)
-                        .await?;
+                let prepared = dataset::prepare_from_s3(
+                    &self.blobs,
+                    &run.tenant_id,
+                    &dataset_id,
+                    &run.config,
+                    DatasetFormat::for_provider(run.provider),
+                )
+                .await?;
                 let record = dataset_record(run, &dataset_id, prepared)?;
                 match self.store.put_dataset(&record).await {
                     Ok(()) => record,
@@ -363,7 +376,10 @@ impl Pipeline {
             trained_tokens: job.trained_tokens,
             final_train_loss: metrics.final_train_loss(),
             final_valid_loss: metrics.final_valid_loss(),
-            base_model_shutdown: base_model_shutdown(&run.config.base_model),
+            base_model_shutdown: crate::provider::shutdown::shutdown_date(
+                run.provider,
+                &run.config.base_model,
+            ),
             status: ModelStatus::Ready,
             deleted_at: None,
             checkpoints: checkpoints
@@ -456,7 +472,7 @@ fn dataset_record(
         run_id: run.id.clone(),
         start_date: run.config.start_date,
         end_date: run.config.end_date,
-        format: "openai-chat".to_owned(),
+        format: prepared.format.as_str().to_owned(),
         train: prepared.train,
         validation: prepared.validation,
         manifest_key: prepared.manifest_key,

@@ -6,7 +6,9 @@
 //! an adapter may depend on one provider's shapes: the reconciler sees only
 //! these types, and each run records which provider it used.
 
+pub mod bedrock;
 pub mod openai;
+pub mod shutdown;
 pub mod status;
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Each provider's job statuses mapped to our [`JobStatus`], one function
 //! per provider, side by side, so the whole vocabulary is reviewed in one
-//! place (Bedrock's mapping goes next to OpenAI's).
+//! place.
 
 use crate::domain::JobStatus;
 
@@ -29,9 +29,48 @@ pub fn openai_job_status(status: &str) -> JobStatus {
     }
 }
 
+/// Bedrock's `ModelCustomizationJobStatus`: `InProgress`, `Completed`,
+/// `Failed`, `Stopping`, `Stopped`. Bedrock does not say whether an
+/// in-progress job is still validating or already training, so
+/// `InProgress` is `Running`. `Stopped` is our `Cancelled`: only a stop
+/// request (ours, or someone's in the console) ends a job that way.
+/// Anything newer is `Unknown` and logged, as for OpenAI.
+pub fn bedrock_job_status(status: &str) -> JobStatus {
+    match status {
+        "InProgress" => JobStatus::Running,
+        "Completed" => JobStatus::Succeeded,
+        "Failed" => JobStatus::Failed,
+        "Stopping" => JobStatus::Stopping,
+        "Stopped" => JobStatus::Cancelled,
+        other => {
+            tracing::warn!(
+                status = other,
+                "Bedrock reported a model customization job status this service does not know"
+            );
+            JobStatus::Unknown
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_documented_bedrock_status_has_its_own_mapping() {
+        let cases = [
+            ("InProgress", JobStatus::Running),
+            ("Completed", JobStatus::Succeeded),
+            ("Failed", JobStatus::Failed),
+            ("Stopping", JobStatus::Stopping),
+            ("Stopped", JobStatus::Cancelled),
+        ];
+        for (wire, ours) in cases {
+            assert_eq!(bedrock_job_status(wire), ours, "{wire}");
+        }
+        assert_eq!(bedrock_job_status("Paused"), JobStatus::Unknown);
+        assert!(!bedrock_job_status("Stopping").is_terminal());
+    }
 
     #[test]
     fn every_documented_openai_status_has_its_own_mapping() {

@@ -7,6 +7,11 @@
 //! scheduled events until the run ends, writes the run's loss curve (SVG)
 //! and prints its path, and prints the run. The last line is the final
 //! run as one line of JSON.
+//!
+//! `PROVIDER=bedrock` trains on the Bedrock adapter instead (moto's Bedrock):
+//! the dataset is written in Nova's format and handed over by S3 URI. moto
+//! never ends a job by itself, so the demo ends it a few seconds after it
+//! starts, as Bedrock would after training.
 
 mod events;
 mod seed;
@@ -25,10 +30,21 @@ const DAYS: u32 = 5;
 const PER_DAY: usize = 60;
 /// The whole demo gives up after this long (the sandbox needs ~30 s).
 const LIMIT: Duration = Duration::from_secs(300);
+/// The service role a Bedrock job would run as (moto does not check it).
+const BEDROCK_ROLE: &str = "arn:aws:iam::123456789012:role/finetune-bedrock-demo";
+/// How long the demo lets a Bedrock job "train" at moto.
+const BEDROCK_TRAINING: Duration = Duration::from_secs(3);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     // Quiet by default: the demo prints its own story.
+    let bedrock = match std::env::var("PROVIDER").as_deref() {
+        Err(_) | Ok("") | Ok("openai") => false,
+        Ok("bedrock") => true,
+        Ok(other) => {
+            return Err(format!("PROVIDER must be openai or bedrock, got {other:?}").into());
+        }
+    };
     let endpoint = finetune_tests::moto_endpoint();
     println!("local stack: moto at {endpoint}");
     let sandbox = openai_sandbox::spawn(SandboxConfig {
@@ -47,6 +63,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "OPENAI_BASE_URL" => Some(sandbox.base_url()),
         "OPENAI_API_KEY" => Some("sk-local-demo".to_owned()),
         "RUN_LEASE_SECONDS" => Some("60".to_owned()),
+        "BEDROCK_ROLE_ARN" => Some(BEDROCK_ROLE.to_owned()),
         _ => None,
     })?;
     finetune::store::provision::create_table(&finetune::aws::dynamodb_client(&sdk), &table).await?;
@@ -76,7 +93,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let store = pipeline.store.clone();
 
     // POST /runs, as API Gateway delivers it to start-run.
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "name": "acme support assistant v1",
         "description": "Support conversations, last week",
         "config": {
@@ -91,6 +108,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
             "hyperparameters": {"n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": "auto"}
         }
     });
+    if bedrock {
+        body["provider"] = "bedrock".into();
+        body["config"]["base_model"] = "amazon.nova-micro-v1:0:128k".into();
+        body["config"]["hyperparameters"] = serde_json::json!({"n_epochs": 2});
+    }
     let request = events::http_request("POST", "/runs", Some(&body), TENANT, Some("demo-run-1"))?;
     let response = finetune::http::start_run_handler(&store, &config, request).await;
     let status = response.status();
@@ -105,6 +127,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // The monitor on its schedule, until the run ends.
     let started = Instant::now();
     let mut last = String::new();
+    let mut training_since: Option<Instant> = None;
     loop {
         let tick = events::scheduled_tick(Duration::from_secs(60))?;
         let summary = monitor::on_schedule(&pipeline, &config, &tick.context).await?;
@@ -121,6 +144,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
         if run.status.is_terminal() {
             break;
+        }
+        if bedrock && let Some(job) = &run.job {
+            let since = *training_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= BEDROCK_TRAINING && !job.status.is_terminal() {
+                finetune_tests::finish_bedrock_job(&job.provider_job_id, "Completed", None).await?;
+                println!(
+                    "[{:>5.1}s] (local stack) Bedrock job {} ends: Completed",
+                    started.elapsed().as_secs_f32(),
+                    job.provider_job_id
+                );
+            }
         }
         if started.elapsed() > LIMIT {
             return Err(format!("the run did not finish within {LIMIT:?}").into());

@@ -111,6 +111,7 @@ fn main() -> ExitCode {
                 filters: Filters::default(),
                 n_epochs: None,
                 max_tokens_per_example: None,
+                format: Default::default(),
             };
             run_prepare(input, output, settings)
         }

@@ -1,0 +1,522 @@
+//! The Bedrock adapter against moto's Bedrock, and a run taken from
+//! `POST /runs` with `provider: "bedrock"` to the end through the same
+//! reconciler as OpenAI's.
+//!
+//! moto (5.2.5) keeps a job `InProgress` until it is stopped (then straight
+//! to `Stopped`) and does not deduplicate `clientRequestToken`; it refuses a
+//! second job of the same name. The moto launcher
+//! (`tools/local-stack/moto_serve.py`) adds one local-only endpoint to end
+//! a job as Bedrock would ([`finish_job`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use finetune::config::Config;
+use finetune::domain::{
+    AutoOr, Hyperparameters, JobStatus, ProviderKind, Run, RunId, RunStatus, TenantId,
+};
+use finetune::pipeline::Pipeline;
+use finetune::pipeline::monitor;
+use finetune::provider::bedrock::{BedrockProvider, BedrockSettings, names};
+use finetune::provider::registry::Providers;
+use finetune::provider::{CreateJob, FineTuningProvider, JobTags, ProviderFileRef};
+use finetune_tests::{ApiEvent, TestEnv};
+use serde_json::{Value, json};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/finetune-bedrock";
+const MODEL: &str = "amazon.nova-micro-v1:0:128k";
+const TENANT: &str = "acme";
+
+fn provider(env: &TestEnv) -> BedrockProvider {
+    BedrockProvider::new(
+        aws_sdk_bedrock::Client::new(&env.sdk),
+        BedrockSettings {
+            role_arn: ROLE.to_owned(),
+            bucket: env.bucket.clone(),
+        },
+    )
+}
+
+fn tags(tenant: &str) -> JobTags {
+    JobTags {
+        tenant_id: TenantId::parse(tenant).unwrap(),
+        run_id: RunId::generate(),
+    }
+}
+
+fn request(env: &TestEnv, tags: &JobTags) -> CreateJob {
+    CreateJob {
+        tags: tags.clone(),
+        base_model: MODEL.to_owned(),
+        training_file: ProviderFileRef {
+            id: format!(
+                "s3://{}/datasets/{}/ds/train.jsonl",
+                env.bucket, tags.tenant_id
+            ),
+        },
+        validation_file: Some(ProviderFileRef {
+            id: format!(
+                "s3://{}/datasets/{}/ds/validation.jsonl",
+                env.bucket, tags.tenant_id
+            ),
+        }),
+        hyperparameters: Hyperparameters {
+            n_epochs: AutoOr::Value(2),
+            learning_rate: AutoOr::Value(0.00001),
+            ..Default::default()
+        },
+        suffix: None,
+        seed: None,
+    }
+}
+
+/// Ends a job at moto as Bedrock would (moto never does by itself).
+async fn finish_job(name: &str, status: &str, failure: Option<&str>) {
+    finetune_tests::finish_bedrock_job(name, status, failure)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_job_is_created_followed_and_stopped() {
+    // GIVEN the adapter on moto
+    let env = TestEnv::new().await;
+    let bedrock = provider(&env);
+    let tags = tags(TENANT);
+
+    // WHEN a job is created
+    let job = bedrock.create_job(&request(&env, &tags)).await.unwrap();
+
+    // THEN it is in progress under the run's job name, with the request's
+    // data, output prefix, role, hyperparameters and token
+    assert_eq!(job.id, names::job_name(&tags.run_id));
+    assert_eq!(job.status, JobStatus::Running);
+    assert_eq!(job.provider_status, "InProgress");
+    assert_eq!(job.fine_tuned_model, None);
+    assert_eq!(job.error, None);
+    let raw = aws_sdk_bedrock::Client::new(&env.sdk)
+        .get_model_customization_job()
+        .job_identifier(&job.id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.role_arn(), ROLE);
+    assert_eq!(
+        raw.client_request_token(),
+        Some(names::client_request_token(&tags.run_id).as_str())
+    );
+    assert_eq!(
+        raw.output_data_config().unwrap().s3_uri(),
+        format!(
+            "s3://{}/bedrock-output/{TENANT}/{}/",
+            env.bucket, tags.run_id
+        )
+    );
+    let hp = raw.hyper_parameters().unwrap();
+    assert_eq!(hp["epochCount"], "2");
+    assert_eq!(hp["learningRate"], "1e-5");
+    assert_eq!(raw.validation_data_config().unwrap().validators().len(), 1);
+
+    // WHEN it is stopped, twice
+    let stopped = bedrock.cancel_job(&job.id).await.unwrap();
+    let again = bedrock.cancel_job(&job.id).await.unwrap();
+
+    // THEN it is cancelled, and stopping an ended job is not an error
+    assert_eq!(stopped.status, JobStatus::Cancelled);
+    assert_eq!(stopped.provider_status, "Stopped");
+    assert_eq!(again.status, JobStatus::Cancelled);
+    assert!(stopped.finished_at.is_some());
+}
+
+#[tokio::test]
+async fn a_repeated_create_with_the_same_token_leaves_one_job() {
+    // GIVEN a job created for a run
+    let env = TestEnv::new().await;
+    let bedrock = provider(&env);
+    let tags = tags(TENANT);
+    let first = bedrock.create_job(&request(&env, &tags)).await.unwrap();
+
+    // WHEN the same create is sent again (a retry after a lost answer)
+    let second = bedrock.create_job(&request(&env, &tags)).await.unwrap();
+
+    // THEN it answers the same job, and Bedrock holds exactly one
+    assert_eq!(second.id, first.id);
+    let listed = aws_sdk_bedrock::Client::new(&env.sdk)
+        .list_model_customization_jobs()
+        .name_contains(names::job_name(&tags.run_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.model_customization_job_summaries().len(), 1);
+}
+
+#[tokio::test]
+async fn tags_carry_the_tenant_and_find_the_job_again() {
+    // GIVEN a job created for acme's run
+    let env = TestEnv::new().await;
+    let bedrock = provider(&env);
+    let tags = tags(TENANT);
+    let job = bedrock.create_job(&request(&env, &tags)).await.unwrap();
+
+    // THEN the job and its custom model carry tenant and run
+    let client = aws_sdk_bedrock::Client::new(&env.sdk);
+    let raw = client
+        .get_model_customization_job()
+        .job_identifier(&job.id)
+        .send()
+        .await
+        .unwrap();
+    let job_tags = client
+        .list_tags_for_resource()
+        .resource_arn(raw.job_arn())
+        .send()
+        .await
+        .unwrap();
+    let tag = |key: &str| {
+        job_tags
+            .tags()
+            .iter()
+            .find(|t| t.key() == key)
+            .map(|t| t.value().to_owned())
+    };
+    assert_eq!(tag("tenant_id").as_deref(), Some(TENANT));
+    assert_eq!(tag("run_id").as_deref(), Some(tags.run_id.as_str()));
+    // moto files the custom model under the requested name.
+    let model = client
+        .get_custom_model()
+        .model_identifier(names::custom_model_name(&tags.run_id))
+        .send()
+        .await
+        .unwrap();
+    let model_tags = client
+        .list_tags_for_resource()
+        .resource_arn(model.model_arn())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        model_tags
+            .tags()
+            .iter()
+            .any(|t| t.key() == "tenant_id" && t.value() == TENANT)
+    );
+
+    // AND find_jobs finds it by the run's tags, and nothing for another
+    // run, or for this run under another tenant
+    let found = bedrock.find_jobs(&tags).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, job.id);
+    assert_eq!(found[0].tags.as_ref(), Some(&tags));
+    assert!(
+        bedrock
+            .find_jobs(&self::tags(TENANT))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let other_tenant = JobTags {
+        tenant_id: TenantId::parse("globex").unwrap(),
+        run_id: tags.run_id.clone(),
+    };
+    assert!(bedrock.find_jobs(&other_tenant).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_finished_job_reports_its_model_losses_or_failure() {
+    // GIVEN two jobs, one that completes and one that fails
+    let env = TestEnv::new().await;
+    let bedrock = provider(&env);
+    let (ok, bad) = (tags(TENANT), tags(TENANT));
+    let done = bedrock.create_job(&request(&env, &ok)).await.unwrap();
+    let broken = bedrock.create_job(&request(&env, &bad)).await.unwrap();
+    finish_job(&done.id, "Completed", None).await;
+    finish_job(&broken.id, "Failed", Some("training data has 3 records")).await;
+
+    // WHEN they are read
+    let done = bedrock.get_job(&done.id).await.unwrap();
+    let broken = bedrock.get_job(&broken.id).await.unwrap();
+
+    // THEN the completed one names its custom model and has a final event
+    // with its losses; the failed one says why
+    assert_eq!(done.status, JobStatus::Succeeded);
+    let model = done.fine_tuned_model.clone().unwrap();
+    assert!(model.contains(":custom-model/"), "{model}");
+    let events = bedrock.list_events(&done.id, None, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["created", "ended-Completed"]
+    );
+    assert_eq!(
+        events[1].data.as_ref().unwrap()["training_loss"],
+        json!(0.0)
+    );
+    let newer = bedrock
+        .list_events(&done.id, Some("created"), 10)
+        .await
+        .unwrap();
+    assert_eq!(newer.len(), 1);
+    assert_eq!(broken.status, JobStatus::Failed);
+    assert_eq!(broken.error.unwrap().message, "training data has 3 records");
+
+    // AND the custom model can be deleted (by name: moto does not decode an
+    // ARN in the request path, Bedrock takes either)
+    bedrock
+        .delete_model(&names::custom_model_name(&ok.run_id))
+        .await
+        .unwrap();
+    let gone = aws_sdk_bedrock::Client::new(&env.sdk)
+        .get_custom_model()
+        .model_identifier(names::custom_model_name(&ok.run_id))
+        .send()
+        .await;
+    assert!(gone.is_err());
+}
+
+#[tokio::test]
+async fn a_missing_job_is_not_found() {
+    let env = TestEnv::new().await;
+    let err = provider(&env).get_job("ft-run-nothing").await.unwrap_err();
+    assert_eq!(err.code(), "provider_not_found");
+    assert!(!err.is_transient());
+}
+
+// ---- end to end ------------------------------------------------------------
+
+struct World {
+    env: TestEnv,
+    config: Config,
+    pipeline: Pipeline,
+}
+
+async fn world() -> World {
+    let env = TestEnv::new().await;
+    let (table, bucket) = (env.table.clone(), env.bucket.clone());
+    let config = Config::from_lookup(|name| match name {
+        "FINETUNE_TABLE" => Some(table.clone()),
+        "FINETUNE_BUCKET" => Some(bucket.clone()),
+        "BEDROCK_ROLE_ARN" => Some(ROLE.to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let bedrock: Arc<dyn FineTuningProvider> = Arc::new(provider(&env));
+    let pipeline = Pipeline {
+        store: env.store.clone(),
+        blobs: env.blobs.clone(),
+        providers: Providers::new().with(bedrock),
+        lease: Duration::from_secs(60),
+    };
+    World {
+        env,
+        config,
+        pipeline,
+    }
+}
+
+/// `n` conversations, each opening with an assistant greeting (Bedrock
+/// records must open with the user) and with two user lines in a row.
+async fn seed(world: &World, n: usize) {
+    let lines: String = (0..n)
+        .map(|i| {
+            json!({
+                "id": format!("conv-{i}"),
+                "started_at": "2026-10-01T10:00:00Z",
+                "outcome": "resolved",
+                "messages": [
+                    {"role": "system", "content": "You are Acme's support agent."},
+                    {"role": "assistant", "content": "Hi, how can I help?"},
+                    {"role": "user", "content": format!("Where is order A{i}?")},
+                    {"role": "user", "content": "It is late."},
+                    {"role": "assistant", "content": format!("Order A{i} ships on day {}.", i % 7)}
+                ]
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    world
+        .env
+        .blobs
+        .put_bytes(
+            &format!("conversations/{TENANT}/2026/10/01/export.jsonl"),
+            lines.into_bytes(),
+            "application/x-ndjson",
+        )
+        .await
+        .unwrap();
+}
+
+fn body() -> Value {
+    json!({
+        "name": "nova support v1",
+        "provider": "bedrock",
+        "config": {
+            "start_date": "2026-10-01",
+            "end_date": "2026-10-01",
+            "base_model": MODEL,
+            "min_examples": 10,
+            "train_split": 0.8,
+            "hyperparameters": {"n_epochs": 2}
+        }
+    })
+}
+
+async fn start(world: &World) -> RunId {
+    let request = ApiEvent::post("/runs").tenant(TENANT).json(&body()).build();
+    let response =
+        finetune::http::start_run_handler(&world.pipeline.store, &world.config, request).await;
+    assert_eq!(response.status(), 202, "{:?}", response.body());
+    let run: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(run["provider"], "bedrock");
+    RunId::parse(run["id"].as_str().unwrap()).unwrap()
+}
+
+async fn tick(world: &World) {
+    let payload: EventBridgeEvent = serde_json::from_value(json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/monitor"], "detail": {}
+    }))
+    .unwrap();
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
+    let event = lambda_runtime::LambdaEvent::new(payload, context);
+    monitor::on_schedule(&world.pipeline, &world.config, &event.context)
+        .await
+        .unwrap();
+}
+
+async fn run(world: &World, id: &RunId) -> Run {
+    world
+        .pipeline
+        .store
+        .get_run(&TenantId::parse(TENANT).unwrap(), id)
+        .await
+        .unwrap()
+}
+
+/// Ticks until the run reaches `status` (or gives up after `max` ticks).
+async fn drive_to(world: &World, id: &RunId, status: RunStatus, max: usize) -> Run {
+    for _ in 0..max {
+        let r = run(world, id).await;
+        if r.status == status || r.status.is_terminal() {
+            return r;
+        }
+        tick(world).await;
+    }
+    run(world, id).await
+}
+
+#[tokio::test]
+async fn a_bedrock_run_goes_from_post_to_a_custom_model() {
+    // GIVEN exports and a run accepted by POST /runs with provider bedrock
+    let world = world().await;
+    seed(&world, 30).await;
+    let id = start(&world).await;
+
+    // WHEN the monitor ticks until the run trains
+    let training = drive_to(&world, &id, RunStatus::Training, 10).await;
+
+    // THEN the dataset was written in Bedrock's format and handed over by
+    // S3 URI (no upload), and one job trains on exactly those objects
+    assert_eq!(training.status, RunStatus::Training, "{training:?}");
+    assert_eq!(training.provider, ProviderKind::Bedrock);
+    let tenant = TenantId::parse(TENANT).unwrap();
+    let dataset = world
+        .pipeline
+        .store
+        .get_dataset(&tenant, training.dataset_id.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(dataset.format, "bedrock-conversation-2024");
+    let train_uri = format!("s3://{}/{}", world.env.bucket, dataset.train.key);
+    assert_eq!(
+        dataset.provider_file(ProviderKind::Bedrock, &dataset.train.sha256),
+        Some(train_uri.as_str())
+    );
+    let train = world
+        .env
+        .s3
+        .get_object()
+        .bucket(&world.env.bucket)
+        .key(&dataset.train.key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let first: Value =
+        serde_json::from_slice(train.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(first["schemaVersion"], "bedrock-conversation-2024");
+    assert_eq!(first["system"][0]["text"], "You are Acme's support agent.");
+    assert_eq!(first["messages"][0]["role"], "user");
+    assert_eq!(first["messages"][0]["content"].as_array().unwrap().len(), 2);
+    assert_eq!(first["messages"][1]["role"], "assistant");
+    let job = training.job.clone().unwrap();
+    assert_eq!(job.provider_job_id, names::job_name(&id));
+    let raw = aws_sdk_bedrock::Client::new(&world.env.sdk)
+        .get_model_customization_job()
+        .job_identifier(&job.provider_job_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.training_data_config().unwrap().s3_uri(),
+        Some(train_uri.as_str())
+    );
+
+    // WHEN Bedrock finishes the job and the monitor ticks again
+    finish_job(&job.provider_job_id, "Completed", None).await;
+    let done = drive_to(&world, &id, RunStatus::Completed, 5).await;
+
+    // THEN the run completed with the custom model, and GET /runs/{id}
+    // says which provider trained it
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    let model = done.job.clone().unwrap().fine_tuned_model.unwrap();
+    assert!(model.contains(":custom-model/"), "{model}");
+    let request = ApiEvent::get(&format!("/runs/{id}")).tenant(TENANT).build();
+    let response =
+        finetune::http::job_status_handler(&world.pipeline.store, &world.config, request).await;
+    let shown: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(shown["provider"], "bedrock");
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["job"]["provider_status"], "Completed");
+}
+
+#[tokio::test]
+async fn cancelling_a_bedrock_run_stops_its_job() {
+    // GIVEN a Bedrock run in training
+    let world = world().await;
+    seed(&world, 20).await;
+    let id = start(&world).await;
+    let training = drive_to(&world, &id, RunStatus::Training, 10).await;
+    assert_eq!(training.status, RunStatus::Training, "{training:?}");
+
+    // WHEN the tenant cancels it
+    let request = ApiEvent::post(&format!("/runs/{id}/cancel"))
+        .tenant(TENANT)
+        .build();
+    let response = finetune::http::cancel_handler(
+        &world.pipeline.store,
+        &world.pipeline.providers,
+        &world.config,
+        request,
+    )
+    .await;
+
+    // THEN the run is cancelled and Bedrock's job stopped
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    assert_eq!(run(&world, &id).await.status, RunStatus::Cancelled);
+    let raw = aws_sdk_bedrock::Client::new(&world.env.sdk)
+        .get_model_customization_job()
+        .job_identifier(names::job_name(&id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().map(|s| s.as_str()), Some("Stopped"));
+}
