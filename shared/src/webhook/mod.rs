@@ -37,6 +37,11 @@ pub enum Handled {
     Ignored { reason: &'static str },
 }
 
+/// A push about a job this deployment never recorded.
+const UNKNOWN_JOB: Handled = Handled::Ignored {
+    reason: "unknown job",
+};
+
 /// Why a push was not handled.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -113,8 +118,8 @@ pub async fn receive_openai(
     }
 }
 
-/// A Bedrock job state change from EventBridge: the job's ARN is the
-/// provider's job id. Events of another source or type are ignored.
+/// A Bedrock job state change from EventBridge (`detail.jobName`,
+/// `detail.jobArn`). Events of another source or type are ignored.
 pub async fn receive_bedrock(
     pipeline: &Pipeline,
     source: &str,
@@ -127,11 +132,26 @@ pub async fn receive_bedrock(
             reason: "not a Bedrock customization job event",
         });
     }
-    let job_arn = detail
-        .get("jobArn")
-        .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| WebhookError::MalformedBody("detail.jobArn is missing".to_owned()))?;
-    push_job_update(pipeline, ProviderKind::Bedrock, job_arn, owner).await
+    // The Bedrock adapter records a job by its name (it is our
+    // clientRequestToken-like handle); the ARN is tried too, so an adapter
+    // keyed on ARNs is found the same way.
+    let ids: Vec<&str> = ["jobName", "jobArn"]
+        .iter()
+        .filter_map(|field| detail.get(*field).and_then(serde_json::Value::as_str))
+        .collect();
+    if ids.is_empty() {
+        return Err(WebhookError::MalformedBody(
+            "detail has neither jobName nor jobArn".to_owned(),
+        ));
+    }
+    let mut handled = UNKNOWN_JOB;
+    for id in ids {
+        handled = push_job_update(pipeline, ProviderKind::Bedrock, id, owner).await?;
+        if handled != UNKNOWN_JOB {
+            break;
+        }
+    }
+    Ok(handled)
 }
 
 /// The common path of every push: the job's run, reconciled now. A job
@@ -149,9 +169,7 @@ pub async fn push_job_update(
             job_id,
             "push for an unknown job"
         );
-        return Ok(Handled::Ignored {
-            reason: "unknown job",
-        });
+        return Ok(UNKNOWN_JOB);
     };
     let outcome = pipeline
         .reconcile(&job_owner.tenant_id, &job_owner.run_id, owner)
