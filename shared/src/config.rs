@@ -103,6 +103,9 @@ pub struct Config {
     /// `MONITOR_CONCURRENCY`: runs reconciled at once, default 16.
     pub monitor_concurrency: usize,
     pub openai: OpenAiConfig,
+    /// `OPENAI_WEBHOOK_SECRET` or `OPENAI_WEBHOOK_SECRET_ARN`: the `whsec_`
+    /// secret OpenAI signs webhooks with (only the webhook function needs it).
+    pub openai_webhook_secret: ApiKeySource,
     pub bedrock: BedrockConfig,
 }
 
@@ -147,6 +150,8 @@ impl Config {
             (None, Some(arn)) => ApiKeySource::SecretArn(arn),
             (None, None) => ApiKeySource::None,
         };
+        let openai_webhook_secret =
+            secret_source(&vars, "OPENAI_WEBHOOK_SECRET", "OPENAI_WEBHOOK_SECRET_ARN")?;
         let auth_style = match vars.optional("OPENAI_AUTH_STYLE").as_deref() {
             None | Some("bearer") => AuthStyle::Bearer,
             Some("azure") => AuthStyle::AzureApiKey,
@@ -211,6 +216,7 @@ impl Config {
                 timeout: Duration::from_secs(vars.number("OPENAI_TIMEOUT_SECONDS", 60, 1..=900)?),
                 max_retries: vars.number("OPENAI_MAX_RETRIES", 3, 0..=10)?,
             },
+            openai_webhook_secret,
             bedrock: BedrockConfig {
                 role_arn,
                 allowed_base_models: bedrock_models,
@@ -224,6 +230,24 @@ impl Config {
             ProviderKind::OpenAi => &self.allowed_base_models,
             ProviderKind::Bedrock => &self.bedrock.allowed_base_models,
         }
+    }
+}
+
+/// A secret given either as its value (local runs) or as a Secrets
+/// Manager ARN (Lambda), never both.
+fn secret_source(
+    vars: &Vars<'_>,
+    value_var: &'static str,
+    arn_var: &'static str,
+) -> Result<ApiKeySource, ConfigError> {
+    match (vars.optional(value_var), vars.optional(arn_var)) {
+        (Some(_), Some(_)) => Err(ConfigError {
+            var: value_var,
+            problem: format!("set either {value_var} or {arn_var}, not both"),
+        }),
+        (Some(value), None) => Ok(ApiKeySource::Env(value)),
+        (None, Some(arn)) => Ok(ApiKeySource::SecretArn(arn)),
+        (None, None) => Ok(ApiKeySource::None),
     }
 }
 
@@ -369,6 +393,21 @@ mod tests {
         pairs.push(("MODEL_SHUTDOWN_DATES", "never"));
         let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
         assert_eq!(err.var, "MODEL_SHUTDOWN_DATES");
+    }
+
+    #[test]
+    fn the_webhook_secret_comes_from_a_value_or_an_arn_and_stays_hidden() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("OPENAI_WEBHOOK_SECRET", "whsec_c2VjcmV0"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(
+            c.openai_webhook_secret,
+            ApiKeySource::Env("whsec_c2VjcmV0".into())
+        );
+        assert!(!format!("{c:?}").contains("whsec_"));
+        pairs.push(("OPENAI_WEBHOOK_SECRET_ARN", "arn:aws:secretsmanager:x"));
+        let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(err.var, "OPENAI_WEBHOOK_SECRET");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`domain`]: runs, datasets, jobs, events and their ids (pure).
 //! - [`store`]: their records in DynamoDB.
 //! - [`blob`]: conversation exports and dataset files in S3.
+//! - [`chart`]: a run's loss curve as SVG.
 //! - [`dataset`]: conversations to a checked, token-counted training set.
 //! - [`config`]: every environment variable, read once.
 //! - [`provider`]: the `FineTuningProvider` port and its adapters.
@@ -11,10 +12,12 @@
 //! - [`http`]: API Gateway plumbing: tenant, routes, problem+json, handlers.
 //! - [`pipeline`]: the reconciler that advances runs, and the monitor tick.
 //! - [`telemetry`]: logging set-up for the functions.
+//! - [`webhook`]: provider pushes (signed OpenAI webhooks, Bedrock events).
 
 pub mod api;
 pub mod aws;
 pub mod blob;
+pub mod chart;
 pub mod config;
 pub mod dataset;
 pub mod domain;
@@ -23,3 +26,4 @@ pub mod pipeline;
 pub mod provider;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;

@@ -177,6 +177,8 @@ fn job(id: &str, status: JobStatus) -> JobInfo {
         finished_at: None,
         synced_at: Utc::now(),
         events_cursor: None,
+        step: None,
+        total_steps: None,
     }
 }
 

@@ -522,3 +522,60 @@ async fn cancelling_a_bedrock_run_stops_its_job() {
         .unwrap();
     assert_eq!(raw.status().map(|s| s.as_str()), Some("Stopped"));
 }
+
+#[tokio::test]
+async fn bedrocks_eventbridge_job_event_completes_the_run_without_a_tick() {
+    // GIVEN a Bedrock run in training whose job Bedrock has just finished
+    let world = world().await;
+    seed(&world, 30).await;
+    let id = start(&world).await;
+    let training = drive_to(&world, &id, RunStatus::Training, 10).await;
+    assert_eq!(training.status, RunStatus::Training, "{training:?}");
+    let job_name = training.job.unwrap().provider_job_id;
+    finish_job(&job_name, "Completed", None).await;
+    let raw = aws_sdk_bedrock::Client::new(&world.env.sdk)
+        .get_model_customization_job()
+        .job_identifier(&job_name)
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN EventBridge delivers Bedrock's state change to the monitor
+    let event: EventBridgeEvent = serde_json::from_value(json!({
+        "version": "0", "id": "8d8f0c2e-4b0e-4a43-9a76-0c6d2f1f7e21",
+        "detail-type": "Bedrock Model Customization Job State Change",
+        "source": "aws.bedrock", "account": "123456789012",
+        "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
+        "resources": [raw.job_arn()],
+        "detail": {"jobArn": raw.job_arn(), "jobName": job_name, "status": "Completed"}
+    }))
+    .unwrap();
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = "req-bedrock-push".into();
+    context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
+    let answer = monitor::on_event(
+        &world.pipeline,
+        &world.config,
+        &event.source,
+        &event.detail_type,
+        &event.detail,
+        &context,
+    )
+    .await
+    .unwrap();
+
+    // THEN that run completed at once, and its model is on record
+    let answer = serde_json::to_value(&answer).unwrap();
+    assert_eq!(answer["action"], "reconciled", "{answer}");
+    assert_eq!(answer["status"], "completed");
+    let done = run(&world, &id).await;
+    assert_eq!(done.status, RunStatus::Completed);
+    let model = world
+        .pipeline
+        .store
+        .get_model(&done.tenant_id, &finetune::domain::ModelId::for_run(&id))
+        .await
+        .unwrap();
+    assert_eq!(model.provider, ProviderKind::Bedrock);
+    assert!(model.provider_model.contains(":custom-model/"));
+}

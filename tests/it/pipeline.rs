@@ -20,16 +20,16 @@ use finetune_tests::{ApiEvent, TestEnv};
 use openai_sandbox::{Progression, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
-const TENANT: &str = "acme";
+pub(crate) const TENANT: &str = "acme";
 
-struct World {
-    env: TestEnv,
-    sandbox: Sandbox,
-    config: Config,
-    pipeline: Pipeline,
+pub(crate) struct World {
+    pub(crate) env: TestEnv,
+    pub(crate) sandbox: Sandbox,
+    pub(crate) config: Config,
+    pub(crate) pipeline: Pipeline,
 }
 
-fn quick_sandbox() -> SandboxConfig {
+pub(crate) fn quick_sandbox() -> SandboxConfig {
     SandboxConfig {
         progression: Progression::OnRead,
         epochs: 1,
@@ -38,7 +38,7 @@ fn quick_sandbox() -> SandboxConfig {
     }
 }
 
-async fn world_with(
+pub(crate) async fn world_with(
     sandbox: SandboxConfig,
     wrap: impl FnOnce(Arc<dyn FineTuningProvider>) -> Arc<dyn FineTuningProvider>,
 ) -> World {
@@ -73,12 +73,12 @@ async fn world_with(
     }
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     world_with(quick_sandbox(), |p| p).await
 }
 
 /// `n` good conversations on 2026-10-01 and 2026-10-02.
-async fn seed(world: &World, n: usize) {
+pub(crate) async fn seed(world: &World, n: usize) {
     for day in [1, 2] {
         let lines: String = (0..n)
             .filter(|i| i % 2 == day - 1)
@@ -109,7 +109,7 @@ async fn seed(world: &World, n: usize) {
     }
 }
 
-fn run_body(min_examples: u32) -> Value {
+pub(crate) fn run_body(min_examples: u32) -> Value {
     json!({
         "name": "support v1",
         "config": {
@@ -124,7 +124,7 @@ fn run_body(min_examples: u32) -> Value {
     })
 }
 
-async fn start(world: &World, body: &Value) -> RunId {
+pub(crate) async fn start(world: &World, body: &Value) -> RunId {
     let request = ApiEvent::post("/runs").tenant(TENANT).json(body).build();
     let response =
         finetune::http::start_run_handler(&world.pipeline.store, &world.config, request).await;
@@ -135,7 +135,7 @@ async fn start(world: &World, body: &Value) -> RunId {
 
 /// One monitor invocation with EventBridge's scheduled event, as Lambda
 /// delivers it.
-async fn tick(world: &World) -> Summary {
+pub(crate) async fn tick(world: &World) -> Summary {
     let payload: EventBridgeEvent = serde_json::from_value(json!({
         "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
         "detail-type": "Scheduled Event", "source": "aws.events",
@@ -147,12 +147,24 @@ async fn tick(world: &World) -> Summary {
     context.request_id = uuid::Uuid::new_v4().to_string();
     context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
     let event = lambda_runtime::LambdaEvent::new(payload, context);
-    monitor::on_schedule(&world.pipeline, &world.config, &event.context)
-        .await
-        .unwrap()
+    // The monitor function's own dispatch: a scheduled event is a tick.
+    let invocation = monitor::on_event(
+        &world.pipeline,
+        &world.config,
+        &event.payload.source,
+        &event.payload.detail_type,
+        &event.payload.detail,
+        &event.context,
+    )
+    .await
+    .unwrap();
+    match invocation {
+        monitor::Invocation::Tick(summary) => summary,
+        other => panic!("a scheduled event was not handled as a tick: {other:?}"),
+    }
 }
 
-async fn run(world: &World, id: &RunId) -> Run {
+pub(crate) async fn run(world: &World, id: &RunId) -> Run {
     world
         .pipeline
         .store
@@ -162,7 +174,7 @@ async fn run(world: &World, id: &RunId) -> Run {
 }
 
 /// Ticks until the run is terminal (or gives up after `max` ticks).
-async fn drive(world: &World, id: &RunId, max: usize) -> Run {
+pub(crate) async fn drive(world: &World, id: &RunId, max: usize) -> Run {
     for _ in 0..max {
         let r = run(world, id).await;
         if r.status.is_terminal() {

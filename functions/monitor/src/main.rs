@@ -1,5 +1,8 @@
-//! Every minute (EventBridge schedule): advance every active run. All logic
-//! is in `finetune::pipeline::monitor`; this file builds the clients and the
+//! Every minute (EventBridge schedule): advance every active run. Also
+//! Bedrock's `Model Customization Job State Change` events (an EventBridge
+//! rule), which advance the one run that owns the job at once, through
+//! the same push path as OpenAI's webhooks. All logic is in
+//! `finetune::pipeline::monitor`; this file builds the clients and the
 //! providers once per cold start.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
@@ -16,9 +19,17 @@ async fn main() -> Result<(), Error> {
     let (pipeline, config) = (&pipeline, &config);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| async move {
-            monitor::on_schedule(pipeline, config, &event.context)
-                .await
-                .map_err(Error::from)
+            let payload = &event.payload;
+            monitor::on_event(
+                pipeline,
+                config,
+                &payload.source,
+                &payload.detail_type,
+                &payload.detail,
+                &event.context,
+            )
+            .await
+            .map_err(Error::from)
         },
     ))
     .await

@@ -196,6 +196,8 @@ fn merge_job(job: &JobInfo, answer: &ProviderJob, now: DateTime<Utc>) -> JobInfo
         finished_at: answer.finished_at.or(job.finished_at),
         synced_at: now,
         events_cursor: job.events_cursor.clone(),
+        step: job.step,
+        total_steps: job.total_steps,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The read side: `GET /runs`, `GET /runs/{id}`, `GET /runs/{id}/events`,
-//! `GET /datasets/{id}`. Reads from DynamoDB only; every read is keyed by
+//! `GET /runs/{id}/metrics`, `GET /datasets/{id}`. Reads from DynamoDB only; every read is keyed by
 //! the caller's tenant, so another tenant's ids are simply not found.
 
+use crate::domain::metrics::TrainingMetrics;
 use crate::domain::{DatasetId, DatasetRecord, Run, RunEvent, RunId, RunStatus, TenantId};
 use crate::http::{FieldError, PageParams};
 use crate::store::{Page, Store, StoreError};
@@ -139,6 +140,32 @@ pub async fn list_run_events(
             StoreError::InvalidCursor => ListEventsError::InvalidQuery(vec![invalid_cursor()]),
             other => ListEventsError::Store(other),
         })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GetMetricsError {
+    #[error("run not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// The run's training curve (the run is read first: a foreign or missing
+/// run is 404, not an empty series).
+pub async fn get_run_metrics(
+    store: &Store,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<(Run, TrainingMetrics), GetMetricsError> {
+    let run = read_run(store, tenant, id).await.map_err(|e| match e {
+        GetRunError::NotFound => GetMetricsError::NotFound,
+        GetRunError::Store(e) => GetMetricsError::Store(e),
+    })?;
+    let metrics = store
+        .get_metrics(tenant, &run.id)
+        .await
+        .map_err(GetMetricsError::Store)?;
+    Ok((run, metrics))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 
 pub mod cancel;
 pub mod job_status;
+pub mod models;
 pub mod start_run;
 pub mod view;
 

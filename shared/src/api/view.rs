@@ -6,9 +6,11 @@
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 
+use crate::domain::metrics::TrainingMetrics;
 use crate::domain::{
-    DatasetFile, DatasetRecord, EventLevel, EventSource, JobInfo, JobStatus, ProviderKind, Run,
-    RunConfig, RunError, RunEvent, RunStats, RunStatus,
+    ActiveModel, DatasetFile, DatasetRecord, EventLevel, EventSource, JobInfo, JobStatus,
+    ModelCheckpoint, ModelRecord, ModelStatus, ProviderKind, Run, RunConfig, RunError, RunEvent,
+    RunStats, RunStatus,
 };
 use crate::store::Page;
 
@@ -75,6 +77,9 @@ pub struct JobView {
     pub estimated_finish: Option<String>,
     pub finished_at: Option<String>,
     pub synced_at: String,
+    /// Progress: the newest step the job reported and how many it takes.
+    pub step: Option<u64>,
+    pub total_steps: Option<u64>,
 }
 
 impl From<&JobInfo> for JobView {
@@ -89,6 +94,8 @@ impl From<&JobInfo> for JobView {
             estimated_finish: opt_timestamp(job.estimated_finish),
             finished_at: opt_timestamp(job.finished_at),
             synced_at: timestamp(job.synced_at),
+            step: job.step,
+            total_steps: job.total_steps,
         }
     }
 }
@@ -169,6 +176,119 @@ impl From<&RunEvent> for EventView {
             kind: e.kind.clone(),
             message: e.message.clone(),
             data: e.data.clone(),
+        }
+    }
+}
+
+/// A fine-tuned model as `GET /models` shows it; `model` is the provider's
+/// name for it (what the chat system calls).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelView {
+    pub id: String,
+    pub provider: ProviderKind,
+    pub base_model: String,
+    pub model: String,
+    pub run_id: String,
+    pub dataset_id: Option<String>,
+    pub status: ModelStatus,
+    pub active: bool,
+    pub created_at: String,
+    pub trained_tokens: Option<u64>,
+    pub final_train_loss: Option<f64>,
+    pub final_valid_loss: Option<f64>,
+    pub base_model_shutdown_date: Option<NaiveDate>,
+    pub deleted_at: Option<String>,
+    /// Earlier states of the model the provider can serve too.
+    pub checkpoints: Vec<ModelCheckpoint>,
+}
+
+impl ModelView {
+    pub fn new(m: &ModelRecord, active: bool) -> Self {
+        Self {
+            id: m.id.to_string(),
+            provider: m.provider,
+            base_model: m.base_model.clone(),
+            model: m.provider_model.clone(),
+            run_id: m.run_id.to_string(),
+            dataset_id: m.dataset_id.as_ref().map(ToString::to_string),
+            status: m.status,
+            active,
+            created_at: timestamp(m.created_at),
+            trained_tokens: m.trained_tokens,
+            final_train_loss: m.final_train_loss,
+            final_valid_loss: m.final_valid_loss,
+            base_model_shutdown_date: m.base_model_shutdown,
+            deleted_at: opt_timestamp(m.deleted_at),
+            checkpoints: m.checkpoints.clone(),
+        }
+    }
+}
+
+/// `GET /models/active`: the one model the tenant's chat system calls.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActiveModelView {
+    pub id: String,
+    pub provider: ProviderKind,
+    pub model: String,
+    pub base_model: String,
+    pub activated_at: String,
+}
+
+impl From<&ActiveModel> for ActiveModelView {
+    fn from(a: &ActiveModel) -> Self {
+        Self {
+            id: a.model_id.to_string(),
+            provider: a.provider,
+            model: a.provider_model.clone(),
+            base_model: a.base_model.clone(),
+            activated_at: timestamp(a.activated_at),
+        }
+    }
+}
+
+/// One point of `GET /runs/{id}/metrics`, in OpenAI's metric names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricPointView {
+    pub step: u64,
+    pub train_loss: Option<f64>,
+    pub valid_loss: Option<f64>,
+    pub train_mean_token_accuracy: Option<f64>,
+    pub valid_mean_token_accuracy: Option<f64>,
+}
+
+/// `GET /runs/{id}/metrics`: the training curve, oldest step first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsView {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub step: Option<u64>,
+    pub total_steps: Option<u64>,
+    pub estimated_finish: Option<String>,
+    pub points: Vec<MetricPointView>,
+}
+
+impl MetricsView {
+    pub fn new(run: &Run, metrics: &TrainingMetrics) -> Self {
+        Self {
+            run_id: run.id.to_string(),
+            status: run.status,
+            step: metrics.last_step(),
+            total_steps: metrics.total_steps,
+            estimated_finish: run
+                .job
+                .as_ref()
+                .and_then(|j| opt_timestamp(j.estimated_finish)),
+            points: metrics
+                .points
+                .iter()
+                .map(|p| MetricPointView {
+                    step: p.step,
+                    train_loss: p.train_loss,
+                    valid_loss: p.valid_loss,
+                    train_mean_token_accuracy: p.train_accuracy,
+                    valid_mean_token_accuracy: p.valid_accuracy,
+                })
+                .collect(),
         }
     }
 }

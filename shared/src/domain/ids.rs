@@ -163,6 +163,20 @@ prefixed_id!(
     /// One entry of a run's timeline.
     EventId, "evt_", "event_id"
 );
+prefixed_id!(
+    /// A tenant's fine-tuned model: one per completed run.
+    ModelId, "mdl_", "model_id"
+);
+
+impl ModelId {
+    /// The model of a run: derived from the run's id, so recording it
+    /// twice (a retried completion) records one model, and model ids sort
+    /// by creation like run ids.
+    pub fn for_run(run: &RunId) -> Self {
+        let hex = run.as_str().trim_start_matches(RunId::PREFIX);
+        Self(format!("{}{hex}", Self::PREFIX))
+    }
+}
 
 /// The caller's `Idempotency-Key` header: opaque to us, but it becomes part
 /// of a DynamoDB sort key, so it gets the same strict character set.
@@ -228,6 +242,15 @@ mod tests {
         assert!(RunId::parse("run_../../etc/passwd").is_err());
         assert!(RunId::parse(format!("run_{}", "a".repeat(300))).is_err());
         assert!(RunId::parse("run_0193A1B2C3D4E5F60718293A4B5C6D7E").is_err());
+    }
+
+    #[test]
+    fn a_runs_model_id_is_derived_from_it() {
+        let run = RunId::generate();
+        let model = ModelId::for_run(&run);
+        assert_eq!(ModelId::parse(model.as_str()).unwrap(), model);
+        assert_eq!(model, ModelId::for_run(&run));
+        assert_eq!(&model.as_str()[4..], &run.as_str()[4..]);
     }
 
     #[test]

@@ -53,4 +53,10 @@ pub struct JobInfo {
     /// The provider's last event id we stored, to list only newer ones.
     #[serde(default)]
     pub events_cursor: Option<String>,
+    /// The newest training step the job reported, and how many it will
+    /// take: progress without reading the metrics record.
+    #[serde(default)]
+    pub step: Option<u64>,
+    #[serde(default)]
+    pub total_steps: Option<u64>,
 }

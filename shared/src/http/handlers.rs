@@ -1,4 +1,4 @@
-//! The three functions' request handlers: tenant, route, operation,
+//! The API functions' request handlers: tenant, route, operation,
 //! response. Each takes its clients (built once at init) and never fails:
 //! every error is already a problem+json response here.
 
@@ -14,8 +14,12 @@ use super::request::{self, IDEMPOTENCY_KEY_HEADER};
 use super::routes::{Route, not_found, route};
 use crate::api::cancel::{CancelOutcome, cancel_run};
 use crate::api::job_status::{self, ListRunsQuery};
+use crate::api::models;
 use crate::api::start_run::start_run;
-use crate::api::view::{DatasetView, EventView, ListView, RunDetailView, RunView};
+use crate::api::view::{
+    ActiveModelView, DatasetView, EventView, ListView, MetricsView, ModelView, RunDetailView,
+    RunView,
+};
 use crate::config::Config;
 use crate::domain::TenantId;
 use crate::provider::Providers;
@@ -50,7 +54,8 @@ pub async fn start_run_handler(store: &Store, config: &Config, req: Request) -> 
     .await
 }
 
-/// `GET /runs`, `GET /runs/{id}`, `GET /runs/{id}/events`, `GET /datasets/{id}`.
+/// `GET /runs`, `GET /runs/{id}`, `GET /runs/{id}/events`,
+/// `GET /runs/{id}/metrics`, `GET /datasets/{id}`.
 pub async fn job_status_handler(store: &Store, config: &Config, req: Request) -> Response<Body> {
     serve(&req, config, async |tenant, route| match route {
         Route::ListRuns => {
@@ -89,6 +94,15 @@ pub async fn job_status_handler(store: &Store, config: &Config, req: Request) ->
                 &ListView::from_page(&page, |e| EventView::from(e)),
             )
         }
+        Route::GetRunMetrics(id) => {
+            let (run, metrics) = job_status::get_run_metrics(store, &tenant, &id).await?;
+            if wants_svg(&req) {
+                let title = format!("{}: loss", run.name);
+                Ok(svg(crate::chart::loss_curve_svg(&metrics, &title)))
+            } else {
+                json(StatusCode::OK, &MetricsView::new(&run, &metrics))
+            }
+        }
         Route::GetDataset(id) => {
             let dataset = job_status::get_dataset(store, &tenant, &id).await?;
             json(StatusCode::OK, &DatasetView::from(&dataset))
@@ -112,6 +126,50 @@ pub async fn cancel_handler(
                 CancelOutcome::Cancelled(run) | CancelOutcome::AlreadyCancelled(run) => run,
             };
             json(StatusCode::OK, &RunView::from(run))
+        }
+        _ => Err(not_found()),
+    })
+    .await
+}
+
+/// `GET /models`, `GET /models/active`, `GET /models/{id}`,
+/// `POST /models/{id}/activate`, `DELETE /models/{id}`.
+pub async fn models_handler(
+    store: &Store,
+    providers: &Providers,
+    config: &Config,
+    req: Request,
+) -> Response<Body> {
+    serve(&req, config, async |tenant, route| match route {
+        Route::ListModels => {
+            let listing = models::list_models(
+                store,
+                &tenant,
+                request::query(&req, "limit").as_deref(),
+                request::query(&req, "cursor").as_deref(),
+            )
+            .await?;
+            let active = listing.active.as_ref().map(|a| &a.model_id);
+            json(
+                StatusCode::OK,
+                &ListView::from_page(&listing.page, |m| ModelView::new(m, active == Some(&m.id))),
+            )
+        }
+        Route::GetActiveModel => {
+            let active = models::get_active_model(store, &tenant).await?;
+            json(StatusCode::OK, &ActiveModelView::from(&active))
+        }
+        Route::GetModel(id) => {
+            let (model, active) = models::get_model(store, &tenant, &id).await?;
+            json(StatusCode::OK, &ModelView::new(&model, active))
+        }
+        Route::ActivateModel(id) => {
+            let active = models::activate_model(store, &tenant, &id, Utc::now()).await?;
+            json(StatusCode::OK, &ActiveModelView::from(&active))
+        }
+        Route::DeleteModel(id) => {
+            let model = models::delete_model(store, providers, &tenant, &id, Utc::now()).await?;
+            json(StatusCode::OK, &ModelView::new(&model, false))
         }
         _ => Err(not_found()),
     })
@@ -147,6 +205,30 @@ async fn serve(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "request"
     );
+    response
+}
+
+/// Whether the caller asked for the SVG chart (`Accept: image/svg+xml`,
+/// as an `<img>` or a product page's fetch would); JSON otherwise.
+fn wants_svg(req: &Request) -> bool {
+    request::header(req, "accept").is_some_and(|accept| {
+        accept
+            .split(',')
+            .any(|range| range.trim().starts_with("image/svg+xml"))
+    })
+}
+
+/// An SVG success response; the same URL answers JSON too, so caches
+/// must key on `Accept`.
+fn svg(body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml"),
+    );
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
     response
 }
 

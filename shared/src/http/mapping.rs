@@ -6,10 +6,16 @@ use std::time::Duration;
 
 use super::problem::{ApiError, FieldError};
 use crate::api::cancel::CancelError;
-use crate::api::job_status::{GetDatasetError, GetRunError, ListEventsError, ListRunsError};
+use crate::api::job_status::{
+    GetDatasetError, GetMetricsError, GetRunError, ListEventsError, ListRunsError,
+};
+use crate::api::models::{
+    ActivateModelError, DeleteModelError, GetActiveModelError, GetModelError, ListModelsError,
+};
 use crate::api::start_run::StartRunError;
 use crate::provider::ProviderError;
 use crate::store::StoreError;
+use crate::webhook::WebhookError;
 
 fn internal(error: &StoreError) -> ApiError {
     tracing::error!(error = %error, "store failure");
@@ -63,6 +69,15 @@ impl From<ListEventsError> for ApiError {
     }
 }
 
+impl From<GetMetricsError> for ApiError {
+    fn from(e: GetMetricsError) -> Self {
+        match e {
+            GetMetricsError::NotFound => run_not_found(),
+            GetMetricsError::Store(e) => internal(&e),
+        }
+    }
+}
+
 impl From<GetDatasetError> for ApiError {
     fn from(e: GetDatasetError) -> Self {
         match e {
@@ -112,5 +127,83 @@ impl From<CancelError> for ApiError {
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         ApiError::Validation(vec![e])
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Signature(e) => ApiError::InvalidSignature(e.to_string()),
+            WebhookError::MalformedBody(detail) => ApiError::MalformedBody(detail),
+            WebhookError::Store(e) => internal(&e),
+            // A 5xx makes the provider retry; the monitor is the safety net.
+            WebhookError::Pipeline(e) => {
+                tracing::error!(code = e.code(), error = %e, "webhook reconcile failed");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+fn model_not_found() -> ApiError {
+    ApiError::NotFound("model not found".to_owned())
+}
+
+impl From<ListModelsError> for ApiError {
+    fn from(e: ListModelsError) -> Self {
+        match e {
+            ListModelsError::InvalidQuery(errors) => ApiError::Validation(errors),
+            ListModelsError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<GetModelError> for ApiError {
+    fn from(e: GetModelError) -> Self {
+        match e {
+            GetModelError::NotFound => model_not_found(),
+            GetModelError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<GetActiveModelError> for ApiError {
+    fn from(e: GetActiveModelError) -> Self {
+        match e {
+            e @ GetActiveModelError::NoneActive => ApiError::NotFound(e.to_string()),
+            GetActiveModelError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<ActivateModelError> for ApiError {
+    fn from(e: ActivateModelError) -> Self {
+        match e {
+            ActivateModelError::NotFound => model_not_found(),
+            e @ ActivateModelError::NotReady { .. } => ApiError::Conflict(e.to_string()),
+            ActivateModelError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<DeleteModelError> for ApiError {
+    fn from(e: DeleteModelError) -> Self {
+        match e {
+            DeleteModelError::NotFound => model_not_found(),
+            e @ DeleteModelError::Active(_) => ApiError::Conflict(e.to_string()),
+            DeleteModelError::ProviderUnavailable(p) => ApiError::Unavailable {
+                detail: format!(
+                    "could not delete the model at the provider right now ({}); it is marked \
+                     deleting, repeat the DELETE to finish",
+                    p.code()
+                ),
+                retry_after: Some(Duration::from_secs(5)),
+            },
+            DeleteModelError::ProviderRefused(p) => ApiError::BadGateway(format!(
+                "the provider refused to delete the model ({})",
+                p.code()
+            )),
+            DeleteModelError::Store(e) => internal(&e),
+        }
     }
 }

@@ -8,16 +8,23 @@
 //! | GET    | `/runs`             | job-status | [`job_status_handler`] |
 //! | GET    | `/runs/{id}`        | job-status | [`job_status_handler`] |
 //! | GET    | `/runs/{id}/events` | job-status | [`job_status_handler`] |
+//! | GET    | `/runs/{id}/metrics` | job-status | [`job_status_handler`] (JSON, or SVG by `Accept`) |
 //! | GET    | `/datasets/{id}`    | job-status | [`job_status_handler`] |
 //! | POST   | `/runs/{id}/cancel` | cancel     | [`cancel_handler`]     |
+//! | POST   | `/webhooks/openai`  | webhook    | [`webhook_handler`]    |
+//! | GET    | `/models`, `/models/active`, `/models/{id}` | models | [`models_handler`] |
+//! | POST   | `/models/{id}/activate` | models | [`models_handler`]     |
+//! | DELETE | `/models/{id}`      | models     | [`models_handler`]     |
 
 mod handlers;
 mod mapping;
 pub mod problem;
 pub mod request;
 pub mod routes;
+mod webhook;
 
-pub use handlers::{cancel_handler, job_status_handler, json, start_run_handler};
+pub use handlers::{cancel_handler, job_status_handler, json, models_handler, start_run_handler};
 pub use problem::{ApiError, FieldError, PROBLEM_JSON, Problem};
 pub use request::{IDEMPOTENCY_KEY_HEADER, PageParams};
 pub use routes::{ROUTES, Route, route};
+pub use webhook::webhook_handler;

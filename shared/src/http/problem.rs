@@ -45,6 +45,9 @@ pub enum ApiError {
     /// No tenant in the authorizer context.
     #[error("no valid tenant in the request's credentials")]
     Unauthenticated,
+    /// A webhook whose signature, id or timestamp does not check out.
+    #[error("{0}")]
+    InvalidSignature(String),
     /// Unknown route, or a resource that does not exist for this tenant
     /// (another tenant's resources are indistinguishable from missing ones).
     #[error("{0}")]
@@ -93,7 +96,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) | ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::IdempotencyConflict(_) => StatusCode::CONFLICT,
@@ -108,6 +111,7 @@ impl ApiError {
             ApiError::Validation(_) => ("validation", "Invalid request"),
             ApiError::MalformedBody(_) => ("malformed-body", "Malformed request body"),
             ApiError::Unauthenticated => ("unauthenticated", "Unauthenticated"),
+            ApiError::InvalidSignature(_) => ("invalid-signature", "Invalid webhook signature"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict(_) => ("conflict", "Conflict with the resource's state"),
@@ -210,6 +214,7 @@ mod tests {
         let cases = [
             (ApiError::MalformedBody("x".into()), 400),
             (ApiError::Unauthenticated, 401),
+            (ApiError::InvalidSignature("no match".into()), 401),
             (ApiError::NotFound("run not found".into()), 404),
             (
                 ApiError::MethodNotAllowed {

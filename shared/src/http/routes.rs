@@ -18,10 +18,24 @@ pub enum Route {
     GetRun(String),
     /// `GET /runs/{id}/events` (job-status)
     ListRunEvents(String),
+    /// `GET /runs/{id}/metrics` (job-status): JSON, or SVG by `Accept`
+    GetRunMetrics(String),
     /// `POST /runs/{id}/cancel` (cancel)
     CancelRun(String),
     /// `GET /datasets/{id}` (job-status)
     GetDataset(String),
+    /// `POST /webhooks/openai` (webhook; signed, no authorizer)
+    OpenAiWebhook,
+    /// `GET /models` (models)
+    ListModels,
+    /// `GET /models/active` (models)
+    GetActiveModel,
+    /// `GET /models/{id}` (models)
+    GetModel(String),
+    /// `POST /models/{id}/activate` (models)
+    ActivateModel(String),
+    /// `DELETE /models/{id}` (models)
+    DeleteModel(String),
 }
 
 /// Every route as `(method, path pattern)`, e.g. for the SAM template.
@@ -30,8 +44,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/runs"),
     ("GET", "/runs/{id}"),
     ("GET", "/runs/{id}/events"),
+    ("GET", "/runs/{id}/metrics"),
     ("POST", "/runs/{id}/cancel"),
     ("GET", "/datasets/{id}"),
+    ("POST", "/webhooks/openai"),
+    ("GET", "/models"),
+    ("GET", "/models/active"),
+    ("GET", "/models/{id}"),
+    ("POST", "/models/{id}/activate"),
+    ("DELETE", "/models/{id}"),
 ];
 
 /// Matches `method` and `path` (stage already removed). A trailing slash
@@ -59,6 +80,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
             &["GET"],
             (*method == Method::GET).then(|| Route::ListRunEvents((*id).to_owned())),
         ),
+        ["runs", id, "metrics"] => (
+            &["GET"],
+            (*method == Method::GET).then(|| Route::GetRunMetrics((*id).to_owned())),
+        ),
         ["runs", id, "cancel"] => (
             &["POST"],
             (*method == Method::POST).then(|| Route::CancelRun((*id).to_owned())),
@@ -66,6 +91,31 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["datasets", id] => (
             &["GET"],
             (*method == Method::GET).then(|| Route::GetDataset((*id).to_owned())),
+        ),
+        ["models"] => (
+            &["GET"],
+            (*method == Method::GET).then_some(Route::ListModels),
+        ),
+        // `active` is not a model id (ids start with `mdl_`).
+        ["models", "active"] => (
+            &["GET"],
+            (*method == Method::GET).then_some(Route::GetActiveModel),
+        ),
+        ["models", id] => (
+            &["GET", "DELETE"],
+            match *method {
+                Method::GET => Some(Route::GetModel((*id).to_owned())),
+                Method::DELETE => Some(Route::DeleteModel((*id).to_owned())),
+                _ => None,
+            },
+        ),
+        ["models", id, "activate"] => (
+            &["POST"],
+            (*method == Method::POST).then(|| Route::ActivateModel((*id).to_owned())),
+        ),
+        ["webhooks", "openai"] => (
+            &["POST"],
+            (*method == Method::POST).then_some(Route::OpenAiWebhook),
         ),
         _ => return Err(not_found()),
     };
@@ -103,7 +153,28 @@ mod tests {
             route(&Method::GET, "/datasets/d1"),
             Ok(Route::GetDataset("d1".into()))
         );
-        assert_eq!(ROUTES.len(), 6);
+        assert_eq!(
+            route(&Method::POST, "/webhooks/openai"),
+            Ok(Route::OpenAiWebhook)
+        );
+        assert_eq!(route(&Method::GET, "/models"), Ok(Route::ListModels));
+        assert_eq!(
+            route(&Method::GET, "/models/active"),
+            Ok(Route::GetActiveModel)
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/models/m1"),
+            Ok(Route::DeleteModel("m1".into()))
+        );
+        assert_eq!(
+            route(&Method::POST, "/models/m1/activate"),
+            Ok(Route::ActivateModel("m1".into()))
+        );
+        assert_eq!(
+            route(&Method::GET, "/runs/r1/metrics"),
+            Ok(Route::GetRunMetrics("r1".into()))
+        );
+        assert_eq!(ROUTES.len(), 13);
     }
 
     #[test]

@@ -110,3 +110,42 @@ pub async fn on_schedule(
     );
     Ok(summary)
 }
+
+/// What one monitor invocation did: a tick, or a pushed job event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Invocation {
+    Tick(Summary),
+    Push(crate::webhook::Handled),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error(transparent)]
+    Tick(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Push(#[from] crate::webhook::WebhookError),
+}
+
+/// The monitor function's handler for every EventBridge event it gets:
+/// Bedrock's job state changes (a rule on `aws.bedrock`) reconcile the
+/// job's run at once through the push path; anything else (the schedule)
+/// is a tick.
+pub async fn on_event(
+    pipeline: &Pipeline,
+    config: &crate::config::Config,
+    source: &str,
+    detail_type: &str,
+    detail: &serde_json::Value,
+    context: &lambda_runtime::Context,
+) -> Result<Invocation, MonitorError> {
+    if source == crate::webhook::BEDROCK_SOURCE {
+        let owner = format!("eventbridge-{}", context.request_id);
+        let handled =
+            crate::webhook::receive_bedrock(pipeline, source, detail_type, detail, &owner).await?;
+        return Ok(Invocation::Push(handled));
+    }
+    Ok(Invocation::Tick(
+        on_schedule(pipeline, config, context).await?,
+    ))
+}

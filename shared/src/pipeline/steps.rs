@@ -4,14 +4,15 @@ use chrono::Utc;
 
 use super::{Pipeline, PipelineError, Step};
 use crate::dataset::{self, DatasetFormat, DatasetStats, PreparedDataset};
+use crate::domain::metrics::MetricPoint;
 use crate::domain::{
-    DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ProviderFile, Run, RunEvent,
-    RunStats, RunStatus,
+    DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId,
+    ModelRecord, ModelStatus, ProviderFile, Run, RunEvent, RunStats, RunStatus,
 };
 use crate::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderFileRef, ProviderJob,
 };
-use crate::store::StoreError;
+use crate::store::{JobOwner, StoreError};
 
 /// Provider events copied per tick; the rest follow on the next one.
 const EVENTS_PER_TICK: usize = 100;
@@ -180,6 +181,15 @@ impl Pipeline {
                 (provider.create_job(&request).await?, false)
             }
         };
+        // Before the run names the job: a push about a recorded job then
+        // always finds its run.
+        let owner = JobOwner {
+            tenant_id: run.tenant_id.clone(),
+            run_id: run.id.clone(),
+        };
+        self.store
+            .put_job_owner(run.provider, &job.id, &owner)
+            .await?;
         let mut next = run.clone();
         next.job = Some(job_info(&job, None));
         let phase = format!("job {} {}", job.id, job.provider_status);
@@ -260,12 +270,23 @@ impl Pipeline {
             .clone()
             .ok_or_else(|| PipelineError::Inconsistent("training without a job".into()))?;
         // Two independent reads at the provider: one round trip, not two.
-        let (job, cursor) = futures::try_join!(
+        let (job, copied) = futures::try_join!(
             async { Ok::<_, PipelineError>(provider.get_job(&known.provider_job_id).await?) },
             self.copy_events(run, provider.as_ref(), &known),
         )?;
         let now = Utc::now();
-        let info = job_info(&job, cursor);
+        let mut info = job_info(&job, copied.cursor);
+        (info.step, info.total_steps) = (known.step, known.total_steps);
+        if !copied.points.is_empty() {
+            // Before the run's cursor moves past these events: a crash in
+            // between lists them again, and merging is idempotent.
+            let metrics = self
+                .store
+                .merge_metrics(&run.tenant_id, &run.id, &copied.points, copied.total_steps)
+                .await?;
+            info.step = metrics.last_step();
+            info.total_steps = metrics.total_steps;
+        }
         if job.status == known.status && run.retries == 0 && !worth_recording(&known, &info, now) {
             // Most ticks of a long job see nothing new: no write at all.
             return Ok(Step::Wait(run.clone()));
@@ -276,6 +297,10 @@ impl Pipeline {
         next.retries = 0;
         let step = match job.status {
             JobStatus::Succeeded => {
+                // Recorded before the run completes: a crash between the
+                // two records it again (same id, kept once), while a run
+                // completed first would never come back to record it.
+                self.record_model(&next, provider.as_ref(), &job).await?;
                 let model = job.fine_tuned_model.clone().unwrap_or_default();
                 Step::Continue(
                     self.transition(
@@ -319,6 +344,60 @@ impl Pipeline {
         Ok(step)
     }
 
+    /// The tenant's record of the model a succeeded job made (none when
+    /// the provider named no model).
+    async fn record_model(
+        &self,
+        run: &Run,
+        provider: &dyn FineTuningProvider,
+        job: &ProviderJob,
+    ) -> Result<(), PipelineError> {
+        let Some(provider_model) = job.fine_tuned_model.clone() else {
+            return Ok(());
+        };
+        let metrics = self.store.get_metrics(&run.tenant_id, &run.id).await?;
+        // Nice to have, never worth holding back a finished run for.
+        let checkpoints = match provider.list_checkpoints(&job.id).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(run_id = %run.id, code = e.code(), error = %e, "could not list checkpoints");
+                Vec::new()
+            }
+        };
+        let model = ModelRecord {
+            id: ModelId::for_run(&run.id),
+            tenant_id: run.tenant_id.clone(),
+            provider: run.provider,
+            base_model: run.config.base_model.clone(),
+            provider_model,
+            run_id: run.id.clone(),
+            dataset_id: run.dataset_id.clone(),
+            created_at: job.finished_at.unwrap_or_else(Utc::now),
+            trained_tokens: job.trained_tokens,
+            final_train_loss: metrics.final_train_loss(),
+            final_valid_loss: metrics.final_valid_loss(),
+            base_model_shutdown: crate::provider::shutdown::shutdown_date(
+                run.provider,
+                &run.config.base_model,
+            ),
+            status: ModelStatus::Ready,
+            deleted_at: None,
+            checkpoints: checkpoints
+                .into_iter()
+                .map(|c| ModelCheckpoint {
+                    step: c.step,
+                    model: c.model,
+                    train_loss: c.train_loss,
+                    valid_loss: c.valid_loss,
+                })
+                .collect(),
+        };
+        if self.store.put_model(&model).await? {
+            tracing::info!(run_id = %run.id, model_id = %model.id, "model recorded");
+        }
+        Ok(())
+    }
+
     /// Stores the provider's events newer than the last one stored, each
     /// once, and returns the new cursor.
     async fn copy_events(
@@ -326,7 +405,7 @@ impl Pipeline {
         run: &Run,
         provider: &dyn FineTuningProvider,
         known: &JobInfo,
-    ) -> Result<Option<String>, PipelineError> {
+    ) -> Result<CopiedEvents, PipelineError> {
         let events = provider
             .list_events(
                 &known.provider_job_id,
@@ -336,7 +415,14 @@ impl Pipeline {
             .await?;
         let mut cursor = known.events_cursor.clone();
         let mut copies = Vec::with_capacity(events.len());
+        let (mut points, mut total_steps) = (Vec::new(), None);
         for e in events {
+            if e.kind == "metrics"
+                && let Some((point, total)) = e.data.as_ref().and_then(MetricPoint::from_event_data)
+            {
+                points.push(point);
+                total_steps = total.or(total_steps);
+            }
             let level = match e.level.as_str() {
                 "error" => EventLevel::Error,
                 "warn" | "warning" => EventLevel::Warn,
@@ -356,8 +442,20 @@ impl Pipeline {
             cursor = Some(e.id);
         }
         self.store.put_events(&run.tenant_id, &copies).await?;
-        Ok(cursor)
+        Ok(CopiedEvents {
+            cursor,
+            points,
+            total_steps,
+        })
     }
+}
+
+/// What one copy of provider events found: the new cursor and the step
+/// metrics among them.
+struct CopiedEvents {
+    cursor: Option<String>,
+    points: Vec<MetricPoint>,
+    total_steps: Option<u64>,
 }
 
 /// The record of a freshly prepared dataset.
@@ -428,6 +526,8 @@ fn job_info(job: &ProviderJob, events_cursor: Option<String>) -> JobInfo {
         finished_at: job.finished_at,
         synced_at: Utc::now(),
         events_cursor,
+        step: None,
+        total_steps: None,
     }
 }
 
@@ -447,6 +547,8 @@ mod tests {
             finished_at: None,
             synced_at: at,
             events_cursor: Some("ftevent-1".into()),
+            step: None,
+            total_steps: None,
         }
     }
 

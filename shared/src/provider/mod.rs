@@ -105,6 +105,20 @@ pub struct ProviderEvent {
     pub data: Option<serde_json::Value>,
 }
 
+/// A snapshot a job saved while training (OpenAI keeps one per epoch, the
+/// last three), usable as a model of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderCheckpoint {
+    pub id: String,
+    pub step: u64,
+    /// The provider's name for the checkpoint's model.
+    pub model: String,
+    pub train_loss: Option<f64>,
+    /// Over the whole validation file where the provider says so (OpenAI's
+    /// `full_valid_loss`), else over the last batch.
+    pub valid_loss: Option<f64>,
+}
+
 /// What a provider call can fail with, provider-neutral. Adapters map
 /// their wire errors here once; callers decide on the variant, never on text.
 #[derive(Debug, thiserror::Error)]
@@ -232,4 +246,13 @@ pub trait FineTuningProvider: Send + Sync {
 
     /// Deletes a fine-tuned model (retiring it).
     async fn delete_model(&self, model: &str) -> Result<(), ProviderError>;
+
+    /// The checkpoints a job saved, oldest first. A provider that keeps
+    /// none answers none.
+    async fn list_checkpoints(
+        &self,
+        _job_id: &str,
+    ) -> Result<Vec<ProviderCheckpoint>, ProviderError> {
+        Ok(Vec::new())
+    }
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::domain::{DatasetId, EventId, IdempotencyKey, RunId, TenantId};
+use crate::domain::{DatasetId, EventId, IdempotencyKey, ModelId, ProviderKind, RunId, TenantId};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -17,6 +17,9 @@ pub const ACTIVE_PARTITION: &str = "ACTIVE";
 pub const RUN_PREFIX: &str = "RUN#";
 pub const DATASET_PREFIX: &str = "DATASET#";
 pub const EVENT_PREFIX: &str = "EVENT#";
+pub const MODEL_PREFIX: &str = "MODEL#";
+/// The tenant's active-model pointer: one item, so reading it is one GetItem.
+pub const ACTIVE_MODEL_SK: &str = "ACTIVE_MODEL";
 
 pub fn tenant_pk(tenant: &TenantId) -> String {
     format!("TENANT#{tenant}")
@@ -28,6 +31,15 @@ pub fn run_sk(run: &RunId) -> String {
 
 pub fn dataset_sk(dataset: &DatasetId) -> String {
     format!("{DATASET_PREFIX}{dataset}")
+}
+
+/// A run's training curve, beside the run in the tenant's partition.
+pub fn metrics_sk(run: &RunId) -> String {
+    format!("METRICS#{run}")
+}
+
+pub fn model_sk(model: &ModelId) -> String {
+    format!("{MODEL_PREFIX}{model}")
 }
 
 pub fn idempotency_sk(key: &IdempotencyKey) -> String {
@@ -50,6 +62,40 @@ pub fn event_sk(at: DateTime<Utc>, id: &EventId) -> String {
     )
 }
 
+/// The sort key of items that are alone in their partition (job owners,
+/// webhook deliveries).
+pub const ITEM_SK: &str = "ITEM";
+
+/// A provider's id never becomes a key as given (design rule: provider ids
+/// are shown, not keyed on; a Bedrock ARN has `:` and `/`): its sha256
+/// does, in 32 hex digits.
+fn digest(provider: &str, value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("{provider}\n{value}").as_bytes());
+    hex::encode(&hash[..16])
+}
+
+/// Which tenant and run a provider's job belongs to: how a push (webhook,
+/// EventBridge) that names only the job finds its run with one GetItem.
+/// Outside every tenant partition on purpose: the push carries no tenant.
+pub fn job_owner_pk(provider: ProviderKind, job_id: &str) -> String {
+    format!(
+        "JOB#{}#{}",
+        provider.as_str(),
+        digest(provider.as_str(), job_id)
+    )
+}
+
+/// A webhook delivery already handled (by its `webhook-id`), kept for the
+/// provider's retry window so a replay changes nothing.
+pub fn delivery_pk(provider: ProviderKind, delivery_id: &str) -> String {
+    format!(
+        "WEBHOOK#{}#{}",
+        provider.as_str(),
+        digest(provider.as_str(), delivery_id)
+    )
+}
+
 /// Reads `TENANT#{tenant}` back into a tenant id.
 pub fn parse_tenant_pk(pk: &str) -> Option<TenantId> {
     pk.strip_prefix("TENANT#")
@@ -67,6 +113,22 @@ mod tests {
         let id = EventId::generate();
         assert!(event_sk(early, &id) < event_sk(late, &id));
         assert!(event_sk(early, &id).starts_with("EVENT#2026-01-02T03:04:05.006Z#evt_"));
+    }
+
+    #[test]
+    fn provider_ids_are_hashed_into_keys() {
+        let arn = "arn:aws:bedrock:us-east-1:1:model-customization-job/a/b";
+        let key = job_owner_pk(ProviderKind::Bedrock, arn);
+        assert!(key.starts_with("JOB#bedrock#") && key.len() == "JOB#bedrock#".len() + 32);
+        assert!(!key[4..].contains(['/', ':']));
+        assert_ne!(
+            job_owner_pk(ProviderKind::OpenAi, "ftjob-1"),
+            job_owner_pk(ProviderKind::Bedrock, "ftjob-1")
+        );
+        assert_ne!(
+            delivery_pk(ProviderKind::OpenAi, "msg_1"),
+            delivery_pk(ProviderKind::OpenAi, "msg_2")
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Run, dataset, event and idempotency records in one DynamoDB table.
+//! Run, dataset, event, model and idempotency records in one DynamoDB table.
 //!
 //! One concrete store, tested against a real DynamoDB API (moto locally):
 //! there is no second backend, and a trait here would only invite mocks of
@@ -11,7 +11,10 @@ pub mod cursor;
 mod datasets;
 mod events;
 pub mod keys;
+mod metrics;
+mod models;
 pub mod provision;
+mod push;
 mod runs;
 
 use std::collections::HashMap;
@@ -23,6 +26,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::domain::IdError;
 
 pub use active::ActiveRun;
+pub use push::{DELIVERY_TTL, JobOwner};
 pub use runs::{CreateOutcome, IdempotentRequest, Page};
 
 /// What a store call can fail with. Conflicts are their own variants so
@@ -39,6 +43,10 @@ pub enum StoreError {
         id: String,
         expected: u64,
     },
+    /// A transaction's condition did not hold (e.g. activating a model
+    /// that is being deleted, deleting the active one).
+    #[error("{kind} {id} is not in a state that allows this")]
+    ConditionFailed { kind: &'static str, id: String },
     #[error("{kind} {id} already exists")]
     AlreadyExists { kind: &'static str, id: String },
     #[error("idempotency key {key} was already used with a different request (run {run_id})")]

@@ -4,8 +4,9 @@
 //! generated multi-day export of an example tenant's conversations, starts
 //! a run through the start-run handler with the API Gateway HTTP API event
 //! Lambda would deliver, drives the monitor handler with EventBridge
-//! scheduled events until the run ends, and prints the run. The last line
-//! is the final run as one line of JSON.
+//! scheduled events until the run ends, writes the run's loss curve (SVG)
+//! and prints its path, and prints the run. The last line is the final
+//! run as one line of JSON.
 //!
 //! `PROVIDER=bedrock` trains on the Bedrock adapter instead (moto's Bedrock):
 //! the dataset is written in Nova's format and handed over by S3 URI. moto
@@ -162,6 +163,29 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // GET /runs/{id}/metrics, as a product page's <img> fetches it.
+    let mut request = events::http_request(
+        "GET",
+        &format!("/runs/{run_id}/metrics"),
+        None,
+        TENANT,
+        None,
+    )?;
+    request.headers_mut().insert(
+        lambda_http::http::header::ACCEPT,
+        lambda_http::http::HeaderValue::from_static("image/svg+xml"),
+    );
+    let response = finetune::http::job_status_handler(&store, &config, request).await;
+    let dir = std::env::temp_dir().join("finetune-demo");
+    std::fs::create_dir_all(&dir)?;
+    let curve = dir.join(format!("{run_id}-loss.svg"));
+    std::fs::write(&curve, response.body().as_ref())?;
+    println!(
+        "GET /runs/{run_id}/metrics (Accept: image/svg+xml) -> {}: loss curve written to {}",
+        response.status(),
+        curve.display()
+    );
 
     // GET /runs/{id}, as the product would read it.
     let request = events::http_request("GET", &format!("/runs/{run_id}"), None, TENANT, None)?;

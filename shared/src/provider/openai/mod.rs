@@ -22,8 +22,8 @@ use crate::config::OpenAiConfig;
 use crate::domain::{Hyperparameters, ProviderKind, RunId, TenantId};
 use crate::provider::status::openai_job_status;
 use crate::provider::{
-    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderError, ProviderEvent,
-    ProviderFileRef, ProviderJob, ProviderJobError,
+    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderCheckpoint, ProviderError,
+    ProviderEvent, ProviderFileRef, ProviderJob, ProviderJobError,
 };
 
 pub use client::{ListJobs, OpenAiClient};
@@ -300,6 +300,31 @@ impl FineTuningProvider for OpenAiProvider {
             .take(limit)
             .map(provider_event)
             .collect())
+    }
+
+    async fn list_checkpoints(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<ProviderCheckpoint>, ProviderError> {
+        // OpenAI keeps a job's last three checkpoints: one page holds them.
+        let page = self.client.list_checkpoints(job_id, None, 20).await?;
+        let mut checkpoints: Vec<ProviderCheckpoint> = page
+            .data
+            .into_iter()
+            .map(|c| ProviderCheckpoint {
+                id: c.id,
+                step: c.step_number,
+                model: c.fine_tuned_model_checkpoint,
+                train_loss: c.metrics.get("train_loss").copied(),
+                valid_loss: c
+                    .metrics
+                    .get("full_valid_loss")
+                    .or_else(|| c.metrics.get("valid_loss"))
+                    .copied(),
+            })
+            .collect();
+        checkpoints.sort_by_key(|c| c.step);
+        Ok(checkpoints)
     }
 
     async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {

@@ -130,6 +130,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     finished_at: None,
                     synced_at: Utc::now(),
                     events_cursor: None,
+                    step: None,
+                    total_steps: None,
                 });
                 env.store.create_run(&run, None).await?;
                 Ok(())

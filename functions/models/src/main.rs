@@ -1,0 +1,27 @@
+//! `GET /models`, `GET /models/active`, `GET /models/{id}`,
+//! `POST /models/{id}/activate`, `DELETE /models/{id}`: the tenant's
+//! fine-tuned models and its active one. All logic is in
+//! `finetune::http::models_handler`; this file builds the clients and the
+//! provider registry (deleting a model deletes it at the provider) once
+//! per cold start.
+
+use finetune::blob::Blobs;
+use finetune::config::Config;
+use finetune::provider::setup::providers_from_config;
+use finetune::store::Store;
+use lambda_http::{Error, Request, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    finetune::telemetry::init_lambda();
+    let config = Config::from_env()?;
+    let sdk = finetune::aws::load_sdk_config().await;
+    let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
+    let blobs = Blobs::new(finetune::aws::s3_client(&sdk), &config.bucket_name);
+    let providers = providers_from_config(&config, &sdk, &blobs).await?;
+    let (store, providers, config) = (&store, &providers, &config);
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(finetune::http::models_handler(store, providers, config, req).await)
+    }))
+    .await
+}

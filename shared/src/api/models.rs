@@ -1,0 +1,199 @@
+//! The models function: `GET /models`, `GET /models/active`,
+//! `GET /models/{id}`, `POST /models/{id}/activate`, `DELETE /models/{id}`.
+//! Every read and write is keyed by the caller's tenant, so another
+//! tenant's model is simply not found.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{ActiveModel, ModelId, ModelRecord, ModelStatus, TenantId};
+use crate::http::{FieldError, PageParams};
+use crate::provider::{ProviderError, Providers};
+use crate::store::{Page, Store, StoreError};
+
+/// A page of models and the active one (to mark it in the listing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelsPage {
+    pub page: Page<ModelRecord>,
+    pub active: Option<ActiveModel>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListModelsError {
+    #[error("invalid query parameters")]
+    InvalidQuery(Vec<FieldError>),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+pub async fn list_models(
+    store: &Store,
+    tenant: &TenantId,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<ModelsPage, ListModelsError> {
+    let params =
+        PageParams::parse(limit, cursor).map_err(|e| ListModelsError::InvalidQuery(vec![e]))?;
+    let (page, active) = futures::join!(
+        store.list_models(tenant, params.limit, params.cursor.as_deref()),
+        store.get_active_model(tenant),
+    );
+    let page = page.map_err(|e| match e {
+        StoreError::InvalidCursor => ListModelsError::InvalidQuery(vec![FieldError::new(
+            "cursor",
+            "is not a cursor from this listing",
+        )]),
+        other => ListModelsError::Store(other),
+    })?;
+    let active = active.map_err(ListModelsError::Store)?;
+    Ok(ModelsPage { page, active })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GetModelError {
+    /// Missing, another tenant's, or not a well-formed id: one answer.
+    #[error("model not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// A model and whether it is the tenant's active one.
+pub async fn get_model(
+    store: &Store,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<(ModelRecord, bool), GetModelError> {
+    let model = read_model(store, tenant, id).await?;
+    let active = store
+        .get_active_model(tenant)
+        .await
+        .map_err(GetModelError::Store)?;
+    let is_active = active.is_some_and(|a| a.model_id == model.id);
+    Ok((model, is_active))
+}
+
+async fn read_model(
+    store: &Store,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<ModelRecord, GetModelError> {
+    let id = ModelId::parse(id).map_err(|_| GetModelError::NotFound)?;
+    match store.get_model(tenant, &id).await {
+        Ok(model) => Ok(model),
+        Err(StoreError::NotFound { .. }) => Err(GetModelError::NotFound),
+        Err(e) => Err(GetModelError::Store(e)),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GetActiveModelError {
+    #[error("no model is active for this tenant; activate one with POST /models/{{id}}/activate")]
+    NoneActive,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// What the chat system should call: one GetItem.
+pub async fn get_active_model(
+    store: &Store,
+    tenant: &TenantId,
+) -> Result<ActiveModel, GetActiveModelError> {
+    store
+        .get_active_model(tenant)
+        .await
+        .map_err(GetActiveModelError::Store)?
+        .ok_or(GetActiveModelError::NoneActive)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateModelError {
+    #[error("model not found")]
+    NotFound,
+    #[error("model {id} is {status} and cannot be activated")]
+    NotReady { id: String, status: &'static str },
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Makes the model the tenant's active one (activating the active model
+/// again is fine); the previous one stays as it was.
+pub async fn activate_model(
+    store: &Store,
+    tenant: &TenantId,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<ActiveModel, ActivateModelError> {
+    let model = read_model(store, tenant, id).await.map_err(|e| match e {
+        GetModelError::NotFound => ActivateModelError::NotFound,
+        GetModelError::Store(e) => ActivateModelError::Store(e),
+    })?;
+    let not_ready = |status: ModelStatus| ActivateModelError::NotReady {
+        id: model.id.to_string(),
+        status: status.as_str(),
+    };
+    if model.status != ModelStatus::Ready {
+        return Err(not_ready(model.status));
+    }
+    match store.activate_model(&model, now).await {
+        Ok(active) => Ok(active),
+        // Deleted between our read and the switch.
+        Err(StoreError::ConditionFailed { .. }) => Err(not_ready(ModelStatus::Deleting)),
+        Err(e) => Err(ActivateModelError::Store(e)),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteModelError {
+    #[error("model not found")]
+    NotFound,
+    #[error("model {0} is the tenant's active model; activate another one before deleting it")]
+    Active(String),
+    /// The provider could not be reached or asked us to wait; the model
+    /// stays `deleting` and the same DELETE finishes the job later.
+    #[error("could not delete the model at the provider right now: {0}")]
+    ProviderUnavailable(ProviderError),
+    #[error("the provider refused to delete the model: {0}")]
+    ProviderRefused(ProviderError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Deletes the model at its provider and marks it deleted here. Marked
+/// `deleting` first (refused for the active model, in one transaction
+/// with the pointer), so it can never be activated half-deleted; deleting
+/// a deleted model again answers it as it is.
+pub async fn delete_model(
+    store: &Store,
+    providers: &Providers,
+    tenant: &TenantId,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<ModelRecord, DeleteModelError> {
+    let model = read_model(store, tenant, id).await.map_err(|e| match e {
+        GetModelError::NotFound => DeleteModelError::NotFound,
+        GetModelError::Store(e) => DeleteModelError::Store(e),
+    })?;
+    if model.status == ModelStatus::Deleted {
+        return Ok(model);
+    }
+    match store.mark_model_deleting(tenant, &model.id).await {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed { .. }) => {
+            return Err(DeleteModelError::Active(model.id.to_string()));
+        }
+        Err(e) => return Err(DeleteModelError::Store(e)),
+    }
+    let provider = providers
+        .get(model.provider)
+        .map_err(DeleteModelError::ProviderUnavailable)?;
+    match provider.delete_model(&model.provider_model).await {
+        // Already gone at the provider (a retried DELETE): the same end.
+        Ok(()) | Err(ProviderError::NotFound { .. }) => {}
+        Err(e) if e.is_transient() => return Err(DeleteModelError::ProviderUnavailable(e)),
+        Err(e) => return Err(DeleteModelError::ProviderRefused(e)),
+    }
+    store
+        .mark_model_deleted(tenant, &model.id, now)
+        .await
+        .map_err(DeleteModelError::Store)
+}

@@ -1,0 +1,317 @@
+//! OpenAI's signed webhooks through the real handler (API Gateway v2
+//! events, no authorizer), against moto and the sandbox; and Bedrock's
+//! EventBridge job event through the same push path.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use finetune::domain::{Run, RunId, RunStatus};
+use finetune::pipeline::monitor::{self, Invocation};
+use finetune::webhook::signature::WebhookSecret;
+use finetune::webhook::{self, Handled};
+use finetune_tests::ApiEvent;
+use openai_sandbox::{Progression, SandboxConfig};
+use serde_json::{Value, json};
+
+use crate::pipeline::{World, quick_sandbox, run, run_body, seed, start, tick, world_with};
+
+/// The secret OpenAI would show in its dashboard (base64 of a random key).
+const SECRET: &str = "whsec_dGVzdC13ZWJob29rLWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+
+fn secret() -> WebhookSecret {
+    WebhookSecret::parse(SECRET).unwrap()
+}
+
+/// A run in training whose job only moves when the test says so.
+async fn training_run() -> (World, RunId, String) {
+    let world = world_with(
+        SandboxConfig {
+            progression: Progression::Manual,
+            ..quick_sandbox()
+        },
+        |p| p,
+    )
+    .await;
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+    for _ in 0..10 {
+        if run(&world, &id).await.status == RunStatus::Training {
+            break;
+        }
+        tick(&world).await;
+    }
+    let training = run(&world, &id).await;
+    assert_eq!(training.status, RunStatus::Training, "{training:?}");
+    let job_id = training.job.unwrap().provider_job_id;
+    (world, id, job_id)
+}
+
+fn body(kind: &str, job_id: &str) -> String {
+    json!({
+        "id": "evt_685343a1381c819085d44c354e1b330e",
+        "object": "event",
+        "type": kind,
+        "created_at": chrono::Utc::now().timestamp(),
+        "data": {"id": job_id}
+    })
+    .to_string()
+}
+
+/// A delivery as OpenAI sends it: signed over id, timestamp and raw body.
+fn delivery(signer: &WebhookSecret, delivery_id: &str, timestamp: i64, body: &str) -> ApiEvent {
+    let ts = timestamp.to_string();
+    ApiEvent::post("/webhooks/openai")
+        .header("webhook-id", delivery_id)
+        .header("webhook-timestamp", &ts)
+        .header(
+            "webhook-signature",
+            &signer.sign(delivery_id, &ts, body.as_bytes()),
+        )
+        .body(body)
+}
+
+async fn post(world: &World, event: ApiEvent) -> (u16, Value, String) {
+    let response = finetune::http::webhook_handler(&world.pipeline, &secret(), event.build()).await;
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = serde_json::from_slice(response.body().as_ref()).unwrap();
+    (response.status().as_u16(), body, content_type)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn assert_untouched(world: &World, id: &RunId, before: &Run) {
+    let after = run(world, id).await;
+    assert_eq!(after.status, RunStatus::Training);
+    assert_eq!(after.version, before.version, "the run was written");
+}
+
+#[tokio::test]
+async fn a_signed_webhook_completes_a_run_without_any_monitor_tick() {
+    // GIVEN a run in training whose job has just succeeded at OpenAI
+    let (world, id, job_id) = training_run().await;
+    world.sandbox.run_to_end(&job_id);
+
+    // WHEN OpenAI delivers fine_tuning.job.succeeded (no tick follows)
+    let body = body("fine_tuning.job.succeeded", &job_id);
+    let (status, answer, _) = post(&world, delivery(&secret(), "msg_1", now(), &body)).await;
+
+    // THEN the run is completed with its model, at once
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["action"], "reconciled");
+    assert_eq!(answer["run_id"], id.as_str());
+    assert_eq!(answer["status"], "completed");
+    let done = run(&world, &id).await;
+    assert_eq!(done.status, RunStatus::Completed);
+    assert!(
+        done.job
+            .unwrap()
+            .fine_tuned_model
+            .unwrap()
+            .starts_with("ft:gpt-4o-mini")
+    );
+}
+
+#[tokio::test]
+async fn a_bad_signature_or_an_old_timestamp_is_401_and_changes_nothing() {
+    // GIVEN a run whose job has ended at OpenAI
+    let (world, id, job_id) = training_run().await;
+    world.sandbox.run_to_end(&job_id);
+    let before = run(&world, &id).await;
+    let body = body("fine_tuning.job.succeeded", &job_id);
+    let forger = WebhookSecret::parse("whsec_Zm9yZ2VkLWtleQ==").unwrap();
+
+    // WHEN deliveries arrive signed with another secret, signed over
+    // another body, six minutes old, or without a signature
+    let mut tampered = delivery(&secret(), "msg_2", now(), &body);
+    tampered = tampered.body(body.replace("succeeded", "cancelled"));
+    let cases = [
+        ("other secret", delivery(&forger, "msg_2", now(), &body)),
+        ("other body", tampered),
+        ("old", delivery(&secret(), "msg_2", now() - 360, &body)),
+        ("future", delivery(&secret(), "msg_2", now() + 360, &body)),
+        (
+            "unsigned",
+            ApiEvent::post("/webhooks/openai")
+                .header("webhook-id", "msg_2")
+                .header("webhook-timestamp", &now().to_string())
+                .body(body.clone()),
+        ),
+    ];
+    for (case, event) in cases {
+        let (status, problem, content_type) = post(&world, event).await;
+
+        // THEN each is 401 problem+json and the run is untouched
+        assert_eq!(status, 401, "{case}: {problem}");
+        assert_eq!(content_type, "application/problem+json", "{case}");
+        assert_eq!(problem["type"], "urn:finetune:problem:invalid-signature");
+        assert_untouched(&world, &id, &before).await;
+    }
+
+    // AND the refused deliveries left no trace: the genuine one with the
+    // same id is handled
+    let (status, answer, _) = post(&world, delivery(&secret(), "msg_2", now(), &body)).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_is_200_and_changes_nothing() {
+    // GIVEN a delivery handled while the job was still running
+    let (world, id, job_id) = training_run().await;
+    let body = body("fine_tuning.job.succeeded", &job_id);
+    let first = delivery(&secret(), "msg_3", now(), &body);
+    let (status, answer, _) = post(&world, first.clone()).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("training")));
+    // AND the job has since ended
+    world.sandbox.run_to_end(&job_id);
+    let before = run(&world, &id).await;
+
+    // WHEN the very same delivery comes again
+    let (status, answer, _) = post(&world, first).await;
+
+    // THEN it is acknowledged and ignored: the run is not even reconciled
+    assert_eq!(status, 200);
+    assert_eq!(answer["action"], "ignored");
+    assert_eq!(answer["reason"], "delivery already handled");
+    assert_untouched(&world, &id, &before).await;
+}
+
+#[tokio::test]
+async fn unknown_jobs_and_other_event_types_are_200_and_change_nothing() {
+    // GIVEN a run in training
+    let (world, id, job_id) = training_run().await;
+    world.sandbox.run_to_end(&job_id);
+    let before = run(&world, &id).await;
+
+    // WHEN a genuine delivery names a job this deployment never made, or
+    // is not about fine-tuning jobs
+    let unknown = body("fine_tuning.job.succeeded", "ftjob-someone-elses");
+    let (status, answer, _) = post(&world, delivery(&secret(), "msg_4", now(), &unknown)).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["reason"], "unknown job");
+    let batch = body("batch.completed", &job_id);
+    let (status, answer, _) = post(&world, delivery(&secret(), "msg_5", now(), &batch)).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["reason"], "not a fine-tuning job event");
+
+    // THEN our run was not touched
+    assert_untouched(&world, &id, &before).await;
+}
+
+#[tokio::test]
+async fn a_bedrock_job_event_from_eventbridge_takes_the_push_path_in_the_monitor() {
+    // GIVEN a run in training, and Bedrock's EventBridge event exactly as
+    // the rule delivers it to the monitor, for a job this deployment does
+    // not know
+    let (world, id, _) = training_run().await;
+    let before = run(&world, &id).await;
+    let event: EventBridgeEvent = serde_json::from_value(json!({
+        "version": "0", "id": "5ce6c0b9-5b1f-4b4b-9a5f-2f2a0f1d0e11",
+        "detail-type": "Bedrock Model Customization Job State Change",
+        "source": "aws.bedrock", "account": "123456789012",
+        "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:bedrock:us-east-1:123456789012:model-customization-job/abc"],
+        "detail": {
+            "jobArn": "arn:aws:bedrock:us-east-1:123456789012:model-customization-job/abc",
+            "jobName": "run_x", "status": "Completed"
+        }
+    }))
+    .unwrap();
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = "req-bedrock".into();
+    context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
+
+    // WHEN the monitor handles it
+    let answer = monitor::on_event(
+        &world.pipeline,
+        &world.config,
+        &event.source,
+        &event.detail_type,
+        &event.detail,
+        &context,
+    )
+    .await
+    .unwrap();
+
+    // THEN it went to the job lookup, not to a tick, and changed nothing
+    assert_eq!(
+        answer,
+        Invocation::Push(Handled::Ignored {
+            reason: "unknown job"
+        })
+    );
+    assert_untouched(&world, &id, &before).await;
+
+    // AND a Bedrock event of another type is ignored; one without a job
+    // ARN is refused as malformed
+    let other = webhook::receive_bedrock(
+        &world.pipeline,
+        "aws.bedrock",
+        "Bedrock Batch Inference Job State Change",
+        &json!({}),
+        "x",
+    )
+    .await
+    .unwrap();
+    assert!(matches!(other, Handled::Ignored { .. }));
+    let no_arn = webhook::receive_bedrock(
+        &world.pipeline,
+        "aws.bedrock",
+        "Bedrock Model Customization Job State Change",
+        &json!({"status": "Completed"}),
+        "x",
+    )
+    .await;
+    assert!(matches!(
+        no_arn,
+        Err(webhook::WebhookError::MalformedBody(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_signed_failure_webhook_fails_the_run_with_the_providers_reason() {
+    // GIVEN a run whose two-epoch job fails at OpenAI after its first epoch
+    let world = world_with(
+        SandboxConfig {
+            progression: Progression::Manual,
+            epochs: 2,
+            ..quick_sandbox()
+        },
+        |p| p,
+    )
+    .await;
+    world.sandbox.set_fail_training(true);
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+    for _ in 0..10 {
+        if run(&world, &id).await.status == RunStatus::Training {
+            break;
+        }
+        tick(&world).await;
+    }
+    let job_id = run(&world, &id).await.job.unwrap().provider_job_id;
+    world.sandbox.run_to_end(&job_id);
+
+    // WHEN OpenAI delivers fine_tuning.job.failed
+    let body = body("fine_tuning.job.failed", &job_id);
+    let (status, answer, _) = post(&world, delivery(&secret(), "msg_6", now(), &body)).await;
+
+    // THEN the run failed at once with the provider's reason
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "failed");
+    let failed = run(&world, &id).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(failed.error.unwrap().code, "provider_job_failed");
+    // AND a failed run records no model
+    let models = world
+        .pipeline
+        .store
+        .list_models(&failed.tenant_id, 10, None)
+        .await
+        .unwrap();
+    assert!(models.items.is_empty());
+}
