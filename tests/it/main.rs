@@ -3,6 +3,7 @@
 mod api;
 mod blob;
 mod dataset;
+mod logs;
 mod openai;
 mod openai_contract;
 mod pipeline;

@@ -17,6 +17,7 @@ use chrono::Utc;
 
 use crate::blob::Blobs;
 use crate::domain::{EventLevel, Run, RunEvent, RunId, RunStatus, TenantId};
+use crate::metrics::Metrics;
 use crate::provider::registry::Providers;
 use crate::store::{Store, StoreError};
 
@@ -34,10 +35,15 @@ const MAX_STEPS_PER_TICK: usize = 6;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The run moved from one status to another (maybe several steps).
-    Advanced { from: RunStatus, to: RunStatus },
+    /// `idle` is how long it had gone unwritten when this tick took it.
+    Advanced {
+        from: RunStatus,
+        to: RunStatus,
+        idle: Duration,
+    },
     /// Nothing to do yet (training in progress), or a transient error that
     /// the next tick retries.
-    Unchanged { status: RunStatus },
+    Unchanged { status: RunStatus, idle: Duration },
     /// Another monitor holds the run's lease.
     Skipped,
 }
@@ -49,6 +55,8 @@ pub struct Pipeline {
     pub blobs: Blobs,
     pub providers: Providers,
     pub lease: Duration,
+    /// Where run and monitor metrics go (stdout in Lambda).
+    pub metrics: Metrics,
 }
 
 /// What one step left behind.
@@ -74,10 +82,12 @@ impl Pipeline {
             blobs,
             providers,
             lease: config.run_lease,
+            metrics: Metrics::stdout(),
         })
     }
 
-    /// Takes the run's lease, advances it, and gives the lease back.
+    /// Takes the run's lease, advances it, and gives the lease back. Its
+    /// log lines carry the tenant, run, provider and status (the span).
     pub async fn reconcile(
         &self,
         tenant: &TenantId,
@@ -92,18 +102,38 @@ impl Pipeline {
             return Ok(Outcome::Skipped);
         };
         let from = run.status;
-        let result = self.advance(run).await;
+        let idle = (Utc::now() - run.updated_at).to_std().unwrap_or_default();
+        let span = tracing::info_span!(
+            "reconcile",
+            tenant = %tenant,
+            run_id = %run_id,
+            provider = run.provider.as_str(),
+            phase = %from,
+        );
+        let started = std::time::Instant::now();
+        let result = tracing::Instrument::instrument(self.advance(run), span.clone()).await;
+        span.in_scope(|| {
+            tracing::info!(
+                to = result
+                    .as_ref()
+                    .map(|r| r.status.as_str())
+                    .unwrap_or("error"),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "reconciled"
+            )
+        });
         if let Err(e) = self.store.release_lease(tenant, run_id, owner).await {
             // The lease expires by itself; the next tick waits it out.
             tracing::warn!(run_id = %run_id, error = %e, "could not release a run lease");
         }
         let run = result?;
         Ok(if run.status == from {
-            Outcome::Unchanged { status: from }
+            Outcome::Unchanged { status: from, idle }
         } else {
             Outcome::Advanced {
                 from,
                 to: run.status,
+                idle,
             }
         })
     }
@@ -116,7 +146,11 @@ impl Pipeline {
             if run.status.is_terminal() {
                 break;
             }
-            match self.step(&run).await {
+            let result = self.step(&run).await;
+            if let Err(PipelineError::Provider(e)) = &result {
+                self.metrics.provider_error(run.provider, e.code());
+            }
+            match result {
                 Ok(Step::Continue(next)) => run = next,
                 Ok(Step::Wait(next)) => return Ok(next),
                 // Someone else (cancel) wrote the run: their word stands.
@@ -185,6 +219,7 @@ impl Pipeline {
         tracing::error!(run_id = %run.id, status = %run.status, code = error.code(), error = %error, "run failed");
         run.fail(error.code(), error.to_string(), Utc::now())?;
         let stored = self.store.update_run(&run).await?;
+        self.metrics.run_ended(stored.provider, stored.status);
         self.event(
             &stored,
             EventLevel::Error,
@@ -207,6 +242,7 @@ impl Pipeline {
         run.retries = 0;
         let stored = self.store.update_run(&run).await?;
         tracing::info!(run_id = %stored.id, from = %from, to = %next, "run advanced");
+        self.metrics.run_ended(stored.provider, stored.status);
         self.event(
             &stored,
             EventLevel::Info,

@@ -70,6 +70,11 @@ impl Pipeline {
                 let prepared =
                     dataset::prepare_from_s3(&self.blobs, &run.tenant_id, &dataset_id, &run.config)
                         .await?;
+                self.metrics.dataset_prepared(
+                    run.provider,
+                    prepared.stats.train_examples + prepared.stats.validation_examples,
+                    prepared.stats.billing_tokens,
+                );
                 let record = dataset_record(run, &dataset_id, prepared)?;
                 match self.store.put_dataset(&record).await {
                     Ok(()) => record,
@@ -251,6 +256,11 @@ impl Pipeline {
         next.job = Some(job_info(&job, cursor));
         next.updated_at = Utc::now();
         next.retries = 0;
+        if job.status.is_terminal()
+            && let Some(tokens) = job.trained_tokens
+        {
+            self.metrics.billed_tokens(run.provider, tokens);
+        }
         let step = match job.status {
             JobStatus::Succeeded => {
                 let model = job.fine_tuned_model.clone().unwrap_or_default();
@@ -275,6 +285,7 @@ impl Pipeline {
                     Utc::now(),
                 )?;
                 let stored = self.store.update_run(&next).await?;
+                self.metrics.run_ended(stored.provider, stored.status);
                 self.event(
                     &stored,
                     EventLevel::Error,

@@ -147,6 +147,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         blobs: env.blobs.clone(),
         providers: Providers::new().with(openai),
         lease: Duration::from_secs(360),
+        metrics: finetune::metrics::Metrics::discard(),
     };
     let started = Instant::now();
     let summary = monitor::run_once(
