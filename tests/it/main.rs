@@ -6,5 +6,6 @@ mod dataset;
 mod logs;
 mod openai;
 mod openai_contract;
+mod openapi;
 mod pipeline;
 mod store;
