@@ -29,6 +29,15 @@ fmt:
 demo: $(STAMP)
 	cargo run --quiet -p demo --bin demo
 
+## bench: per function, release binary size, init time (process start to the
+## first Runtime API `next`) and first response, beside a hello-world function
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+FUNCTION_BINS := --bin start-run --bin job-status --bin cancel --bin monitor --bin hello-lambda
+bench: $(STAMP)
+	cargo build --release --workspace $(FUNCTION_BINS)
+	cargo build --workspace --bin bench-init
+	$(TARGET_DIR)/debug/bench-init $(TARGET_DIR)/release $(or $(RUNS),10)
+
 ## sam-validate: `sam validate --lint` (the SAM CLI in its own venv, .venv-sam)
 SAM_VENV := .venv-sam
 sam-validate: $(SAM_VENV)/.installed
