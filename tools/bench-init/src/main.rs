@@ -14,6 +14,9 @@
 //! /runs/{id}/cancel` of those runs, and an EventBridge scheduled event for
 //! the monitor (no active runs left: one index Query).
 //!
+//! `BENCH_KEY_SOURCE=env` gives the functions `OPENAI_API_KEY` instead of
+//! the secret's ARN, to see what reading the secret at init costs.
+//!
 //! Targets (issue 8): each binary ≤ 8 MB stripped; each init ≤ 1.5× the
 //! hello-world's median. The exit status is non-zero when one is missed.
 
@@ -252,7 +255,11 @@ fn local_stack() -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
         ("FINETUNE_TABLE", table.as_str()),
         ("FINETUNE_BUCKET", bucket.as_str()),
-        ("OPENAI_API_KEY_SECRET_ARN", secret_arn.as_str()),
+        if std::env::var("BENCH_KEY_SOURCE").as_deref() == Ok("env") {
+            ("OPENAI_API_KEY", "sk-bench-not-a-real-key")
+        } else {
+            ("OPENAI_API_KEY_SECRET_ARN", secret_arn.as_str())
+        },
         ("RUST_LOG", "info"),
     ]
     .into_iter()
