@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export AWS_EC2_METADATA_DISABLED := true
 export MOTO_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: test demo lint fmt bench venv clean-venv
+.PHONY: test demo lint fmt bench venv clean-venv sam-validate
 
 ## test: every unit and integration test (moto_server is started by the harness)
 test: $(STAMP)
@@ -31,6 +31,25 @@ PROVIDER ?= openai
 demo: $(STAMP)
 	PROVIDER=$(PROVIDER) cargo run --quiet -p demo --bin demo
 
+## bench: per function, release binary size, init time (process start to the
+## first Runtime API `next`) and first response, beside a hello-world function
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+FUNCTION_BINS := --bin start-run --bin job-status --bin cancel --bin monitor --bin hello-lambda
+bench: $(STAMP)
+	cargo build --release --workspace $(FUNCTION_BINS)
+	cargo build --workspace --bin bench-init
+	$(TARGET_DIR)/debug/bench-init $(TARGET_DIR)/release $(or $(RUNS),10)
+
+## sam-validate: `sam validate --lint` (the SAM CLI in its own venv, .venv-sam)
+SAM_VENV := .venv-sam
+sam-validate: $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint -t template.yaml
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	@test -x $(SAM_VENV)/bin/python || python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	@touch $@
+
 venv: $(STAMP)
 
 $(STAMP): requirements-dev.txt
@@ -40,4 +59,4 @@ $(STAMP): requirements-dev.txt
 	@touch $(STAMP)
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(SAM_VENV)

@@ -11,6 +11,7 @@
 //! - [`api`]: the HTTP API's operations (start, read, cancel runs).
 //! - [`http`]: API Gateway plumbing: tenant, routes, problem+json, handlers.
 //! - [`pipeline`]: the reconciler that advances runs, and the monitor tick.
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines.
 //! - [`telemetry`]: logging set-up for the functions.
 //! - [`webhook`]: provider pushes (signed OpenAI webhooks, Bedrock events).
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod dataset;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod pipeline;
 pub mod provider;
 pub mod store;

@@ -12,6 +12,7 @@ use finetune::domain::{
     TenantId,
 };
 use finetune::http::{cancel_handler, job_status_handler, start_run_handler};
+use finetune::metrics::{Metrics, Recorded};
 use finetune::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderError, ProviderEvent,
     ProviderFileRef, ProviderJob, Providers,
@@ -21,14 +22,20 @@ use finetune_tests::{ApiEvent, TestEnv};
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};
 
-struct Api {
+pub(crate) struct Api {
     env: TestEnv,
     config: Config,
     providers: Providers,
+    /// What the handlers emitted; see `Api::recorded`.
+    metrics: Metrics,
+    recorded: Recorded,
 }
 
+/// The webhook signing secret the test deployment is configured with.
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_dGVzdC13ZWJob29rLWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+
 impl Api {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::with_providers(Providers::new()).await
     }
 
@@ -44,19 +51,22 @@ impl Api {
             _ => None,
         })
         .unwrap();
+        let (metrics, recorded) = Metrics::in_memory();
         Self {
             env,
             config,
             providers,
+            metrics,
+            recorded,
         }
     }
 
-    fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.env.store
     }
 
     /// Sends the event to whichever function API Gateway would route it to.
-    async fn send(&self, event: ApiEvent) -> Reply {
+    pub(crate) async fn send(&self, event: ApiEvent) -> Reply {
         let raw = event.to_json();
         let method = raw["requestContext"]["http"]["method"]
             .as_str()
@@ -64,17 +74,39 @@ impl Api {
             .to_owned();
         let path = raw["rawPath"].as_str().unwrap().to_owned();
         let req = event.build();
-        let response = if method == "POST" && path.ends_with("/cancel") {
-            cancel_handler(self.store(), &self.providers, &self.config, req).await
+        let response = if path.starts_with("/models") {
+            finetune::http::models_handler(self.store(), &self.providers, &self.config, req).await
+        } else if path.starts_with("/webhooks") {
+            let pipeline = finetune::pipeline::Pipeline {
+                store: self.env.store.clone(),
+                blobs: self.env.blobs.clone(),
+                providers: self.providers.clone(),
+                lease: std::time::Duration::from_secs(60),
+                metrics: self.metrics.clone(),
+            };
+            let secret =
+                finetune::webhook::signature::WebhookSecret::parse(WEBHOOK_SECRET).unwrap();
+            // Boxed: the reconciler's future is large, and would otherwise
+            // sit inline in every caller's future.
+            Box::pin(finetune::http::webhook_handler(&pipeline, &secret, req)).await
+        } else if method == "POST" && path.ends_with("/cancel") {
+            cancel_handler(
+                self.store(),
+                &self.providers,
+                &self.config,
+                &self.metrics,
+                req,
+            )
+            .await
         } else if method == "POST" && path.trim_end_matches('/').ends_with("/runs") {
-            start_run_handler(self.store(), &self.config, req).await
+            start_run_handler(self.store(), &self.config, &self.metrics, req).await
         } else {
             job_status_handler(self.store(), &self.config, req).await
         };
         Reply::from(response)
     }
 
-    async fn start(&self, tenant: &str, body: &Value) -> Value {
+    pub(crate) async fn start(&self, tenant: &str, body: &Value) -> Value {
         let reply = self
             .send(ApiEvent::post("/runs").tenant(tenant).json(body))
             .await;
@@ -84,11 +116,11 @@ impl Api {
 }
 
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    content_type: String,
-    headers: lambda_http::http::HeaderMap,
-    body: Value,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) headers: lambda_http::http::HeaderMap,
+    pub(crate) body: Value,
 }
 
 impl From<Response<Body>> for Reply {
@@ -132,7 +164,7 @@ impl Reply {
     }
 }
 
-fn body(name: &str) -> Value {
+pub(crate) fn body(name: &str) -> Value {
     json!({
         "name": name,
         "description": "support conversations",
@@ -147,16 +179,16 @@ fn body(name: &str) -> Value {
     })
 }
 
-fn tenant(name: &str) -> TenantId {
+pub(crate) fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).unwrap()
 }
 
-fn run_id(view: &Value) -> RunId {
+pub(crate) fn run_id(view: &Value) -> RunId {
     RunId::parse(view["id"].as_str().unwrap()).unwrap()
 }
 
 /// Walks a stored run through the pipeline's own transitions.
-async fn advance(store: &Store, t: &TenantId, id: &RunId, path: &[RunStatus]) -> Run {
+pub(crate) async fn advance(store: &Store, t: &TenantId, id: &RunId, path: &[RunStatus]) -> Run {
     let mut run = store.get_run(t, id).await.unwrap();
     for next in path {
         run.move_to(*next, next.as_str(), Utc::now()).unwrap();
@@ -183,7 +215,7 @@ fn job(id: &str, status: JobStatus) -> JobInfo {
 }
 
 /// A stored run in training with a provider job.
-async fn training_run(api: &Api, t: &str, job_id: &str) -> RunId {
+pub(crate) async fn training_run(api: &Api, t: &str, job_id: &str) -> RunId {
     let view = api.start(t, &body("training")).await;
     let id = run_id(&view);
     let mut run = advance(
@@ -200,7 +232,7 @@ async fn training_run(api: &Api, t: &str, job_id: &str) -> RunId {
     id
 }
 
-fn dataset(t: &TenantId, run: &RunId) -> DatasetRecord {
+pub(crate) fn dataset(t: &TenantId, run: &RunId) -> DatasetRecord {
     DatasetRecord {
         id: DatasetId::generate(),
         tenant_id: t.clone(),
@@ -317,6 +349,12 @@ async fn the_same_idempotency_key_and_body_replays_the_run_with_200() {
 
     let list = api.send(ApiEvent::get("/runs").tenant("acme")).await;
     assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+    // One run started, counted once: a replay is not a new run.
+    assert_eq!(
+        api.recorded
+            .sum("RunsStarted", Some(("Provider", "openai"))),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -743,6 +781,7 @@ async fn cancelling_a_queued_run_is_200_and_repeating_it_too() {
     assert!(first.body["completed_at"].is_string());
     assert_eq!(second.status, 200);
     assert_eq!(second.body["updated_at"], first.body["updated_at"]);
+    assert_eq!(api.recorded.sum("RunsCancelled", None), 1.0, "counted once");
 
     let events = api
         .send(ApiEvent::get(&format!("/runs/{id}/events")).tenant("acme"))

@@ -307,6 +307,7 @@ async fn world() -> World {
         blobs: env.blobs.clone(),
         providers: Providers::new().with(bedrock),
         lease: Duration::from_secs(60),
+        metrics: finetune::metrics::Metrics::discard(),
     };
     World {
         env,
@@ -365,8 +366,13 @@ fn body() -> Value {
 
 async fn start(world: &World) -> RunId {
     let request = ApiEvent::post("/runs").tenant(TENANT).json(&body()).build();
-    let response =
-        finetune::http::start_run_handler(&world.pipeline.store, &world.config, request).await;
+    let response = finetune::http::start_run_handler(
+        &world.pipeline.store,
+        &world.config,
+        &world.pipeline.metrics,
+        request,
+    )
+    .await;
     assert_eq!(response.status(), 202, "{:?}", response.body());
     let run: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
     assert_eq!(run["provider"], "bedrock");
@@ -507,6 +513,7 @@ async fn cancelling_a_bedrock_run_stops_its_job() {
         &world.pipeline.store,
         &world.pipeline.providers,
         &world.config,
+        &world.pipeline.metrics,
         request,
     )
     .await;

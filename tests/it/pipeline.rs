@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::config::Config;
 use finetune::domain::{ProviderKind, Run, RunId, RunStatus, TenantId};
+use finetune::metrics::{Metrics, Recorded};
 use finetune::pipeline::Pipeline;
 use finetune::pipeline::monitor::{self, Summary};
 use finetune::provider::registry::Providers;
@@ -27,6 +28,8 @@ pub(crate) struct World {
     pub(crate) sandbox: Sandbox,
     pub(crate) config: Config,
     pub(crate) pipeline: Pipeline,
+    /// The EMF lines the handlers and the monitor emitted.
+    pub(crate) recorded: Recorded,
 }
 
 pub(crate) fn quick_sandbox() -> SandboxConfig {
@@ -59,17 +62,20 @@ pub(crate) async fn world_with(
         &env,
         crate::openai::settings(&sandbox),
     ));
+    let (metrics, recorded) = Metrics::in_memory();
     let pipeline = Pipeline {
         store: env.store.clone(),
         blobs: env.blobs.clone(),
         providers: Providers::new().with(wrap(openai)),
         lease: Duration::from_secs(60),
+        metrics,
     };
     World {
         env,
         sandbox,
         config,
         pipeline,
+        recorded,
     }
 }
 
@@ -126,8 +132,13 @@ pub(crate) fn run_body(min_examples: u32) -> Value {
 
 pub(crate) async fn start(world: &World, body: &Value) -> RunId {
     let request = ApiEvent::post("/runs").tenant(TENANT).json(body).build();
-    let response =
-        finetune::http::start_run_handler(&world.pipeline.store, &world.config, request).await;
+    let response = finetune::http::start_run_handler(
+        &world.pipeline.store,
+        &world.config,
+        &world.pipeline.metrics,
+        request,
+    )
+    .await;
     assert_eq!(response.status(), 202, "{:?}", response.body());
     let run: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
     RunId::parse(run["id"].as_str().unwrap()).unwrap()
@@ -208,6 +219,28 @@ async fn a_run_goes_from_post_to_a_fine_tuned_model() {
     let stats = done.stats.clone().unwrap();
     assert_eq!(stats.train_examples + stats.validation_examples, 40);
     assert!(done.completed_at.is_some());
+
+    // AND the metrics say so: one run started and completed, its dataset
+    // and billed tokens, and every monitor tick
+    let openai = Some(("Provider", "openai"));
+    let m = &world.recorded;
+    assert_eq!(m.sum("RunsStarted", openai), 1.0);
+    assert_eq!(m.sum("RunsCompleted", openai), 1.0);
+    assert_eq!(m.sum("RunsFailed", None), 0.0);
+    assert_eq!(m.sum("DatasetExamples", openai), 40.0);
+    assert_eq!(m.sum("DatasetTokens", openai), stats.train_tokens as f64);
+    assert_eq!(
+        m.sum("BilledTokens", openai),
+        job.trained_tokens.unwrap() as f64
+    );
+    let ticks: Vec<_> = m
+        .lines()
+        .into_iter()
+        .filter(|l| l.get("MonitorRunsChecked").is_some())
+        .collect();
+    assert!(ticks.len() >= 2, "{ticks:?}");
+    assert!(ticks.iter().all(|t| t["MonitorDuration"].is_number()));
+    assert!(m.sum("MonitorRunsAdvanced", None) >= 1.0);
 
     // AND GET /runs/{id} shows it with its dataset, and the timeline holds
     // our transitions and the provider's events
@@ -295,6 +328,13 @@ async fn a_job_failing_at_the_provider_fails_the_run_with_its_message() {
         "{} / {provider_message}",
         error.message
     );
+    assert_eq!(
+        world
+            .recorded
+            .sum("RunsFailed", Some(("Provider", "openai"))),
+        1.0
+    );
+    assert_eq!(world.recorded.sum("RunsCompleted", None), 0.0);
 }
 
 #[tokio::test]
@@ -314,6 +354,10 @@ async fn openai_refusing_new_fine_tuning_fails_the_run_saying_why() {
         "{}",
         error.message
     );
+    // The provider error is counted by its kind, and the run as failed.
+    let kind = Some(("Kind", "provider_fine_tuning_not_permitted"));
+    assert_eq!(world.recorded.sum("ProviderErrors", kind), 1.0);
+    assert_eq!(world.recorded.sum("RunsFailed", None), 1.0);
 }
 
 /// Creates the job at the provider, then loses the answer (as a timeout
@@ -425,6 +469,7 @@ async fn cancel(world: &World, id: &RunId) -> (u16, Value) {
         &world.pipeline.store,
         &world.pipeline.providers,
         &world.config,
+        &world.pipeline.metrics,
         request,
     )
     .await;
@@ -482,9 +527,16 @@ async fn cancel_while_training_cancels_the_job_at_the_provider() {
         summary.checked, 0,
         "a cancelled run leaves the active index"
     );
-    // Cancelling again is fine; the provider is not asked twice.
+    // Cancelling again is fine; the provider is not asked twice, and the
+    // run is counted as cancelled once.
     let (again, _) = cancel(&world, &id).await;
     assert_eq!(again, 200);
+    assert_eq!(
+        world
+            .recorded
+            .sum("RunsCancelled", Some(("Provider", "openai"))),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -588,7 +640,14 @@ impl CancelsDuring {
         let request = ApiEvent::post(&format!("/runs/{id}/cancel"))
             .tenant(TENANT)
             .build();
-        let response = finetune::http::cancel_handler(&store, &providers, &config, request).await;
+        let response = finetune::http::cancel_handler(
+            &store,
+            &providers,
+            &config,
+            &finetune::metrics::Metrics::discard(),
+            request,
+        )
+        .await;
         assert_eq!(response.status(), 200, "{:?}", response.body());
     }
 }

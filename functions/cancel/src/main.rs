@@ -16,9 +16,10 @@ async fn main() -> Result<(), Error> {
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
     let blobs = Blobs::new(finetune::aws::s3_client(&sdk), &config.bucket_name);
     let providers = providers_from_config(&config, &sdk, &blobs).await?;
-    let (store, providers, config) = (&store, &providers, &config);
+    let metrics = finetune::metrics::Metrics::stdout();
+    let (store, providers, config, metrics) = (&store, &providers, &config, &metrics);
     lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(finetune::http::cancel_handler(store, providers, config, req).await)
+        Ok::<_, Error>(finetune::http::cancel_handler(store, providers, config, metrics, req).await)
     }))
     .await
 }

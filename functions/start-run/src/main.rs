@@ -12,9 +12,10 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = finetune::aws::load_sdk_config().await;
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
-    let (store, config) = (&store, &config);
+    let metrics = finetune::metrics::Metrics::stdout();
+    let (store, config, metrics) = (&store, &config, &metrics);
     lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(finetune::http::start_run_handler(store, config, req).await)
+        Ok::<_, Error>(finetune::http::start_run_handler(store, config, metrics, req).await)
     }))
     .await
 }

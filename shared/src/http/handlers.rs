@@ -8,6 +8,7 @@ use chrono::Utc;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::problem::ApiError;
 use super::request::{self, IDEMPOTENCY_KEY_HEADER};
@@ -22,11 +23,17 @@ use crate::api::view::{
 };
 use crate::config::Config;
 use crate::domain::TenantId;
+use crate::metrics::Metrics;
 use crate::provider::Providers;
 use crate::store::{CreateOutcome, Store};
 
-/// `POST /runs`.
-pub async fn start_run_handler(store: &Store, config: &Config, req: Request) -> Response<Body> {
+/// `POST /runs`. A new run counts in `RunsStarted`; a replayed one does not.
+pub async fn start_run_handler(
+    store: &Store,
+    config: &Config,
+    metrics: &Metrics,
+    req: Request,
+) -> Response<Body> {
     serve(&req, config, async |tenant, route| match route {
         Route::StartRun => {
             let key = request::header(&req, IDEMPOTENCY_KEY_HEADER);
@@ -40,7 +47,11 @@ pub async fn start_run_handler(store: &Store, config: &Config, req: Request) -> 
             )
             .await?;
             let (status, run) = match &outcome {
-                CreateOutcome::Created(run) => (StatusCode::ACCEPTED, run),
+                CreateOutcome::Created(run) => {
+                    metrics.run_started(run.provider);
+                    tracing::info!(run_id = %run.id, provider = run.provider.as_str(), "run queued");
+                    (StatusCode::ACCEPTED, run)
+                }
                 CreateOutcome::Replayed(run) => (StatusCode::OK, run),
             };
             let mut response = json(status, &RunView::from(run))?;
@@ -112,18 +123,25 @@ pub async fn job_status_handler(store: &Store, config: &Config, req: Request) ->
     .await
 }
 
-/// `POST /runs/{id}/cancel`.
+/// `POST /runs/{id}/cancel`. A run this request cancelled counts in
+/// `RunsCancelled`; one already cancelled does not.
 pub async fn cancel_handler(
     store: &Store,
     providers: &Providers,
     config: &Config,
+    metrics: &Metrics,
     req: Request,
 ) -> Response<Body> {
     serve(&req, config, async |tenant, route| match route {
         Route::CancelRun(id) => {
             let outcome = cancel_run(store, providers, &tenant, &id, Utc::now()).await?;
             let run = match &outcome {
-                CancelOutcome::Cancelled(run) | CancelOutcome::AlreadyCancelled(run) => run,
+                CancelOutcome::Cancelled(run) => {
+                    metrics.run_ended(run.provider, run.status);
+                    tracing::info!(run_id = %run.id, provider = run.provider.as_str(), "run cancelled");
+                    run
+                }
+                CancelOutcome::AlreadyCancelled(run) => run,
             };
             json(StatusCode::OK, &RunView::from(run))
         }
@@ -178,7 +196,8 @@ pub async fn models_handler(
 
 /// Tenant first (an unauthenticated caller learns nothing about routes),
 /// then the route, then the operation; one log line per request, without
-/// the body (it can hold prompts).
+/// the body (it can hold prompts). Every line logged meanwhile carries the
+/// request id, the tenant and the path (the `request` span).
 async fn serve(
     req: &Request,
     config: &Config,
@@ -189,22 +208,28 @@ async fn serve(
     let path = request::path(req);
     let tenant = request::tenant(req, &config.tenant_claim);
     let tenant_name = tenant.as_ref().map(|t| t.to_string()).unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        request_id = request::request_id(req).unwrap_or_default(),
+        tenant = tenant_name,
+        %method,
+        path,
+    );
     let result = match tenant {
         Ok(tenant) => match route(&method, &path) {
-            Ok(route) => operation(tenant, route).await,
+            Ok(route) => operation(tenant, route).instrument(span.clone()).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
     };
     let response = result.unwrap_or_else(ApiError::into_response);
-    tracing::info!(
-        %method,
-        path,
-        tenant = tenant_name,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "request"
+        )
+    });
     response
 }
 

@@ -50,6 +50,15 @@ pub fn path(req: &Request) -> String {
     raw.to_owned()
 }
 
+/// API Gateway's id of the request (the `apigw-requestid` a caller sees),
+/// to find a caller's request in the logs.
+pub fn request_id(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    }
+}
+
 /// A query parameter's first value.
 pub fn query(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters_ref()

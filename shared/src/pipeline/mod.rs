@@ -17,6 +17,7 @@ use chrono::Utc;
 
 use crate::blob::Blobs;
 use crate::domain::{EventLevel, Run, RunEvent, RunId, RunStatus, TenantId};
+use crate::metrics::Metrics;
 use crate::provider::registry::Providers;
 use crate::store::{Store, StoreError};
 
@@ -34,10 +35,15 @@ const MAX_STEPS_PER_TICK: usize = 6;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The run moved from one status to another (maybe several steps).
-    Advanced { from: RunStatus, to: RunStatus },
+    /// `idle` is how long it had gone unwritten when this tick took it.
+    Advanced {
+        from: RunStatus,
+        to: RunStatus,
+        idle: Duration,
+    },
     /// Nothing to do yet (training in progress), or a transient error that
     /// the next tick retries.
-    Unchanged { status: RunStatus },
+    Unchanged { status: RunStatus, idle: Duration },
     /// Another monitor holds the run's lease.
     Skipped,
 }
@@ -52,13 +58,14 @@ fn needs_lease(status: RunStatus) -> bool {
     !matches!(status, RunStatus::Training)
 }
 
-fn outcome(from: RunStatus, run: &Run) -> Outcome {
+fn outcome(from: RunStatus, run: &Run, idle: Duration) -> Outcome {
     if run.status == from {
-        Outcome::Unchanged { status: from }
+        Outcome::Unchanged { status: from, idle }
     } else {
         Outcome::Advanced {
             from,
             to: run.status,
+            idle,
         }
     }
 }
@@ -70,6 +77,8 @@ pub struct Pipeline {
     pub blobs: Blobs,
     pub providers: Providers,
     pub lease: Duration,
+    /// Where run and monitor metrics go (stdout in Lambda).
+    pub metrics: Metrics,
 }
 
 /// What one step left behind.
@@ -95,6 +104,7 @@ impl Pipeline {
             blobs,
             providers,
             lease: config.run_lease,
+            metrics: Metrics::stdout(),
         })
     }
 
@@ -102,6 +112,7 @@ impl Pipeline {
     /// provider (prepare, upload, create a job) runs under the run's lease;
     /// following a job in training does not need one (see
     /// [`needs_lease`]), which keeps the common tick to one read per run.
+    /// Its log lines carry the tenant, run, provider and status (the span).
     pub async fn reconcile(
         &self,
         tenant: &TenantId,
@@ -115,29 +126,50 @@ impl Pipeline {
     /// [`Pipeline::reconcile`] for a run just read (the monitor reads its
     /// runs in batches).
     pub async fn reconcile_run(&self, run: Run, owner: &str) -> Result<Outcome, PipelineError> {
-        let (tenant, run_id) = (&run.tenant_id.clone(), &run.id.clone());
+        let (tenant, run_id) = (run.tenant_id.clone(), run.id.clone());
         let from = run.status;
+        let idle = (Utc::now() - run.updated_at).to_std().unwrap_or_default();
         if run.status.is_terminal() {
-            return Ok(Outcome::Unchanged { status: from });
+            return Ok(Outcome::Unchanged { status: from, idle });
         }
-        if !needs_lease(run.status) {
-            let run = self.advance(run).await?;
-            return Ok(outcome(from, &run));
-        }
-        let Some(run) = self
-            .store
-            .acquire_lease(tenant, run_id, owner, Utc::now(), self.lease)
-            .await?
-        else {
-            return Ok(Outcome::Skipped);
+        let span = tracing::info_span!(
+            "reconcile",
+            tenant = %tenant,
+            run_id = %run_id,
+            provider = run.provider.as_str(),
+            phase = %from,
+        );
+        let started = std::time::Instant::now();
+        let leased = needs_lease(run.status);
+        let run = if leased {
+            match self
+                .store
+                .acquire_lease(&tenant, &run_id, owner, Utc::now(), self.lease)
+                .await?
+            {
+                Some(run) => run,
+                None => return Ok(Outcome::Skipped),
+            }
+        } else {
+            run
         };
         let from = run.status;
-        let result = self.advance(run).await;
-        if let Err(e) = self.store.release_lease(tenant, run_id, owner).await {
+        let result = tracing::Instrument::instrument(self.advance(run), span.clone()).await;
+        span.in_scope(|| {
+            tracing::info!(
+                to = result
+                    .as_ref()
+                    .map(|r| r.status.as_str())
+                    .unwrap_or("error"),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "reconciled"
+            )
+        });
+        if leased && let Err(e) = self.store.release_lease(&tenant, &run_id, owner).await {
             // The lease expires by itself; the next tick waits it out.
             tracing::warn!(run_id = %run_id, error = %e, "could not release a run lease");
         }
-        Ok(outcome(from, &result?))
+        Ok(outcome(from, &result?, idle))
     }
 
     /// Runs steps until one waits, the run ends, or the tick's step budget
@@ -148,7 +180,11 @@ impl Pipeline {
             if run.status.is_terminal() {
                 break;
             }
-            match self.step(&run).await {
+            let result = self.step(&run).await;
+            if let Err(PipelineError::Provider(e)) = &result {
+                self.metrics.provider_error(run.provider, e.code());
+            }
+            match result {
                 Ok(Step::Continue(next)) => run = next,
                 Ok(Step::Wait(next)) => return Ok(next),
                 // Someone else (cancel) wrote the run: their word stands.
@@ -217,6 +253,7 @@ impl Pipeline {
         tracing::error!(run_id = %run.id, status = %run.status, code = error.code(), error = %error, "run failed");
         run.fail(error.code(), error.to_string(), Utc::now())?;
         let stored = self.store.update_run(&run).await?;
+        self.metrics.run_ended(stored.provider, stored.status);
         self.event(
             &stored,
             EventLevel::Error,
@@ -239,6 +276,7 @@ impl Pipeline {
         run.retries = 0;
         let stored = self.store.update_run(&run).await?;
         tracing::info!(run_id = %stored.id, from = %from, to = %next, "run advanced");
+        self.metrics.run_ended(stored.provider, stored.status);
         self.event(
             &stored,
             EventLevel::Info,

@@ -7,6 +7,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::{Outcome, Pipeline};
+use crate::metrics::MonitorTick;
 
 /// What a tick did, returned by the monitor function and logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -23,6 +24,9 @@ pub struct Summary {
     pub skipped: usize,
     /// Runs looked at that had nothing to do yet.
     pub unchanged: usize,
+    /// The longest any run taken this tick had gone unwritten, in whole
+    /// seconds: it grows when runs stop advancing.
+    pub stalest_idle_seconds: u64,
 }
 
 /// Reconciles every active run with at most `concurrency` at once. No run
@@ -68,8 +72,14 @@ pub async fn run_once(
     for outcome in outcomes {
         match outcome {
             None | Some(Ok(Outcome::Skipped)) => summary.skipped += 1,
-            Some(Ok(Outcome::Advanced { .. })) => summary.advanced += 1,
-            Some(Ok(Outcome::Unchanged { .. })) => summary.unchanged += 1,
+            Some(Ok(Outcome::Advanced { idle, .. })) => {
+                summary.advanced += 1;
+                summary.stalest_idle_seconds = summary.stalest_idle_seconds.max(idle.as_secs());
+            }
+            Some(Ok(Outcome::Unchanged { idle, .. })) => {
+                summary.unchanged += 1;
+                summary.stalest_idle_seconds = summary.stalest_idle_seconds.max(idle.as_secs());
+            }
             Some(Err(_)) => summary.failed += 1,
         }
     }
@@ -81,8 +91,18 @@ pub async fn run_once(
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
 /// The monitor function's handler: one tick, owned by this invocation
-/// (its request id names the leases it takes).
+/// (its request id names the leases it takes). Logs and emits the tick's
+/// metrics (a tick that cannot list the active runs counts as errored).
 pub async fn on_schedule(
+    pipeline: &Pipeline,
+    config: &crate::config::Config,
+    context: &lambda_runtime::Context,
+) -> Result<Summary, crate::store::StoreError> {
+    let span = tracing::info_span!("monitor", request_id = %context.request_id);
+    tracing::Instrument::instrument(tick(pipeline, config, context), span).await
+}
+
+async fn tick(
     pipeline: &Pipeline,
     config: &crate::config::Config,
     context: &lambda_runtime::Context,
@@ -98,13 +118,32 @@ pub async fn on_schedule(
         started + left,
         DEADLINE_MARGIN.min(left / 4),
     )
-    .await?;
+    .await;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(e) => {
+            pipeline.metrics.monitor_tick(&MonitorTick {
+                errored: 1,
+                duration: started.elapsed(),
+                ..MonitorTick::default()
+            });
+            return Err(e);
+        }
+    };
+    pipeline.metrics.monitor_tick(&MonitorTick {
+        checked: summary.checked,
+        advanced: summary.advanced,
+        errored: summary.failed,
+        duration: started.elapsed(),
+        stalest_idle: Duration::from_secs(summary.stalest_idle_seconds),
+    });
     tracing::info!(
         checked = summary.checked,
         advanced = summary.advanced,
         unchanged = summary.unchanged,
         failed = summary.failed,
         skipped = summary.skipped,
+        stalest_idle_seconds = summary.stalest_idle_seconds,
         duration_ms = started.elapsed().as_millis() as u64,
         "monitor tick done"
     );

@@ -85,6 +85,11 @@ impl Pipeline {
                     DatasetFormat::for_provider(run.provider),
                 )
                 .await?;
+                self.metrics.dataset_prepared(
+                    run.provider,
+                    prepared.stats.train_examples + prepared.stats.validation_examples,
+                    prepared.stats.billing_tokens,
+                );
                 let record = dataset_record(run, &dataset_id, prepared)?;
                 match self.store.put_dataset(&record).await {
                     Ok(()) => record,
@@ -295,6 +300,11 @@ impl Pipeline {
         next.job = Some(info);
         next.updated_at = now;
         next.retries = 0;
+        if job.status.is_terminal()
+            && let Some(tokens) = job.trained_tokens
+        {
+            self.metrics.billed_tokens(run.provider, tokens);
+        }
         let step = match job.status {
             JobStatus::Succeeded => {
                 // Recorded before the run completes: a crash between the
@@ -323,6 +333,7 @@ impl Pipeline {
                     Utc::now(),
                 )?;
                 let stored = self.store.update_run(&next).await?;
+                self.metrics.run_ended(stored.provider, stored.status);
                 self.event(
                     &stored,
                     EventLevel::Error,

@@ -176,7 +176,7 @@ pub async fn push_job_update(
         .await?;
     let status = match outcome {
         Outcome::Advanced { to, .. } => to,
-        Outcome::Unchanged { status } => status,
+        Outcome::Unchanged { status, .. } => status,
         // Another worker holds the run's lease; it will see the same job.
         Outcome::Skipped => {
             return Ok(Handled::Ignored {

@@ -91,7 +91,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
 
     // The functions' state, built as their main.rs builds it.
-    let pipeline = Pipeline::from_config(&config, &sdk).await?;
+    let mut pipeline = Pipeline::from_config(&config, &sdk).await?;
+    // The demo prints its own story; in Lambda these lines feed CloudWatch.
+    pipeline.metrics = finetune::metrics::Metrics::discard();
     let store = pipeline.store.clone();
 
     // POST /runs, as API Gateway delivers it to start-run.
@@ -116,7 +118,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         body["config"]["hyperparameters"] = serde_json::json!({"n_epochs": 2});
     }
     let request = events::http_request("POST", "/runs", Some(&body), TENANT, Some("demo-run-1"))?;
-    let response = finetune::http::start_run_handler(&store, &config, request).await;
+    let response = finetune::http::start_run_handler(
+        &store,
+        &config,
+        &finetune::metrics::Metrics::discard(),
+        request,
+    )
+    .await;
     let status = response.status();
     let created: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
     println!(

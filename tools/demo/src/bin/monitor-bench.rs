@@ -152,6 +152,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         blobs: env.blobs.clone(),
         providers: Providers::new().with(openai),
         lease: Duration::from_secs(360),
+        metrics: finetune::metrics::Metrics::discard(),
     };
     // Where a tick's time goes: the same number of bare reads of each kind.
     let ids: Vec<_> = pipeline.store.list_active_runs().await?;

@@ -1,0 +1,268 @@
+//! `make bench`: per function, the release binary's size, its init time as
+//! Lambda measures it (process start to the first `GET …/invocation/next`)
+//! and the time to answer its first real event, beside a hello-world
+//! `lambda_runtime` function built the same way.
+//!
+//! ```text
+//! bench-init <dir with the release binaries> [runs]
+//! ```
+//!
+//! The functions start as in Lambda (`AWS_LAMBDA_*` set, JSON logs) against
+//! moto on loopback: DynamoDB and S3, and the OpenAI key in a Secrets
+//! Manager secret that `cancel` and `monitor` read at init. The events, in
+//! order: `POST /runs` (a new run each time), `GET /runs`, `POST
+//! /runs/{id}/cancel` of those runs, and an EventBridge scheduled event for
+//! the monitor (no active runs left: one index Query).
+//!
+//! `BENCH_KEY_SOURCE=env` gives the functions `OPENAI_API_KEY` instead of
+//! the secret's ARN, to see what reading the secret at init costs.
+//!
+//! Targets (issue 8): each binary ≤ 8 MB stripped; each init ≤ 1.5× the
+//! hello-world's median. The exit status is non-zero when one is missed.
+
+mod runtime;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use finetune_tests::ApiEvent;
+use serde_json::{Value, json};
+
+use runtime::{BenchError, ColdStart, cold_start};
+
+const MAX_BYTES: u64 = 8 * 1024 * 1024;
+const MAX_INIT_RATIO: f64 = 1.5;
+const TENANT: &str = "bench";
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("bench-init: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<bool, Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(
+        args.next()
+            .ok_or("usage: bench-init <release dir> [runs]")?,
+    );
+    let runs: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(10);
+
+    let env = local_stack()?;
+    println!(
+        "{runs} cold starts each, x86_64 host binaries from {}\n",
+        dir.display()
+    );
+    println!(
+        "{:<12} {:>9} {:>12} {:>12} {:>10} {:>14}  verdict",
+        "function", "size MB", "init med ms", "init min ms", "x hello", "1st resp ms"
+    );
+
+    let hello = measure(
+        &dir,
+        "hello-lambda",
+        &env,
+        runs,
+        |_| json!({"hello": "world"}),
+    )?;
+    report("hello-lambda", &hello, None);
+    let mut ok = true;
+
+    let started = measure(&dir, "start-run", &env, runs, |i| {
+        ApiEvent::post("/runs")
+            .tenant(TENANT)
+            .json(&json!({
+                "name": format!("bench {i}"),
+                "config": {"start_date": "2026-10-01", "end_date": "2026-10-31",
+                           "base_model": "gpt-4o-mini-2024-07-18"}
+            }))
+            .to_json()
+    })?;
+    ok &= report("start-run", &started, Some(&hello));
+    let run_ids: Vec<String> = started
+        .starts
+        .iter()
+        .filter_map(|s| http_body(&s.body)?["id"].as_str().map(str::to_owned))
+        .collect();
+    if run_ids.len() != runs {
+        return Err(format!("start-run answered {} runs of {runs}", run_ids.len()).into());
+    }
+
+    let status = measure(&dir, "job-status", &env, runs, |_| {
+        ApiEvent::get("/runs?limit=5").tenant(TENANT).to_json()
+    })?;
+    ok &= report("job-status", &status, Some(&hello));
+
+    let cancel = measure(&dir, "cancel", &env, runs, |i| {
+        ApiEvent::post(&format!("/runs/{}/cancel", run_ids[i]))
+            .tenant(TENANT)
+            .to_json()
+    })?;
+    ok &= report("cancel", &cancel, Some(&hello));
+
+    let monitor = measure(&dir, "monitor", &env, runs, |_| {
+        json!({
+            "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/monitor"], "detail": {}
+        })
+    })?;
+    ok &= report("monitor", &monitor, Some(&hello));
+
+    println!(
+        "\ntargets: size <= {} MB stripped, init median <= {MAX_INIT_RATIO}x hello-lambda's",
+        MAX_BYTES / (1024 * 1024)
+    );
+    Ok(ok)
+}
+
+/// A function's cold starts and its binary's size.
+struct Measured {
+    bytes: u64,
+    starts: Vec<ColdStart>,
+}
+
+impl Measured {
+    fn median(&self, of: impl Fn(&ColdStart) -> Duration) -> Duration {
+        let mut values: Vec<Duration> = self.starts.iter().map(of).collect();
+        values.sort();
+        values[values.len() / 2]
+    }
+
+    fn min(&self, of: impl Fn(&ColdStart) -> Duration) -> Duration {
+        self.starts.iter().map(of).min().unwrap_or_default()
+    }
+}
+
+fn measure(
+    dir: &Path,
+    binary: &str,
+    env: &[(String, String)],
+    runs: usize,
+    event: impl Fn(usize) -> Value,
+) -> Result<Measured, Box<dyn std::error::Error>> {
+    let path = dir.join(binary);
+    let bytes = std::fs::metadata(&path)
+        .map_err(|e| {
+            format!(
+                "{}: {e} (run `make bench`, which builds it)",
+                path.display()
+            )
+        })?
+        .len();
+    let mut function_env = env.to_vec();
+    function_env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), binary.into()));
+    let mut starts = Vec::with_capacity(runs);
+    for i in 0..runs.max(1) {
+        let start = cold_start(&path, &function_env, &event(i))?;
+        if !start.ok {
+            return Err(BenchError::InitError {
+                binary: binary.to_owned(),
+                body: start.body,
+            }
+            .into());
+        }
+        if matches!(binary, "start-run" | "job-status" | "cancel") {
+            let status = serde_json::from_str::<Value>(&start.body)
+                .ok()
+                .and_then(|v| v["statusCode"].as_u64())
+                .unwrap_or(0);
+            if !(200..300).contains(&status) {
+                return Err(format!("{binary} answered {status}: {}", start.body).into());
+            }
+        }
+        starts.push(start);
+    }
+    Ok(Measured { bytes, starts })
+}
+
+/// The JSON body of an API Gateway proxy response.
+fn http_body(response: &str) -> Option<Value> {
+    let response: Value = serde_json::from_str(response).ok()?;
+    serde_json::from_str(response["body"].as_str()?).ok()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Prints one row; true when the function meets both targets.
+fn report(name: &str, m: &Measured, hello: Option<&Measured>) -> bool {
+    let init = m.median(|s| s.init);
+    let ratio = hello.map(|h| ms(init) / ms(h.median(|s| s.init)).max(0.001));
+    let size_ok = m.bytes <= MAX_BYTES;
+    let init_ok = ratio.is_none_or(|r| r <= MAX_INIT_RATIO);
+    let verdict = match (size_ok, init_ok) {
+        (true, true) => "ok",
+        (false, true) => "TOO BIG",
+        (true, false) => "SLOW INIT",
+        (false, false) => "TOO BIG, SLOW INIT",
+    };
+    println!(
+        "{:<12} {:>9.2} {:>12.1} {:>12.1} {:>10} {:>14.1}  {}",
+        name,
+        m.bytes as f64 / (1024.0 * 1024.0),
+        ms(init),
+        ms(m.min(|s| s.init)),
+        ratio.map_or("-".to_owned(), |r| format!("{r:.2}")),
+        ms(m.median(|s| s.first_response)),
+        verdict
+    );
+    size_ok && init_ok
+}
+
+/// Moto with a table, a bucket and the OpenAI key secret; the functions'
+/// environment pointing at them.
+fn local_stack() -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
+    let endpoint = finetune_tests::moto_endpoint().to_owned();
+    let table = finetune_tests::unique_name("bench");
+    let bucket = finetune_tests::unique_name("bench");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let secret_arn = runtime.block_on(async {
+        let sdk = finetune_tests::sdk_config().await;
+        finetune::store::provision::create_table(&finetune::aws::dynamodb_client(&sdk), &table)
+            .await?;
+        finetune_tests::s3_client(&sdk)
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await?;
+        let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(finetune_tests::unique_name("openai-key"))
+            .secret_string("sk-bench-not-a-real-key")
+            .send()
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(secret.arn.unwrap_or_default())
+    })?;
+    Ok([
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
+        ("FINETUNE_TABLE", table.as_str()),
+        ("FINETUNE_BUCKET", bucket.as_str()),
+        if std::env::var("BENCH_KEY_SOURCE").as_deref() == Ok("env") {
+            ("OPENAI_API_KEY", "sk-bench-not-a-real-key")
+        } else {
+            ("OPENAI_API_KEY_SECRET_ARN", secret_arn.as_str())
+        },
+        ("RUST_LOG", "info"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect())
+}
