@@ -360,6 +360,41 @@ async fn openai_refusing_new_fine_tuning_fails_the_run_saying_why() {
     assert_eq!(world.recorded.sum("RunsFailed", None), 1.0);
 }
 
+/// The port's calls a fault-injecting wrapper passes straight to the real
+/// adapter it wraps (`self.inner`): `kind` and every call but the ones the
+/// wrapper writes itself (upload and create).
+macro_rules! provider_wrapper {
+    ($wrapper:ty, { $($own:tt)* }) => {
+        #[async_trait]
+        impl FineTuningProvider for $wrapper {
+            fn kind(&self) -> ProviderKind {
+                self.inner.kind()
+            }
+            $($own)*
+            async fn find_jobs(&self, tags: &JobTags) -> Result<Vec<ProviderJob>, ProviderError> {
+                self.inner.find_jobs(tags).await
+            }
+            async fn get_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+                self.inner.get_job(job_id).await
+            }
+            async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+                self.inner.cancel_job(job_id).await
+            }
+            async fn list_events(
+                &self,
+                job_id: &str,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<ProviderEvent>, ProviderError> {
+                self.inner.list_events(job_id, after, limit).await
+            }
+            async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
+                self.inner.delete_model(model).await
+            }
+        }
+    };
+}
+
 /// Creates the job at the provider, then loses the answer (as a timeout
 /// or a crash between "created" and "recorded" would): the port's real
 /// adapter underneath, nothing of ours mocked.
@@ -368,11 +403,7 @@ struct LosesFirstCreateAnswer {
     lost: std::sync::atomic::AtomicBool,
 }
 
-#[async_trait]
-impl FineTuningProvider for LosesFirstCreateAnswer {
-    fn kind(&self) -> ProviderKind {
-        self.inner.kind()
-    }
+provider_wrapper!(LosesFirstCreateAnswer, {
     async fn prepare_file(
         &self,
         file: &DatasetFileSource,
@@ -388,27 +419,7 @@ impl FineTuningProvider for LosesFirstCreateAnswer {
         }
         Ok(created)
     }
-    async fn find_jobs(&self, tags: &JobTags) -> Result<Vec<ProviderJob>, ProviderError> {
-        self.inner.find_jobs(tags).await
-    }
-    async fn get_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
-        self.inner.get_job(job_id).await
-    }
-    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
-        self.inner.cancel_job(job_id).await
-    }
-    async fn list_events(
-        &self,
-        job_id: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ProviderEvent>, ProviderError> {
-        self.inner.list_events(job_id, after, limit).await
-    }
-    async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
-        self.inner.delete_model(model).await
-    }
-}
+});
 
 #[tokio::test]
 async fn a_crash_between_job_creation_and_recording_still_makes_one_job() {
@@ -652,11 +663,7 @@ impl CancelsDuring {
     }
 }
 
-#[async_trait]
-impl FineTuningProvider for CancelsDuring {
-    fn kind(&self) -> ProviderKind {
-        self.inner.kind()
-    }
+provider_wrapper!(CancelsDuring, {
     async fn prepare_file(
         &self,
         file: &DatasetFileSource,
@@ -670,27 +677,7 @@ impl FineTuningProvider for CancelsDuring {
         self.cancel_now(Hook::Create).await;
         Ok(created)
     }
-    async fn find_jobs(&self, tags: &JobTags) -> Result<Vec<ProviderJob>, ProviderError> {
-        self.inner.find_jobs(tags).await
-    }
-    async fn get_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
-        self.inner.get_job(job_id).await
-    }
-    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
-        self.inner.cancel_job(job_id).await
-    }
-    async fn list_events(
-        &self,
-        job_id: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ProviderEvent>, ProviderError> {
-        self.inner.list_events(job_id, after, limit).await
-    }
-    async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
-        self.inner.delete_model(model).await
-    }
-}
+});
 
 /// A world whose provider lets a cancel land at `hook`, and a started run.
 async fn cancelling_world(hook: Hook) -> (World, RunId) {
