@@ -1,11 +1,30 @@
 //! AWS SDK clients, built once at init and shared by every invocation.
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_http_client::{Builder, ConnectorBuilder};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::{
+    RuntimeComponents, RuntimeComponentsBuilder,
+};
+use aws_smithy_types::config_bag::ConfigBag;
 
 /// Loads region, credentials and endpoint from the environment (in Lambda:
 /// the function's role; locally: `AWS_ENDPOINT_URL` pointing at moto).
+/// Every client made from it shares one [`LazyHttpsClient`].
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(SharedHttpClient::new(LazyHttpsClient::default()))
+        .load()
+        .await
 }
 
 pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
@@ -21,4 +40,60 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
         .force_path_style(local)
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+/// The SDK's default HTTPS client (hyper 1, rustls with aws-lc, proxy from
+/// the environment), made on the first request instead of when a client is
+/// constructed.
+///
+/// The default client builds its TLS connector while each SDK client is
+/// constructed, so that the system's root certificates are read then: on
+/// this machine that is ~300 files and most of a function's start-up, paid
+/// again for every client a function builds. Built here on first use, it is
+/// paid once per container, by the first call, and not at all by a cold
+/// start that answers without calling AWS (a 400, a 401).
+#[derive(Debug, Default)]
+pub struct LazyHttpsClient {
+    inner: OnceLock<SharedHttpClient>,
+}
+
+impl LazyHttpsClient {
+    fn client(&self) -> &SharedHttpClient {
+        self.inner.get_or_init(|| {
+            Builder::new().build_with_connector_fn(|settings, components| {
+                let mut connector =
+                    ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+                connector.set_connector_settings(settings.cloned());
+                if let Some(components) = components {
+                    connector.set_sleep_impl(components.sleep_impl());
+                }
+                connector.set_proxy_config(Some(ProxyConfig::from_env()));
+                connector.build()
+            })
+        })
+    }
+}
+
+impl HttpClient for LazyHttpsClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.client().http_connector(settings, components)
+    }
+
+    /// Deliberately not forwarded: the inner client's check is what builds
+    /// its connector (and reads the certificates) at client construction.
+    fn validate_base_client_config(
+        &self,
+        _: &RuntimeComponentsBuilder,
+        _: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        Some(ConnectorMetadata::new("hyper", Some(Cow::Borrowed("1.x"))))
+    }
 }

@@ -12,6 +12,7 @@
 //! - [`http`]: API Gateway plumbing: tenant, routes, problem+json, handlers.
 //! - [`pipeline`]: the reconciler that advances runs, and the monitor tick.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines.
+//! - [`secret`]: the API key and webhook secret, read on first use.
 //! - [`telemetry`]: logging set-up for the functions.
 //! - [`webhook`]: provider pushes (signed OpenAI webhooks, Bedrock events).
 
@@ -26,6 +27,7 @@ pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod provider;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;

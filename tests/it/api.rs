@@ -84,8 +84,7 @@ impl Api {
                 lease: std::time::Duration::from_secs(60),
                 metrics: self.metrics.clone(),
             };
-            let secret =
-                finetune::webhook::signature::WebhookSecret::parse(WEBHOOK_SECRET).unwrap();
+            let secret = finetune::webhook::setup::SigningSecret::ready(WEBHOOK_SECRET);
             // Boxed: the reconciler's future is large, and would otherwise
             // sit inline in every caller's future.
             Box::pin(finetune::http::webhook_handler(&pipeline, &secret, req)).await

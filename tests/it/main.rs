@@ -11,5 +11,6 @@ mod openai;
 mod openai_contract;
 mod openapi;
 mod pipeline;
+mod secret;
 mod store;
 mod webhook;

@@ -69,7 +69,8 @@ fn delivery(signer: &WebhookSecret, delivery_id: &str, timestamp: i64, body: &st
 }
 
 async fn post(world: &World, event: ApiEvent) -> (u16, Value, String) {
-    let response = finetune::http::webhook_handler(&world.pipeline, &secret(), event.build()).await;
+    let secret = finetune::webhook::setup::SigningSecret::ready(SECRET);
+    let response = finetune::http::webhook_handler(&world.pipeline, &secret, event.build()).await;
     let content_type = response
         .headers()
         .get("content-type")
@@ -314,4 +315,51 @@ async fn a_signed_failure_webhook_fails_the_run_with_the_providers_reason() {
         .await
         .unwrap();
     assert!(models.items.is_empty());
+}
+
+#[tokio::test]
+async fn the_signing_secret_is_read_from_secrets_manager_by_the_first_delivery() {
+    // GIVEN the webhook function configured with a secret that does not
+    // exist yet (a deploy that forgot to set it; Secrets Manager takes a
+    // secret's name wherever it takes its ARN)
+    let (world, id, job_id) = training_run().await;
+    world.sandbox.run_to_end(&job_id);
+    let before = run(&world, &id).await;
+    let sdk = finetune_tests::sdk_config().await;
+    let name = finetune_tests::unique_name("webhook-secret");
+    let config = finetune::config::Config::from_lookup(|var| match var {
+        "FINETUNE_TABLE" | "FINETUNE_BUCKET" => Some("unused".into()),
+        "OPENAI_WEBHOOK_SECRET_ARN" => Some(name.clone()),
+        _ => None,
+    })
+    .unwrap();
+    // Starting makes no call, so it succeeds without the secret.
+    let signing = finetune::webhook::setup::openai_secret(&config, &sdk).unwrap();
+    let body = body("fine_tuning.job.succeeded", &job_id);
+    let send = || async {
+        let event = delivery(&secret(), "msg_sm", now(), &body);
+        finetune::http::webhook_handler(&world.pipeline, &signing, event.build())
+            .await
+            .status()
+            .as_u16()
+    };
+
+    // WHEN a genuine delivery arrives
+    // THEN it is 500 (OpenAI retries it) and nothing changed
+    assert_eq!(send().await, 500);
+    assert_untouched(&world, &id, &before).await;
+
+    // WHEN the secret is created and OpenAI retries the delivery
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&name)
+        .secret_string(SECRET)
+        .send()
+        .await
+        .unwrap();
+
+    // THEN the same function reads it, verifies the delivery and completes
+    // the run
+    assert_eq!(send().await, 200);
+    assert_eq!(run(&world, &id).await.status, RunStatus::Completed);
 }

@@ -1,7 +1,7 @@
 //! `POST /webhooks/openai`: OpenAI's signed fine-tuning webhooks advance
 //! the job's run at once. All logic is in `finetune::http::webhook_handler`;
-//! this file builds the pipeline and reads the signing secret once per
-//! cold start.
+//! this file builds the pipeline once per cold start; the signing secret
+//! is read by the first delivery.
 
 use finetune::config::Config;
 use finetune::pipeline::Pipeline;
@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = finetune::aws::load_sdk_config().await;
     let pipeline = Pipeline::from_config(&config, &sdk).await?;
-    let secret = finetune::webhook::setup::openai_secret(&config, &sdk).await?;
+    let secret = finetune::webhook::setup::openai_secret(&config, &sdk)?;
     let (pipeline, secret) = (&pipeline, &secret);
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(finetune::http::webhook_handler(pipeline, secret, req).await)

@@ -136,6 +136,10 @@ impl From<WebhookError> for ApiError {
             WebhookError::Signature(e) => ApiError::InvalidSignature(e.to_string()),
             WebhookError::MalformedBody(detail) => ApiError::MalformedBody(detail),
             WebhookError::Store(e) => internal(&e),
+            WebhookError::Secret(e) => {
+                tracing::error!(error = %e, "webhook secret unavailable");
+                ApiError::Internal
+            }
             // A 5xx makes the provider retry; the monitor is the safety net.
             WebhookError::Pipeline(e) => {
                 tracing::error!(code = e.code(), error = %e, "webhook reconcile failed");

@@ -13,17 +13,16 @@ use super::problem::ApiError;
 use super::request;
 use super::routes::{Route, not_found, route};
 use crate::pipeline::Pipeline;
-use crate::webhook::receive_openai;
-use crate::webhook::signature::{
-    ID_HEADER, SIGNATURE_HEADER, SignedHeaders, TIMESTAMP_HEADER, WebhookSecret,
-};
+use crate::webhook::setup::SigningSecret;
+use crate::webhook::signature::{ID_HEADER, SIGNATURE_HEADER, SignedHeaders, TIMESTAMP_HEADER};
+use crate::webhook::{WebhookError, receive_openai};
 
 /// Verifies and handles one delivery. A bad signature is 401 and changes
 /// nothing; a replay or an unknown job is 200 and changes nothing; a
 /// failure while reconciling is 500, so OpenAI retries it.
 pub async fn webhook_handler(
     pipeline: &Pipeline,
-    secret: &WebhookSecret,
+    secret: &SigningSecret,
     req: Request,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -38,7 +37,13 @@ pub async fn webhook_handler(
                 timestamp: timestamp.as_deref(),
                 signature: signature.as_deref(),
             };
-            match receive_openai(pipeline, secret, headers, req.body().as_ref(), Utc::now()).await {
+            let received = match secret.get().await {
+                Ok(secret) => {
+                    receive_openai(pipeline, secret, headers, req.body().as_ref(), Utc::now()).await
+                }
+                Err(e) => Err(WebhookError::Secret(e)),
+            };
+            match received {
                 Ok(handled) => json(StatusCode::OK, &handled),
                 Err(e) => Err(e.into()),
             }

@@ -6,16 +6,16 @@ use aws_config::SdkConfig;
 
 use super::ProviderError;
 use super::bedrock::{BedrockProvider, BedrockSettings};
-use super::openai::{OpenAiProvider, resolve_api_key};
+use super::openai::{API_KEY, OpenAiProvider};
 use super::registry::Providers;
 use crate::blob::Blobs;
 use crate::config::{ApiKeySource, Config};
+use crate::secret::LazySecret;
 
 /// Bedrock is registered when `BEDROCK_ROLE_ARN` is set (it needs nothing
 /// else: the function's role calls it). OpenAI is registered when a key
-/// source is configured; its key is read
-/// from Secrets Manager here, once per cold start, so no invocation pays
-/// for it and a missing secret fails the cold start with its ARN.
+/// source is configured; its key is read from Secrets Manager by the first
+/// call to OpenAI, not here (see [`LazySecret`]): no call is made at init.
 pub async fn providers_from_config(
     config: &Config,
     sdk: &SdkConfig,
@@ -23,16 +23,12 @@ pub async fn providers_from_config(
 ) -> Result<Providers, ProviderError> {
     let mut providers = Providers::new();
     if config.openai.api_key != ApiKeySource::None {
-        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
-        let key = resolve_api_key(&config.openai.api_key, |arn| async move {
-            secrets
-                .get_secret_value()
-                .secret_id(arn)
-                .send()
-                .await
-                .map(|out| out.secret_string.unwrap_or_default())
-        })
-        .await?;
+        let key = LazySecret::new(
+            API_KEY,
+            "OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ARN",
+            &config.openai.api_key,
+            sdk,
+        );
         let openai = OpenAiProvider::from_config(&config.openai, key, blobs.clone())?;
         providers = providers.with(Arc::new(openai));
     }

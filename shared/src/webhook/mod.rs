@@ -55,6 +55,9 @@ pub enum WebhookError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// Our side: the signing secret could not be read or used.
+    #[error(transparent)]
+    Secret(#[from] setup::WebhookSetupError),
 }
 
 /// OpenAI's webhook body: `{id, object, type, created_at, data: {id}}`.

@@ -1,40 +1,68 @@
-//! The webhook secret, read once per cold start (from Secrets Manager in
-//! Lambda), so a missing or unusable secret fails the cold start by name
-//! instead of answering every delivery 401.
+//! The webhook signing secret: configured at init, read from Secrets
+//! Manager by the first delivery (see [`LazySecret`]), then kept.
 
 use aws_config::SdkConfig;
+use tokio::sync::OnceCell;
 
 use super::signature::{SecretError, WebhookSecret};
 use crate::config::{ApiKeySource, Config};
+use crate::secret::{self, LazySecret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookSetupError {
+    /// Found at init, from the environment alone: the function cannot
+    /// verify anything, so it does not start.
     #[error("neither OPENAI_WEBHOOK_SECRET nor OPENAI_WEBHOOK_SECRET_ARN is set")]
     NotConfigured,
-    #[error("could not read the webhook secret {arn}: {message}")]
-    Unreadable { arn: String, message: String },
+    #[error(transparent)]
+    Unreadable(#[from] secret::SecretError),
     #[error(transparent)]
     Unusable(#[from] SecretError),
 }
 
-pub async fn openai_secret(
-    config: &Config,
-    sdk: &SdkConfig,
-) -> Result<WebhookSecret, WebhookSetupError> {
-    let raw = match &config.openai_webhook_secret {
-        ApiKeySource::None => return Err(WebhookSetupError::NotConfigured),
-        ApiKeySource::Env(value) => value.clone(),
-        ApiKeySource::SecretArn(arn) => aws_sdk_secretsmanager::Client::new(sdk)
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
+/// What a delivery is checked against. Its `Debug` never shows the key.
+#[derive(Debug)]
+pub struct SigningSecret {
+    raw: LazySecret,
+    key: OnceCell<WebhookSecret>,
+}
+
+impl SigningSecret {
+    /// A secret in hand (tests, tools).
+    pub fn ready(secret: impl Into<String>) -> Self {
+        Self {
+            raw: LazySecret::ready(WHAT, secret),
+            key: OnceCell::new(),
+        }
+    }
+
+    /// The key, read and parsed by the first delivery. A failure is not
+    /// kept: the delivery gets a 500 (OpenAI retries it) and the next one
+    /// reads again.
+    pub async fn get(&self) -> Result<&WebhookSecret, WebhookSetupError> {
+        self.key
+            .get_or_try_init(|| async {
+                let raw = self.raw.get().await?;
+                Ok(WebhookSecret::parse(raw)?)
+            })
             .await
-            .map_err(|e| WebhookSetupError::Unreadable {
-                arn: arn.clone(),
-                message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-            })?
-            .secret_string
-            .unwrap_or_default(),
-    };
-    Ok(WebhookSecret::parse(&raw)?)
+    }
+}
+
+const WHAT: &str = "the OpenAI webhook secret";
+
+/// Makes no call: only a missing configuration fails here.
+pub fn openai_secret(config: &Config, sdk: &SdkConfig) -> Result<SigningSecret, WebhookSetupError> {
+    if config.openai_webhook_secret == ApiKeySource::None {
+        return Err(WebhookSetupError::NotConfigured);
+    }
+    Ok(SigningSecret {
+        raw: LazySecret::new(
+            WHAT,
+            "OPENAI_WEBHOOK_SECRET or OPENAI_WEBHOOK_SECRET_ARN",
+            &config.openai_webhook_secret,
+            sdk,
+        ),
+        key: OnceCell::new(),
+    })
 }

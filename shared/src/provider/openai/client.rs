@@ -9,8 +9,9 @@ use tokio_util::io::ReaderStream;
 use crate::blob::Blobs;
 use crate::provider::ProviderError;
 
-use super::http::{ApiKey, Call, ClientSettings, Http};
+use super::http::{Call, ClientSettings, Http};
 use super::types::*;
+use crate::secret::LazySecret;
 
 /// Read size when streaming an S3 object into a request body.
 const STREAM_CHUNK: usize = 256 * 1024;
@@ -35,9 +36,14 @@ pub struct OpenAiClient {
 }
 
 impl OpenAiClient {
-    pub fn new(settings: ClientSettings, key: ApiKey) -> Result<Self, ProviderError> {
+    /// `key` is an [`ApiKey`](super::ApiKey) in hand or a [`LazySecret`] read on the
+    /// first call.
+    pub fn new(
+        settings: ClientSettings,
+        key: impl Into<LazySecret>,
+    ) -> Result<Self, ProviderError> {
         Ok(Self {
-            http: Http::new(settings, key)?,
+            http: Http::new(settings, key.into())?,
         })
     }
 
@@ -66,7 +72,7 @@ impl OpenAiClient {
                     let form = Form::new().text("purpose", "fine-tune").part("file", part);
                     Ok(self
                         .http
-                        .request(Method::POST, url.clone())
+                        .request(Method::POST, url.clone())?
                         .timeout(self.http.settings.upload_timeout)
                         .multipart(form))
                 },
@@ -95,7 +101,7 @@ impl OpenAiClient {
         let url = self.http.url(&["uploads"]);
         self.http
             .json(Call::Other { what: "upload" }, || async {
-                Ok(self.http.request(Method::POST, url.clone()).json(request))
+                Ok(self.http.request(Method::POST, url.clone())?.json(request))
             })
             .await
     }
@@ -118,7 +124,7 @@ impl OpenAiClient {
                 let form = Form::new().part("data", part);
                 Ok(self
                     .http
-                    .request(Method::POST, url.clone())
+                    .request(Method::POST, url.clone())?
                     .timeout(self.http.settings.upload_timeout)
                     .multipart(form))
             })
@@ -134,7 +140,7 @@ impl OpenAiClient {
         let what = format!("upload {upload_id}");
         self.http
             .json(Call::Other { what: &what }, || async {
-                Ok(self.http.request(Method::POST, url.clone()).json(request))
+                Ok(self.http.request(Method::POST, url.clone())?.json(request))
             })
             .await
     }
@@ -237,7 +243,7 @@ impl OpenAiClient {
         let url = self.http.url(&["fine_tuning", "jobs"]);
         self.http
             .json(Call::CreateJob, || async {
-                Ok(self.http.request(Method::POST, url.clone()).json(request))
+                Ok(self.http.request(Method::POST, url.clone())?.json(request))
             })
             .await
     }
@@ -270,7 +276,7 @@ impl OpenAiClient {
         let what = format!("fine-tuning job {job_id}");
         self.http
             .json(Call::Other { what: &what }, || async {
-                Ok(self.http.request(method.clone(), url.clone()))
+                self.http.request(method.clone(), url.clone())
             })
             .await
     }
@@ -297,7 +303,7 @@ impl OpenAiClient {
                 Call::Other {
                     what: "fine-tuning jobs",
                 },
-                || async { Ok(self.http.request(Method::GET, url.clone())) },
+                || async { self.http.request(Method::GET, url.clone()) },
             )
             .await
     }
@@ -350,7 +356,7 @@ impl OpenAiClient {
     ) -> Result<T, ProviderError> {
         self.http
             .json(Call::Other { what }, || async {
-                Ok(self.http.request(method.clone(), url.clone()))
+                self.http.request(method.clone(), url.clone())
             })
             .await
     }

@@ -3,13 +3,15 @@
 //! [`ProviderError`].
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 
-use crate::config::{ApiKeySource, AuthStyle, OpenAiConfig};
+use crate::config::{AuthStyle, OpenAiConfig};
 use crate::provider::ProviderError;
+use crate::secret::LazySecret;
 
 use super::types::ErrorEnvelope;
 
@@ -22,10 +24,6 @@ impl ApiKey {
     pub fn new(key: impl Into<String>) -> Self {
         Self(key.into())
     }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -34,40 +32,12 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
-/// Turns the configured [`ApiKeySource`] into a key, once, at init.
-///
-/// `fetch_secret` is the seam for Secrets Manager: the Lambda passes a
-/// closure that calls `GetSecretValue` with the ARN, so this crate needs no
-/// Secrets Manager SDK and tests pass a plain closure. It is called only
-/// for [`ApiKeySource::SecretArn`].
-pub async fn resolve_api_key<F, Fut, E>(
-    source: &ApiKeySource,
-    fetch_secret: F,
-) -> Result<ApiKey, ProviderError>
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = Result<String, E>>,
-    E: std::fmt::Display,
-{
-    match source {
-        ApiKeySource::Env(key) => Ok(ApiKey::new(key.clone())),
-        ApiKeySource::SecretArn(arn) => {
-            let secret = fetch_secret(arn.clone()).await.map_err(|e| {
-                ProviderError::NotConfigured(format!(
-                    "could not read the OpenAI API key from secret {arn}: {e}"
-                ))
-            })?;
-            let secret = secret.trim();
-            if secret.is_empty() {
-                return Err(ProviderError::NotConfigured(format!(
-                    "secret {arn} holds an empty OpenAI API key"
-                )));
-            }
-            Ok(ApiKey::new(secret))
-        }
-        ApiKeySource::None => Err(ProviderError::NotConfigured(
-            "set OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ARN".to_owned(),
-        )),
+/// What the OpenAI client's key is called in errors.
+pub const API_KEY: &str = "the OpenAI API key";
+
+impl From<ApiKey> for LazySecret {
+    fn from(key: ApiKey) -> Self {
+        LazySecret::ready(API_KEY, key.0)
     }
 }
 
@@ -162,11 +132,16 @@ pub(crate) enum Call<'a> {
 }
 
 /// The transport: one reqwest client (rustls), headers, retries.
+///
+/// The reqwest client and the key are both made on the first call, not
+/// at init: building a rustls client reads the system's root certificates
+/// and the key may be a Secrets Manager read, and most cold starts of the
+/// functions holding this client never call OpenAI.
 #[derive(Clone)]
 pub(crate) struct Http {
-    client: reqwest::Client,
+    client: Arc<OnceLock<reqwest::Client>>,
     base: Url,
-    key: ApiKey,
+    key: Arc<LazySecret>,
     pub(crate) settings: ClientSettings,
 }
 
@@ -181,7 +156,7 @@ impl std::fmt::Debug for Http {
 }
 
 impl Http {
-    pub(crate) fn new(settings: ClientSettings, key: ApiKey) -> Result<Self, ProviderError> {
+    pub(crate) fn new(settings: ClientSettings, key: LazySecret) -> Result<Self, ProviderError> {
         let base = Url::parse(settings.base_url.trim_end_matches('/')).map_err(|e| {
             ProviderError::NotConfigured(format!(
                 "OpenAI base URL {:?} is not a URL: {e}",
@@ -194,17 +169,27 @@ impl Http {
                 settings.base_url
             )));
         }
+        Ok(Self {
+            client: Arc::new(OnceLock::new()),
+            base,
+            key: Arc::new(key),
+            settings,
+        })
+    }
+
+    /// The reqwest client, built by the first call that needs it. A build
+    /// that fails (no usable root certificates) is not kept: the next call
+    /// tries again.
+    fn client(&self) -> Result<&reqwest::Client, ProviderError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10).min(settings.timeout))
+            .connect_timeout(Duration::from_secs(10).min(self.settings.timeout))
             .user_agent(concat!("finetune/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderError::NotConfigured(format!("HTTP client: {e}")))?;
-        Ok(Self {
-            client,
-            base,
-            key,
-            settings,
-        })
+        Ok(self.client.get_or_init(|| client))
     }
 
     /// `base` + path segments, each percent-encoded (ids are opaque).
@@ -216,23 +201,24 @@ impl Http {
         url
     }
 
-    /// A request with auth and the optional organization/project headers.
-    pub(crate) fn request(&self, method: Method, url: Url) -> RequestBuilder {
+    /// A request with the optional organization/project headers;
+    /// [`Self::execute`] adds the key.
+    pub(crate) fn request(
+        &self,
+        method: Method,
+        url: Url,
+    ) -> Result<RequestBuilder, ProviderError> {
         let mut req = self
-            .client
+            .client()?
             .request(method, url)
             .timeout(self.settings.timeout);
-        req = match self.settings.auth_style {
-            AuthStyle::Bearer => req.bearer_auth(self.key.expose()),
-            AuthStyle::AzureApiKey => req.header("api-key", self.key.expose()),
-        };
         if let Some(org) = &self.settings.organization {
             req = req.header("OpenAI-Organization", org);
         }
         if let Some(project) = &self.settings.project {
             req = req.header("OpenAI-Project", project);
         }
-        req
+        Ok(req)
     }
 
     /// Sends the request `build` makes, again after a retryable failure.
@@ -247,10 +233,18 @@ impl Http {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<RequestBuilder, ProviderError>>,
     {
+        let key = self
+            .key
+            .get()
+            .await
+            .map_err(|e| ProviderError::NotConfigured(e.to_string()))?;
         let policy = self.settings.retry;
         let mut attempt: u32 = 0;
         loop {
-            let request = build().await?;
+            let request = match self.settings.auth_style {
+                AuthStyle::Bearer => build().await?.bearer_auth(key),
+                AuthStyle::AzureApiKey => build().await?.header("api-key", key),
+            };
             let (error, retryable, retry_after) = match request.send().await {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => {
@@ -536,23 +530,5 @@ mod tests {
             error_from_response(other, StatusCode::TOO_MANY_REQUESTS, &h, body, Some(Duration::from_secs(1))),
             ProviderError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(1)
         ));
-    }
-
-    #[tokio::test]
-    async fn a_secret_arn_is_resolved_through_the_seam_and_the_key_never_debugs() {
-        let source = ApiKeySource::SecretArn("arn:aws:secretsmanager:x".to_owned());
-        let key = resolve_api_key(&source, |arn| async move {
-            assert_eq!(arn, "arn:aws:secretsmanager:x");
-            Ok::<_, std::convert::Infallible>("sk-from-secret\n".to_owned())
-        })
-        .await
-        .unwrap();
-        assert_eq!(key.expose(), "sk-from-secret");
-        assert!(!format!("{key:?}").contains("sk-"));
-        let none = resolve_api_key(&ApiKeySource::None, |_| async {
-            Ok::<_, std::convert::Infallible>(String::new())
-        })
-        .await;
-        assert!(matches!(none, Err(ProviderError::NotConfigured(_))));
     }
 }

@@ -25,9 +25,10 @@ use crate::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderCheckpoint, ProviderError,
     ProviderEvent, ProviderFileRef, ProviderJob, ProviderJobError,
 };
+use crate::secret::LazySecret;
 
 pub use client::{ListJobs, OpenAiClient};
-pub use http::{ApiKey, ClientSettings, RetryPolicy, resolve_api_key};
+pub use http::{API_KEY, ApiKey, ClientSettings, RetryPolicy};
 pub use suffix::sanitize_suffix;
 use types::{
     CreateFineTuningJobRequest, FineTuneMethod, FineTuningJobObject, JobEventObject,
@@ -59,11 +60,11 @@ impl OpenAiProvider {
         Self { client, blobs }
     }
 
-    /// Built from the environment's config and an already resolved key
-    /// (see [`resolve_api_key`]).
+    /// Built from the environment's config; the key is read on the first
+    /// call (see [`LazySecret`]).
     pub fn from_config(
         config: &OpenAiConfig,
-        key: ApiKey,
+        key: LazySecret,
         blobs: Blobs,
     ) -> Result<Self, ProviderError> {
         Ok(Self::new(
