@@ -8,6 +8,7 @@
 pub mod bedrock;
 pub mod check;
 pub mod conversation;
+pub mod dictionaries;
 pub mod io;
 pub mod prepare;
 pub mod redact;

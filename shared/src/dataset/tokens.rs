@@ -55,10 +55,7 @@ impl Encoding {
     }
 
     fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
-        match self {
-            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
-            Encoding::O200kBase => bpe_openai::o200k_base(),
-        }
+        super::dictionaries::tokenizer(self)
     }
 }
 

@@ -75,6 +75,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Every command counts tokens at once: the prebuilt dictionaries (47 MB
+    // of binary, no build time) suit a tool; the functions build theirs.
+    finetune::dataset::dictionaries::use_prebuilt();
     match Cli::parse().command {
         Command::Validate {
             file,
