@@ -87,11 +87,22 @@ fn polyline(
 /// axes, tick labels, axis titles, a legend and `title`.
 pub fn loss_curve_svg(metrics: &TrainingMetrics, title: &str) -> String {
     let points = &metrics.points;
+    // The batch validation loss where the provider reports it at every
+    // step (OpenAI); else the whole-file one (Bedrock). Mixing the two in
+    // one line would make it jump at each checkpoint.
+    let batch_validation = points.iter().any(|p| p.valid_loss.is_some());
+    let validation = |p: &MetricPoint| {
+        if batch_validation {
+            p.valid_loss
+        } else {
+            p.full_valid_loss
+        }
+    };
     let last_step = metrics.last_step().unwrap_or(0);
     let max_step = metrics.total_steps.unwrap_or(0).max(last_step).max(1) as f64;
     let max_loss = points
         .iter()
-        .flat_map(|p| [p.train_loss, p.valid_loss])
+        .flat_map(|p| [p.train_loss, validation(p)])
         .flatten()
         .fold(0.0_f64, f64::max);
     let scale = Scale {
@@ -188,7 +199,7 @@ pub fn loss_curve_svg(metrics: &TrainingMetrics, title: &str) -> String {
         &mut out,
         &scale,
         points,
-        |p| p.valid_loss,
+        validation,
         "valid-loss",
         VALID_COLOUR,
         r#" stroke-dasharray="6 4""#,
@@ -222,11 +233,9 @@ mod tests {
         let mut m = TrainingMetrics::default();
         let points: Vec<MetricPoint> = (1..=4)
             .map(|s| MetricPoint {
-                step: s,
                 train_loss: Some(2.0 / s as f64),
                 valid_loss: (s % 2 == 0).then_some(2.1 / s as f64),
-                train_accuracy: None,
-                valid_accuracy: None,
+                ..MetricPoint::at(s)
             })
             .collect();
         m.merge(&points, Some(4));

@@ -31,6 +31,7 @@ const TENANT: &str = "acme";
 fn provider(env: &TestEnv) -> BedrockProvider {
     BedrockProvider::new(
         aws_sdk_bedrock::Client::new(&env.sdk),
+        env.blobs.clone(),
         BedrockSettings {
             role_arn: ROLE.to_owned(),
             bucket: env.bucket.clone(),
@@ -494,6 +495,109 @@ async fn a_bedrock_run_goes_from_post_to_a_custom_model() {
     assert_eq!(shown["provider"], "bedrock");
     assert_eq!(shown["status"], "completed");
     assert_eq!(shown["job"]["provider_status"], "Completed");
+}
+
+#[tokio::test]
+async fn the_metrics_files_bedrock_writes_become_the_runs_curve() {
+    // GIVEN a Bedrock run in training
+    let world = world().await;
+    seed(&world, 30).await;
+    let id = start(&world).await;
+    let training = drive_to(&world, &id, RunStatus::Training, 10).await;
+    let job = training.job.clone().unwrap();
+    let tenant = TenantId::parse(TENANT).unwrap();
+
+    // WHEN Bedrock ends the job, having written its step metrics where it
+    // writes them (under the job's output URI; one bad row)
+    let folder = format!(
+        "{}model-customization-job-{}",
+        names::output_prefix(&tenant, &id),
+        "abc123def456"
+    );
+    let put = |key: String, body: &'static str| {
+        let s3 = world.env.s3.clone();
+        let bucket = world.env.bucket.clone();
+        async move {
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.as_bytes().to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put(
+        format!("{folder}/training_artifacts/step_wise_training_metrics.csv"),
+        "step_number,epoch_number,training_loss,perplexity\n\
+         0,0,2.40,11.0\n1,0,2.10,8.2\n2,1,oops,1\n3,1,1.60,4.9\n",
+    )
+    .await;
+    put(
+        format!(
+            "{folder}/validation_artifacts/post_fine_tuning_validation/validation/validation_metrics.csv"
+        ),
+        "step_number,epoch_number,validation_loss,perplexity\n3,1,1.75,5.8\n",
+    )
+    .await;
+    finish_job(&job.provider_job_id, "Completed", None).await;
+    let done = drive_to(&world, &id, RunStatus::Completed, 5).await;
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+
+    // THEN GET /runs/{id}/metrics has the files' points, step by step
+    let request = ApiEvent::get(&format!("/runs/{id}/metrics"))
+        .tenant(TENANT)
+        .build();
+    let response =
+        finetune::http::job_status_handler(&world.pipeline.store, &world.config, request).await;
+    assert_eq!(response.status(), 200);
+    let curve: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    let points: Vec<(u64, Value, Value)> = curve["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["step"].as_u64().unwrap(),
+                p["train_loss"].clone(),
+                p["full_valid_loss"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        points,
+        vec![
+            (0, json!(2.4), Value::Null),
+            (1, json!(2.1), Value::Null),
+            (3, json!(1.6), json!(1.75)),
+        ]
+    );
+    assert_eq!(curve["step"], 3);
+
+    // AND the model record carries the final losses from them
+    let model = world
+        .pipeline
+        .store
+        .get_model(&tenant, &finetune::domain::ModelId::for_run(&id))
+        .await
+        .unwrap();
+    assert_eq!(model.final_train_loss, Some(1.6));
+    assert_eq!(model.final_valid_loss, Some(1.75));
+
+    // AND the SVG has both curves
+    let request = ApiEvent::get(&format!("/runs/{id}/metrics"))
+        .tenant(TENANT)
+        .header("accept", "image/svg+xml")
+        .build();
+    let response =
+        finetune::http::job_status_handler(&world.pipeline.store, &world.config, request).await;
+    let svg = String::from_utf8(response.body().to_vec()).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let lines = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline") || n.has_tag_name("path"))
+        .count();
+    assert!(lines >= 2, "{svg}");
 }
 
 #[tokio::test]

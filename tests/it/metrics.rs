@@ -97,6 +97,28 @@ async fn the_series_matches_what_the_job_emitted_and_the_run_shows_progress() {
         }
     }
 
+    // AND the checkpoints' whole-file validation losses sit at their steps
+    let job = run(&world, &id).await.job.unwrap().provider_job_id;
+    let checkpoints = world
+        .pipeline
+        .providers
+        .get(ProviderKind::OpenAi)
+        .unwrap()
+        .list_checkpoints(&job)
+        .await
+        .unwrap();
+    assert!(!checkpoints.is_empty());
+    for point in points {
+        let at = checkpoints
+            .iter()
+            .find(|c| Some(c.step) == point["step"].as_u64());
+        assert_eq!(
+            point["full_valid_loss"].as_f64(),
+            at.and_then(|c| c.full_valid_loss),
+            "{point}"
+        );
+    }
+
     // AND GET /runs/{id} shows the job's progress
     let (_, _, body) = get(&world, TENANT, &format!("/runs/{id}"), None).await;
     let detail: Value = serde_json::from_str(&body).unwrap();
@@ -182,11 +204,8 @@ async fn racing_writers_of_one_series_lose_no_point() {
     let tenant = finetune::domain::TenantId::parse(TENANT).unwrap();
     let run_id = RunId::generate();
     let point = |step: u64| finetune::domain::metrics::MetricPoint {
-        step,
         train_loss: Some(1.0 / step as f64),
-        valid_loss: None,
-        train_accuracy: None,
-        valid_accuracy: None,
+        ..finetune::domain::metrics::MetricPoint::at(step)
     };
 
     // WHEN they merge concurrently

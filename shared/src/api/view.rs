@@ -254,6 +254,8 @@ pub struct MetricPointView {
     pub valid_loss: Option<f64>,
     pub train_mean_token_accuracy: Option<f64>,
     pub valid_mean_token_accuracy: Option<f64>,
+    /// Over the whole validation file (checkpoints, Bedrock's validation).
+    pub full_valid_loss: Option<f64>,
 }
 
 /// `GET /runs/{id}/metrics`: the training curve, oldest step first.
@@ -287,6 +289,7 @@ impl MetricsView {
                     valid_loss: p.valid_loss,
                     train_mean_token_accuracy: p.train_accuracy,
                     valid_mean_token_accuracy: p.valid_accuracy,
+                    full_valid_loss: p.full_valid_loss,
                 })
                 .collect(),
         }

@@ -21,6 +21,11 @@ pub struct MetricPoint {
     pub train_accuracy: Option<f64>,
     #[serde(default)]
     pub valid_accuracy: Option<f64>,
+    /// Over the whole validation file, where the provider computed it (at
+    /// OpenAI's checkpoints, Bedrock's validation runs); `valid_loss` is
+    /// over one batch.
+    #[serde(default)]
+    pub full_valid_loss: Option<f64>,
 }
 
 impl MetricPoint {
@@ -37,9 +42,37 @@ impl MetricPoint {
             valid_loss: number("valid_loss"),
             train_accuracy: number("train_mean_token_accuracy"),
             valid_accuracy: number("valid_mean_token_accuracy"),
+            full_valid_loss: number("full_valid_loss"),
         };
         let total = data.get("total_steps").and_then(serde_json::Value::as_u64);
         Some((point, total))
+    }
+
+    /// A point with only its step: the fields are then set by name.
+    pub fn at(step: u64) -> Self {
+        Self {
+            step,
+            train_loss: None,
+            valid_loss: None,
+            train_accuracy: None,
+            valid_accuracy: None,
+            full_valid_loss: None,
+        }
+    }
+
+    /// This point with `newer`'s values where it has them: sources that
+    /// report different metrics for one step (an event's batch losses, a
+    /// checkpoint's full validation loss) add up instead of replacing
+    /// each other.
+    fn combined(self, newer: &MetricPoint) -> MetricPoint {
+        MetricPoint {
+            step: self.step,
+            train_loss: newer.train_loss.or(self.train_loss),
+            valid_loss: newer.valid_loss.or(self.valid_loss),
+            train_accuracy: newer.train_accuracy.or(self.train_accuracy),
+            valid_accuracy: newer.valid_accuracy.or(self.valid_accuracy),
+            full_valid_loss: newer.full_valid_loss.or(self.full_valid_loss),
+        }
     }
 }
 
@@ -52,13 +85,13 @@ pub struct TrainingMetrics {
 }
 
 impl TrainingMetrics {
-    /// Adds points (a step seen again replaces the earlier one, so the same
-    /// events merged twice change nothing) and thins the series to
-    /// [`MAX_POINTS`].
+    /// Adds points (a step seen again takes the values the new point has
+    /// and keeps the others, so the same points merged twice change
+    /// nothing) and thins the series to [`MAX_POINTS`].
     pub fn merge(&mut self, new: &[MetricPoint], total_steps: Option<u64>) {
         for point in new {
             match self.points.binary_search_by_key(&point.step, |p| p.step) {
-                Ok(i) => self.points[i] = *point,
+                Ok(i) => self.points[i] = self.points[i].combined(point),
                 Err(i) => self.points.insert(i, *point),
             }
         }
@@ -85,8 +118,13 @@ impl TrainingMetrics {
         self.points.iter().rev().find_map(|p| p.train_loss)
     }
 
+    /// The newest validation loss, over the whole file where the step has
+    /// one (a final checkpoint's), else over a batch.
     pub fn final_valid_loss(&self) -> Option<f64> {
-        self.points.iter().rev().find_map(|p| p.valid_loss)
+        self.points
+            .iter()
+            .rev()
+            .find_map(|p| p.full_valid_loss.or(p.valid_loss))
     }
 }
 
@@ -96,12 +134,35 @@ mod tests {
 
     fn point(step: u64, loss: f64) -> MetricPoint {
         MetricPoint {
-            step,
             train_loss: Some(loss),
-            valid_loss: None,
-            train_accuracy: None,
-            valid_accuracy: None,
+            ..MetricPoint::at(step)
         }
+    }
+
+    #[test]
+    fn metrics_of_one_step_from_two_sources_add_up() {
+        let mut m = TrainingMetrics::default();
+        let event = MetricPoint {
+            valid_loss: Some(1.4),
+            ..point(10, 1.2)
+        };
+        let checkpoint = MetricPoint {
+            full_valid_loss: Some(1.3),
+            ..MetricPoint::at(10)
+        };
+        m.merge(&[event], None);
+        m.merge(&[checkpoint], None);
+        assert_eq!(
+            m.points,
+            vec![MetricPoint {
+                full_valid_loss: Some(1.3),
+                ..event
+            }]
+        );
+        assert_eq!(m.final_valid_loss(), Some(1.3));
+        let again = m.clone();
+        m.merge(&[event, checkpoint], None);
+        assert_eq!(m, again);
     }
 
     #[test]

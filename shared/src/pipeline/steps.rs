@@ -4,13 +4,14 @@ use chrono::Utc;
 
 use super::{Pipeline, PipelineError, Step};
 use crate::dataset::{self, DatasetFormat, DatasetStats, PreparedDataset};
-use crate::domain::metrics::MetricPoint;
+use crate::domain::metrics::{MetricPoint, TrainingMetrics};
 use crate::domain::{
     DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId,
     ModelRecord, ModelStatus, ProviderFile, Run, RunEvent, RunStats, RunStatus,
 };
 use crate::provider::{
-    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderFileRef, ProviderJob,
+    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderCheckpoint, ProviderFileRef,
+    ProviderJob,
 };
 use crate::store::{JobOwner, StoreError};
 
@@ -305,12 +306,26 @@ impl Pipeline {
         {
             self.metrics.billed_tokens(run.provider, tokens);
         }
+        let checkpoints = if job.status.is_terminal() {
+            let (checkpoints, metrics) = self
+                .collect_final_metrics(run, provider.as_ref(), &job)
+                .await?;
+            if let Some(metrics) = metrics
+                && let Some(info) = next.job.as_mut()
+            {
+                info.step = metrics.last_step().max(info.step);
+                info.total_steps = metrics.total_steps.or(info.total_steps);
+            }
+            checkpoints
+        } else {
+            Vec::new()
+        };
         let step = match job.status {
             JobStatus::Succeeded => {
                 // Recorded before the run completes: a crash between the
                 // two records it again (same id, kept once), while a run
                 // completed first would never come back to record it.
-                self.record_model(&next, provider.as_ref(), &job).await?;
+                self.record_model(&next, &job, checkpoints).await?;
                 let model = job.fine_tuned_model.clone().unwrap_or_default();
                 Step::Continue(
                     self.transition(
@@ -355,26 +370,66 @@ impl Pipeline {
         Ok(step)
     }
 
+    /// What an ended job leaves besides its events: its checkpoints
+    /// (OpenAI) and step metrics files (Bedrock), merged into the run's
+    /// curve. Nice to have, never worth holding back a finished run for: a
+    /// provider that fails to answer is logged and skipped. Returns the
+    /// checkpoints, and the curve when it changed.
+    async fn collect_final_metrics(
+        &self,
+        run: &Run,
+        provider: &dyn FineTuningProvider,
+        job: &ProviderJob,
+    ) -> Result<(Vec<ProviderCheckpoint>, Option<TrainingMetrics>), PipelineError> {
+        let owner = JobTags {
+            tenant_id: run.tenant_id.clone(),
+            run_id: run.id.clone(),
+        };
+        let (checkpoints, files) = futures::join!(
+            provider.list_checkpoints(&job.id),
+            provider.step_metrics(&job.id, &owner)
+        );
+        let checkpoints = checkpoints.unwrap_or_else(|e| {
+            tracing::warn!(run_id = %run.id, code = e.code(), error = %e, "could not list checkpoints");
+            Vec::new()
+        });
+        let mut points: Vec<MetricPoint> = checkpoints
+            .iter()
+            .map(|c| MetricPoint {
+                train_loss: c.train_loss,
+                valid_loss: c.valid_loss,
+                full_valid_loss: c.full_valid_loss,
+                ..MetricPoint::at(c.step)
+            })
+            .collect();
+        match files {
+            Ok(files) => points.extend(files),
+            Err(e) => {
+                tracing::warn!(run_id = %run.id, code = e.code(), error = %e, "could not read the job's step metrics");
+            }
+        }
+        if points.is_empty() {
+            return Ok((checkpoints, None));
+        }
+        let metrics = self
+            .store
+            .merge_metrics(&run.tenant_id, &run.id, &points, None)
+            .await?;
+        Ok((checkpoints, Some(metrics)))
+    }
+
     /// The tenant's record of the model a succeeded job made (none when
     /// the provider named no model).
     async fn record_model(
         &self,
         run: &Run,
-        provider: &dyn FineTuningProvider,
         job: &ProviderJob,
+        checkpoints: Vec<ProviderCheckpoint>,
     ) -> Result<(), PipelineError> {
         let Some(provider_model) = job.fine_tuned_model.clone() else {
             return Ok(());
         };
         let metrics = self.store.get_metrics(&run.tenant_id, &run.id).await?;
-        // Nice to have, never worth holding back a finished run for.
-        let checkpoints = match provider.list_checkpoints(&job.id).await {
-            Ok(list) => list,
-            Err(e) => {
-                tracing::warn!(run_id = %run.id, code = e.code(), error = %e, "could not list checkpoints");
-                Vec::new()
-            }
-        };
         let model = ModelRecord {
             id: ModelId::for_run(&run.id),
             tenant_id: run.tenant_id.clone(),
@@ -399,7 +454,7 @@ impl Pipeline {
                     step: c.step,
                     model: c.model,
                     train_loss: c.train_loss,
-                    valid_loss: c.valid_loss,
+                    valid_loss: c.full_valid_loss.or(c.valid_loss),
                 })
                 .collect(),
         };

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::blob::BlobError;
+use crate::domain::metrics::MetricPoint;
 use crate::domain::{Hyperparameters, JobStatus, ProviderKind, RunId, TenantId};
 
 pub mod registry;
@@ -114,9 +115,10 @@ pub struct ProviderCheckpoint {
     /// The provider's name for the checkpoint's model.
     pub model: String,
     pub train_loss: Option<f64>,
-    /// Over the whole validation file where the provider says so (OpenAI's
-    /// `full_valid_loss`), else over the last batch.
+    /// Over the last batch.
     pub valid_loss: Option<f64>,
+    /// Over the whole validation file (OpenAI's `full_valid_loss`).
+    pub full_valid_loss: Option<f64>,
 }
 
 /// What a provider call can fail with, provider-neutral. Adapters map
@@ -253,6 +255,17 @@ pub trait FineTuningProvider: Send + Sync {
         &self,
         _job_id: &str,
     ) -> Result<Vec<ProviderCheckpoint>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    /// Step metrics an ended job left outside its events (Bedrock writes
+    /// them as CSV files beside its output), oldest first. Providers whose
+    /// events carry every step (OpenAI) answer none.
+    async fn step_metrics(
+        &self,
+        _job_id: &str,
+        _owner: &JobTags,
+    ) -> Result<Vec<MetricPoint>, ProviderError> {
         Ok(Vec::new())
     }
 }

@@ -35,6 +35,7 @@ pub async fn providers_from_config(
     if let Some(role_arn) = &config.bedrock.role_arn {
         let bedrock = BedrockProvider::new(
             aws_sdk_bedrock::Client::new(sdk),
+            blobs.clone(),
             BedrockSettings {
                 role_arn: role_arn.clone(),
                 bucket: config.bucket_name.clone(),

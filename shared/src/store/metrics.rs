@@ -25,6 +25,10 @@ type Row = (u64, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
 struct Stored {
     rows: Vec<Row>,
     total_steps: Option<u64>,
+    /// `[step, loss]` of the steps with a whole-file validation loss; apart
+    /// from `rows` so series written before it existed still read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    full_valid: Vec<(u64, f64)>,
 }
 
 fn encode(m: &TrainingMetrics) -> Result<String, StoreError> {
@@ -43,6 +47,11 @@ fn encode(m: &TrainingMetrics) -> Result<String, StoreError> {
             })
             .collect(),
         total_steps: m.total_steps,
+        full_valid: m
+            .points
+            .iter()
+            .filter_map(|p| Some((p.step, p.full_valid_loss?)))
+            .collect(),
     };
     serde_json::to_string(&stored).map_err(|e| StoreError::dynamo("encode metrics", e))
 }
@@ -50,6 +59,7 @@ fn encode(m: &TrainingMetrics) -> Result<String, StoreError> {
 fn decode(series: &str) -> Result<TrainingMetrics, StoreError> {
     let stored: Stored =
         serde_json::from_str(series).map_err(|e| StoreError::dynamo("decode metrics", e))?;
+    let full_valid: std::collections::HashMap<u64, f64> = stored.full_valid.into_iter().collect();
     Ok(TrainingMetrics {
         points: stored
             .rows
@@ -61,6 +71,7 @@ fn decode(series: &str) -> Result<TrainingMetrics, StoreError> {
                     valid_loss,
                     train_accuracy,
                     valid_accuracy,
+                    full_valid_loss: full_valid.get(&step).copied(),
                 },
             )
             .collect(),

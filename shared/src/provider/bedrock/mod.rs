@@ -16,6 +16,7 @@
 //! the job by name and tags.
 
 pub mod limits;
+pub mod metrics;
 pub mod names;
 
 mod error;
@@ -33,6 +34,8 @@ use super::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderError, ProviderEvent,
     ProviderFileRef, ProviderJob, ProviderJobError,
 };
+use crate::blob::Blobs;
+use crate::domain::metrics::MetricPoint;
 use crate::domain::{JobStatus, ProviderKind, RunId, TenantId};
 use error::{is_conflict, map_sdk_error};
 
@@ -53,12 +56,18 @@ pub struct BedrockSettings {
 #[derive(Debug, Clone)]
 pub struct BedrockProvider {
     client: Client,
+    /// Our bucket, where Bedrock writes a job's metrics files.
+    blobs: Blobs,
     settings: BedrockSettings,
 }
 
 impl BedrockProvider {
-    pub fn new(client: Client, settings: BedrockSettings) -> Self {
-        Self { client, settings }
+    pub fn new(client: Client, blobs: Blobs, settings: BedrockSettings) -> Self {
+        Self {
+            client,
+            blobs,
+            settings,
+        }
     }
 
     fn tags(tags: &JobTags) -> Result<Vec<Tag>, ProviderError> {
@@ -368,5 +377,34 @@ impl FineTuningProvider for BedrockProvider {
             .await
             .map_err(|e| map_sdk_error(e, &format!("custom model {model}")))?;
         Ok(())
+    }
+
+    /// Bedrock's metrics files under the run's output prefix. Only the run's
+    /// own prefix is listed (the job id in the folder name is not needed).
+    async fn step_metrics(
+        &self,
+        job_id: &str,
+        owner: &JobTags,
+    ) -> Result<Vec<MetricPoint>, ProviderError> {
+        let prefix = names::output_prefix(&owner.tenant_id, &owner.run_id);
+        let mut points = Vec::new();
+        for object in self.blobs.list_prefix(&prefix).await? {
+            let series = if object.key.ends_with(metrics::TRAINING_FILE) {
+                metrics::Series::Training
+            } else if object.key.ends_with(metrics::VALIDATION_FILE) {
+                metrics::Series::Validation
+            } else {
+                continue;
+            };
+            let reader = self.blobs.open(&object.key).await?;
+            let parsed = metrics::parse(reader, series)
+                .await
+                .map_err(|e| ProviderError::Decode(format!("{}: {e}", object.key)))?;
+            if parsed.skipped > 0 {
+                tracing::warn!(job = %job_id, key = %object.key, skipped = parsed.skipped, "metrics rows skipped");
+            }
+            points.extend(parsed.points);
+        }
+        Ok(points)
     }
 }

@@ -317,11 +317,8 @@ impl FineTuningProvider for OpenAiProvider {
                 step: c.step_number,
                 model: c.fine_tuned_model_checkpoint,
                 train_loss: c.metrics.get("train_loss").copied(),
-                valid_loss: c
-                    .metrics
-                    .get("full_valid_loss")
-                    .or_else(|| c.metrics.get("valid_loss"))
-                    .copied(),
+                valid_loss: c.metrics.get("valid_loss").copied(),
+                full_valid_loss: c.metrics.get("full_valid_loss").copied(),
             })
             .collect();
         checkpoints.sort_by_key(|c| c.step);
