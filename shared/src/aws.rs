@@ -97,3 +97,47 @@ impl HttpClient for LazyHttpsClient {
         Some(ConnectorMetadata::new("hyper", Some(Cow::Borrowed("1.x"))))
     }
 }
+
+/// An SDK client made on first use. Building one costs ~0.2 ms of a cold
+/// start (measured, release build); a function that only sometimes calls a
+/// service (cancel calls Bedrock for Bedrock runs only, S3 is needed only to
+/// upload or read job output, Secrets Manager once per container) should not
+/// pay for it on every cold start. Cheap to clone: clones share the client.
+#[derive(Clone)]
+pub struct LazyClient<C> {
+    cell: std::sync::Arc<OnceLock<C>>,
+    make: std::sync::Arc<dyn Fn() -> C + Send + Sync>,
+}
+
+impl<C> std::fmt::Debug for LazyClient<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyClient")
+            .field("made", &self.cell.get().is_some())
+            .finish()
+    }
+}
+
+impl<C: Clone + Send + Sync + 'static> LazyClient<C> {
+    /// Made from `sdk` by `make` on the first [`Self::get`].
+    pub fn new(sdk: &SdkConfig, make: fn(&SdkConfig) -> C) -> Self {
+        let sdk = sdk.clone();
+        Self {
+            cell: std::sync::Arc::new(OnceLock::new()),
+            make: std::sync::Arc::new(move || make(&sdk)),
+        }
+    }
+
+    /// A client in hand (tests, tools).
+    pub fn ready(client: C) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(client.clone());
+        Self {
+            cell: std::sync::Arc::new(cell),
+            make: std::sync::Arc::new(move || client.clone()),
+        }
+    }
+
+    pub fn get(&self) -> &C {
+        self.cell.get_or_init(|| (self.make)())
+    }
+}

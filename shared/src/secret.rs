@@ -35,7 +35,7 @@ enum Source {
     Value(String),
     Secret {
         arn: String,
-        client: aws_sdk_secretsmanager::Client,
+        client: crate::aws::LazyClient<aws_sdk_secretsmanager::Client>,
     },
     Missing {
         vars: &'static str,
@@ -67,7 +67,7 @@ impl std::fmt::Debug for LazySecret {
 impl LazySecret {
     /// `what` names the secret in errors ("the OpenAI API key"); `vars`
     /// says how to configure it when `source` is [`ApiKeySource::None`].
-    /// Building the Secrets Manager client makes no call.
+    /// Makes no call, and no client until the first [`Self::get`].
     pub fn new(
         what: &'static str,
         vars: &'static str,
@@ -78,7 +78,7 @@ impl LazySecret {
             ApiKeySource::Env(value) => Source::Value(value.clone()),
             ApiKeySource::SecretArn(arn) => Source::Secret {
                 arn: arn.clone(),
-                client: aws_sdk_secretsmanager::Client::new(sdk),
+                client: crate::aws::LazyClient::new(sdk, aws_sdk_secretsmanager::Client::new),
             },
             ApiKeySource::None => Source::Missing { vars },
         };
@@ -111,6 +111,7 @@ impl LazySecret {
                     }),
                     Source::Secret { arn, client } => {
                         let out = client
+                            .get()
                             .get_secret_value()
                             .secret_id(arn)
                             .send()

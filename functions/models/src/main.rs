@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = finetune::aws::load_sdk_config().await;
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
-    let blobs = Blobs::new(finetune::aws::s3_client(&sdk), &config.bucket_name);
+    let blobs = Blobs::lazy(&sdk, &config.bucket_name);
     let providers = providers_from_config(&config, &sdk, &blobs).await?;
     let (store, providers, config) = (&store, &providers, &config);
     lambda_http::run(service_fn(move |req: Request| async move {

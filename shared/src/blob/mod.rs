@@ -70,14 +70,22 @@ pub type ObjectReader = Pin<Box<dyn AsyncBufRead + Send>>;
 /// The bucket. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Blobs {
-    client: Client,
+    client: crate::aws::LazyClient<Client>,
     bucket: String,
 }
 
 impl Blobs {
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
         Self {
-            client,
+            client: crate::aws::LazyClient::ready(client),
+            bucket: bucket.into(),
+        }
+    }
+
+    /// The client made on the first call (see [`crate::aws::LazyClient`]).
+    pub fn lazy(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
+        Self {
+            client: crate::aws::LazyClient::new(sdk, crate::aws::s3_client),
             bucket: bucket.into(),
         }
     }
@@ -87,7 +95,7 @@ impl Blobs {
     }
 
     pub fn client(&self) -> &Client {
-        &self.client
+        self.client.get()
     }
 
     /// The tenant's export files (`.jsonl`, `.jsonl.gz`) for the days from
@@ -128,7 +136,7 @@ impl Blobs {
     pub async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobError> {
         let mut objects = Vec::new();
         let mut pages = self
-            .client
+            .client()
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
@@ -176,7 +184,7 @@ impl Blobs {
     /// The object's size in bytes.
     pub async fn size(&self, key: &str) -> Result<u64, BlobError> {
         let head = self
-            .client
+            .client()
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -199,7 +207,7 @@ impl Blobs {
         key: &str,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream, BlobError> {
-        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+        let mut request = self.client().get_object().bucket(&self.bucket).key(key);
         if let Some(r) = range {
             if r.end <= r.start {
                 return Ok(ByteStream::from_static(b""));
@@ -242,7 +250,7 @@ impl Blobs {
         bytes: Vec<u8>,
         content_type: &str,
     ) -> Result<(), BlobError> {
-        self.client
+        self.client()
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -257,7 +265,7 @@ impl Blobs {
     /// Starts a streaming upload of a large object; see [`MultipartWriter`].
     pub fn writer(&self, key: impl Into<String>, content_type: &str) -> MultipartWriter {
         MultipartWriter::new(
-            self.client.clone(),
+            self.client().clone(),
             self.bucket.clone(),
             key.into(),
             content_type,

@@ -97,7 +97,7 @@ impl Pipeline {
         sdk: &aws_config::SdkConfig,
     ) -> Result<Self, crate::provider::ProviderError> {
         let store = Store::new(crate::aws::dynamodb_client(sdk), &config.table_name);
-        let blobs = Blobs::new(crate::aws::s3_client(sdk), &config.bucket_name);
+        let blobs = Blobs::lazy(sdk, &config.bucket_name);
         let providers = crate::provider::setup::providers_from_config(config, sdk, &blobs).await?;
         Ok(Self {
             store,

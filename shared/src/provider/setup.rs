@@ -33,8 +33,8 @@ pub async fn providers_from_config(
         providers = providers.with(Arc::new(openai));
     }
     if let Some(role_arn) = &config.bedrock.role_arn {
-        let bedrock = BedrockProvider::new(
-            aws_sdk_bedrock::Client::new(sdk),
+        let bedrock = BedrockProvider::lazy(
+            sdk,
             blobs.clone(),
             BedrockSettings {
                 role_arn: role_arn.clone(),

@@ -55,7 +55,7 @@ pub struct BedrockSettings {
 
 #[derive(Debug, Clone)]
 pub struct BedrockProvider {
-    client: Client,
+    client: crate::aws::LazyClient<Client>,
     /// Our bucket, where Bedrock writes a job's metrics files.
     blobs: Blobs,
     settings: BedrockSettings,
@@ -64,10 +64,24 @@ pub struct BedrockProvider {
 impl BedrockProvider {
     pub fn new(client: Client, blobs: Blobs, settings: BedrockSettings) -> Self {
         Self {
-            client,
+            client: crate::aws::LazyClient::ready(client),
             blobs,
             settings,
         }
+    }
+
+    /// The client made on the first call: most cold starts of the functions
+    /// holding this provider never call Bedrock.
+    pub fn lazy(sdk: &aws_config::SdkConfig, blobs: Blobs, settings: BedrockSettings) -> Self {
+        Self {
+            client: crate::aws::LazyClient::new(sdk, Client::new),
+            blobs,
+            settings,
+        }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.get()
     }
 
     fn tags(tags: &JobTags) -> Result<Vec<Tag>, ProviderError> {
@@ -89,7 +103,7 @@ impl BedrockProvider {
     /// The job's tags, read back, when they name a tenant and a run.
     async fn read_tags(&self, job_arn: &str) -> Result<Option<JobTags>, ProviderError> {
         let out = self
-            .client
+            .client()
             .list_tags_for_resource()
             .resource_arn(job_arn)
             .send()
@@ -112,7 +126,7 @@ impl BedrockProvider {
 
     async fn job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
         let out = self
-            .client
+            .client()
             .get_model_customization_job()
             .job_identifier(job_id)
             .send()
@@ -222,7 +236,7 @@ impl FineTuningProvider for BedrockProvider {
             .build()
             .map_err(|e| ProviderError::Decode(format!("output config: {e}")))?;
         let mut request = self
-            .client
+            .client()
             .create_model_customization_job()
             .job_name(&name)
             .custom_model_name(names::custom_model_name(run))
@@ -271,7 +285,7 @@ impl FineTuningProvider for BedrockProvider {
     async fn find_jobs(&self, tags: &JobTags) -> Result<Vec<ProviderJob>, ProviderError> {
         let name = names::job_name(&tags.run_id);
         let listed = self
-            .client
+            .client()
             .list_model_customization_jobs()
             .name_contains(&name)
             .sort_by(SortJobsBy::CreationTime)
@@ -309,7 +323,7 @@ impl FineTuningProvider for BedrockProvider {
         if current.status.is_terminal() || current.status == JobStatus::Stopping {
             return Ok(current);
         }
-        self.client
+        self.client()
             .stop_model_customization_job()
             .job_identifier(job_id)
             .send()
@@ -329,7 +343,7 @@ impl FineTuningProvider for BedrockProvider {
         limit: usize,
     ) -> Result<Vec<ProviderEvent>, ProviderError> {
         let out = self
-            .client
+            .client()
             .get_model_customization_job()
             .job_identifier(job_id)
             .send()
@@ -370,7 +384,7 @@ impl FineTuningProvider for BedrockProvider {
     }
 
     async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
-        self.client
+        self.client()
             .delete_custom_model()
             .model_identifier(model)
             .send()
