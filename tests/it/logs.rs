@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use finetune::domain::RunStatus;
 use serde_json::Value;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::pipeline::{TENANT, drive, run_body, seed, start, world};
@@ -89,7 +88,7 @@ fn capture_this_thread() -> Captured {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         let subscriber = finetune::telemetry::json_subscriber(
-            EnvFilter::new("info,finetune=debug"),
+            finetune::telemetry::parse_filter(Some("info,finetune=debug")),
             ThreadRouted,
         );
         tracing::subscriber::set_global_default(subscriber)
