@@ -8,14 +8,20 @@
 //! ```
 //!
 //! The functions start as in Lambda (`AWS_LAMBDA_*` set, JSON logs) against
-//! moto on loopback: DynamoDB and S3, and the OpenAI key in a Secrets
-//! Manager secret that `cancel` and `monitor` read at init. The events, in
-//! order: `POST /runs` (a new run each time), `GET /runs`, `POST
-//! /runs/{id}/cancel` of those runs, and an EventBridge scheduled event for
-//! the monitor (no active runs left: one index Query).
+//! moto on loopback: DynamoDB and S3, and the OpenAI key and webhook secret
+//! in Secrets Manager. The events, in order: `POST /runs` (a new run each
+//! time), `GET /runs`, `POST /runs/{id}/cancel` of those runs, an
+//! EventBridge scheduled event for the monitor (no active runs left: one
+//! index Query), `GET /models`, and a signed OpenAI webhook about a job no
+//! run owns (verified, answered 200).
 //!
-//! `BENCH_KEY_SOURCE=env` gives the functions `OPENAI_API_KEY` instead of
-//! the secret's ARN, to see what reading the secret at init costs.
+//! `SSL_CERT_FILE` / `SSL_CERT_DIR`, when set, are passed on: where the
+//! functions read TLS roots from on their first call.
+//!
+//! `BENCH_KEY_SOURCE=env` gives the functions `OPENAI_API_KEY` and
+//! `OPENAI_WEBHOOK_SECRET` instead of the secrets' ARNs: both are read on
+//! first use, so init should not change; the webhook's first response
+//! shows the Secrets Manager read.
 //!
 //! Targets (issue 8): each binary ≤ 8 MB stripped; each init ≤ 1.5× the
 //! hello-world's median. The exit status is non-zero when one is missed.
@@ -28,11 +34,20 @@ use std::time::Duration;
 use finetune_tests::ApiEvent;
 use serde_json::{Value, json};
 
+use finetune::webhook::signature::WebhookSecret;
 use runtime::{BenchError, ColdStart, cold_start};
 
 const MAX_BYTES: u64 = 8 * 1024 * 1024;
 const MAX_INIT_RATIO: f64 = 1.5;
 const TENANT: &str = "bench";
+/// The webhook signing secret the `webhook` function reads at start.
+const WEBHOOK_SECRET: &str = "whsec_YmVuY2gtd2ViaG9vay1zaWduaW5nLXNlY3JldA==";
+
+fn chrono_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 fn main() -> std::process::ExitCode {
     match run() {
@@ -59,8 +74,14 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         dir.display()
     );
     println!(
-        "{:<12} {:>9} {:>12} {:>12} {:>10} {:>14}  verdict",
-        "function", "size MB", "init med ms", "init min ms", "x hello", "1st resp ms"
+        "{:<12} {:>9} {:>12} {:>12} {:>10} {:>14} {:>13}  verdict",
+        "function",
+        "size MB",
+        "init med ms",
+        "init min ms",
+        "x hello",
+        "1st resp ms",
+        "cold med ms"
     );
 
     let hello = measure(
@@ -115,6 +136,32 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     })?;
     ok &= report("monitor", &monitor, Some(&hello));
 
+    let models = measure(&dir, "models", &env, runs, |_| {
+        ApiEvent::get("/models").tenant(TENANT).to_json()
+    })?;
+    ok &= report("models", &models, Some(&hello));
+
+    let secret = WebhookSecret::parse(WEBHOOK_SECRET)?;
+    let webhook = measure(&dir, "webhook", &env, runs, |i| {
+        // A genuine delivery about a job no run owns: verified, then
+        // answered 200 with nothing changed.
+        let body = json!({
+            "id": format!("evt_bench{i}"), "object": "event", "type": "fine_tuning.job.succeeded",
+            "created_at": 1_764_079_380, "data": {"id": format!("ftjob-bench{i}")}
+        })
+        .to_string();
+        let (id, timestamp) = (format!("wh_bench{i}"), chrono_now().to_string());
+        let signature = secret.sign(&id, &timestamp, body.as_bytes());
+        ApiEvent::post("/webhooks/openai")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", &timestamp)
+            .header("webhook-signature", &signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .to_json()
+    })?;
+    ok &= report("webhook", &webhook, Some(&hello));
+
     println!(
         "\ntargets: size <= {} MB stripped, init median <= {MAX_INIT_RATIO}x hello-lambda's",
         MAX_BYTES / (1024 * 1024)
@@ -168,7 +215,10 @@ fn measure(
             }
             .into());
         }
-        if matches!(binary, "start-run" | "job-status" | "cancel") {
+        if matches!(
+            binary,
+            "start-run" | "job-status" | "cancel" | "models" | "webhook"
+        ) {
             let status = serde_json::from_str::<Value>(&start.body)
                 .ok()
                 .and_then(|v| v["statusCode"].as_u64())
@@ -205,13 +255,14 @@ fn report(name: &str, m: &Measured, hello: Option<&Measured>) -> bool {
         (false, false) => "TOO BIG, SLOW INIT",
     };
     println!(
-        "{:<12} {:>9.2} {:>12.1} {:>12.1} {:>10} {:>14.1}  {}",
+        "{:<12} {:>9.2} {:>12.1} {:>12.1} {:>10} {:>14.1} {:>13.1}  {}",
         name,
         m.bytes as f64 / (1024.0 * 1024.0),
         ms(init),
         ms(m.min(|s| s.init)),
         ratio.map_or("-".to_owned(), |r| format!("{r:.2}")),
         ms(m.median(|s| s.first_response)),
+        ms(m.median(|s| s.init + s.first_response)),
         verdict
     );
     size_ok && init_ok
@@ -226,7 +277,7 @@ fn local_stack() -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let secret_arn = runtime.block_on(async {
+    let (secret_arn, webhook_secret_arn) = runtime.block_on(async {
         let sdk = finetune_tests::sdk_config().await;
         finetune::store::provision::create_table(&finetune::aws::dynamodb_client(&sdk), &table)
             .await?;
@@ -241,7 +292,16 @@ fn local_stack() -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
             .secret_string("sk-bench-not-a-real-key")
             .send()
             .await?;
-        Ok::<_, Box<dyn std::error::Error>>(secret.arn.unwrap_or_default())
+        let webhook = aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(finetune_tests::unique_name("openai-webhook"))
+            .secret_string(WEBHOOK_SECRET)
+            .send()
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>((
+            secret.arn.unwrap_or_default(),
+            webhook.arn.unwrap_or_default(),
+        ))
     })?;
     Ok([
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
@@ -260,9 +320,22 @@ fn local_stack() -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
         } else {
             ("OPENAI_API_KEY_SECRET_ARN", secret_arn.as_str())
         },
+        if std::env::var("BENCH_KEY_SOURCE").as_deref() == Ok("env") {
+            ("OPENAI_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        } else {
+            ("OPENAI_WEBHOOK_SECRET_ARN", webhook_secret_arn.as_str())
+        },
         ("RUST_LOG", "info"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    // Where the TLS roots are read from, when the caller says (rustls reads
+    // the bundle and the whole certificate directory otherwise; a runtime
+    // image has far fewer files there than a dev machine).
+    .chain(
+        ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+            .into_iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v))),
+    )
     .collect())
 }
