@@ -301,11 +301,6 @@ impl Pipeline {
         next.job = Some(info);
         next.updated_at = now;
         next.retries = 0;
-        if job.status.is_terminal()
-            && let Some(tokens) = job.trained_tokens
-        {
-            self.metrics.billed_tokens(run.provider, tokens);
-        }
         let checkpoints = if job.status.is_terminal() {
             let (checkpoints, metrics) = self
                 .collect_final_metrics(run, provider.as_ref(), &job)
@@ -367,6 +362,13 @@ impl Pipeline {
                 Step::Wait(self.store.update_run(&next).await?)
             }
         };
+        // Counted once the ended run is recorded: a write that fails before
+        // that is retried by the next tick, which would count it again.
+        if job.status.is_terminal()
+            && let Some(tokens) = job.trained_tokens
+        {
+            self.metrics.billed_tokens(run.provider, tokens);
+        }
         Ok(step)
     }
 
