@@ -22,9 +22,14 @@ use aws_smithy_types::config_bag::ConfigBag;
 /// Every client made from it shares one [`LazyHttpsClient`].
 pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(SharedHttpClient::new(LazyHttpsClient::default()))
+        .http_client(https_client())
         .load()
         .await
+}
+
+/// The HTTP client every SDK client of ours uses (the tests' too).
+pub fn https_client() -> SharedHttpClient {
+    SharedHttpClient::new(LazyHttpsClient::default())
 }
 
 pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {

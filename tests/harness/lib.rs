@@ -144,6 +144,8 @@ pub async fn finish_bedrock_job(
 /// SDK clients belong to the tokio runtime they were first used on.
 pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        // The functions' own HTTP client, so every test goes through it.
+        .http_client(finetune::aws::https_client())
         .endpoint_url(moto_endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
