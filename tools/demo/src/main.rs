@@ -158,6 +158,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         if bedrock && let Some(job) = &run.job {
             let since = *training_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= BEDROCK_TRAINING && !job.status.is_terminal() {
+                write_bedrock_metrics(&blobs, &tenant, &run_id).await?;
                 finetune_tests::finish_bedrock_job(&job.provider_job_id, "Completed", None).await?;
                 println!(
                     "[{:>5.1}s] (local stack) Bedrock job {} ends: Completed",
@@ -202,5 +203,45 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("\nGET /runs/{run_id} -> {}", response.status());
     println!("{}", serde_json::to_string_pretty(&run)?);
     println!("{}", serde_json::to_string(&run)?);
+    Ok(())
+}
+
+/// What Bedrock writes under a job's output URI when it ends, and moto does
+/// not: a falling training loss per step and a validation loss per epoch,
+/// so the Bedrock run's curve has something to draw.
+async fn write_bedrock_metrics(
+    blobs: &finetune::blob::Blobs,
+    tenant: &TenantId,
+    run: &RunId,
+) -> Result<(), Box<dyn Error>> {
+    let folder = format!(
+        "{}model-customization-job-local",
+        finetune::provider::bedrock::names::output_prefix(tenant, run)
+    );
+    let mut training = String::from("step_number,epoch_number,training_loss,perplexity\n");
+    let mut validation = String::from("step_number,epoch_number,validation_loss,perplexity\n");
+    for step in 0..40u32 {
+        let epoch = step / 20;
+        let loss = 0.45 + 1.9 * (-(f64::from(step)) / 12.0).exp();
+        training.push_str(&format!("{step},{epoch},{loss:.4},{:.4}\n", loss.exp()));
+        if step % 20 == 19 {
+            let valid = loss + 0.08;
+            validation.push_str(&format!("{step},{epoch},{valid:.4},{:.4}\n", valid.exp()));
+        }
+    }
+    for (key, body) in [
+        (
+            format!("{folder}/training_artifacts/step_wise_training_metrics.csv"),
+            training,
+        ),
+        (
+            format!(
+                "{folder}/validation_artifacts/post_fine_tuning_validation/validation/validation_metrics.csv"
+            ),
+            validation,
+        ),
+    ] {
+        blobs.put_bytes(&key, body.into_bytes(), "text/csv").await?;
+    }
     Ok(())
 }
