@@ -123,9 +123,33 @@ impl Pipeline {
         self.reconcile_run(run, owner).await
     }
 
+    /// [`Pipeline::reconcile`] for a push about the run's job (an OpenAI
+    /// webhook, Bedrock's job event): only the steps that follow a job
+    /// (submitting, training) are taken; a run not there yet is left to
+    /// the monitor. A push can only be about a job that exists, and a
+    /// binary that reconciles only this way (the webhook function) links
+    /// none of the dataset preparation (the tokenizer and its dictionaries).
+    pub async fn reconcile_job(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        owner: &str,
+    ) -> Result<Outcome, PipelineError> {
+        let run = self.store.get_run(tenant, run_id).await?;
+        self.reconcile_with::<true>(run, owner).await
+    }
+
     /// [`Pipeline::reconcile`] for a run just read (the monitor reads its
     /// runs in batches).
     pub async fn reconcile_run(&self, run: Run, owner: &str) -> Result<Outcome, PipelineError> {
+        self.reconcile_with::<false>(run, owner).await
+    }
+
+    async fn reconcile_with<const JOB_ONLY: bool>(
+        &self,
+        run: Run,
+        owner: &str,
+    ) -> Result<Outcome, PipelineError> {
         let (tenant, run_id) = (run.tenant_id.clone(), run.id.clone());
         let from = run.status;
         let idle = (Utc::now() - run.updated_at).to_std().unwrap_or_default();
@@ -154,7 +178,8 @@ impl Pipeline {
             run
         };
         let from = run.status;
-        let result = tracing::Instrument::instrument(self.advance(run), span.clone()).await;
+        let result =
+            tracing::Instrument::instrument(self.advance::<JOB_ONLY>(run), span.clone()).await;
         span.in_scope(|| {
             tracing::info!(
                 to = result
@@ -175,12 +200,12 @@ impl Pipeline {
     /// Runs steps until one waits, the run ends, or the tick's step budget
     /// is spent. A transient error is counted on the run and retried next
     /// tick; a permanent one fails the run with its reason.
-    async fn advance(&self, mut run: Run) -> Result<Run, PipelineError> {
+    async fn advance<const JOB_ONLY: bool>(&self, mut run: Run) -> Result<Run, PipelineError> {
         for _ in 0..MAX_STEPS_PER_TICK {
             if run.status.is_terminal() {
                 break;
             }
-            let result = self.step(&run).await;
+            let result = self.step::<JOB_ONLY>(&run).await;
             if let Err(PipelineError::Provider(e)) = &result {
                 self.metrics.provider_error(run.provider, e.code());
             }
@@ -200,7 +225,30 @@ impl Pipeline {
         Ok(run)
     }
 
-    async fn step(&self, run: &Run) -> Result<Step, PipelineError> {
+    /// The step for the run's status. Boxed, and chosen by a constant, so
+    /// that the `JOB_ONLY` instance holds no future of the other steps: the
+    /// code it does not take is not linked in.
+    fn step<'a, const JOB_ONLY: bool>(
+        &'a self,
+        run: &'a Run,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Step, PipelineError>> + Send + 'a>>
+    {
+        if JOB_ONLY {
+            Box::pin(self.job_step(run))
+        } else {
+            Box::pin(self.any_step(run))
+        }
+    }
+
+    async fn job_step(&self, run: &Run) -> Result<Step, PipelineError> {
+        match run.status {
+            RunStatus::Submitting => self.submit(run).await,
+            RunStatus::Training => self.sync_training(run).await,
+            _ => Ok(Step::Wait(run.clone())),
+        }
+    }
+
+    async fn any_step(&self, run: &Run) -> Result<Step, PipelineError> {
         match run.status {
             RunStatus::Queued => self.start(run).await,
             RunStatus::Preparing => self.prepare(run).await,

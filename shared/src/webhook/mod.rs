@@ -175,7 +175,7 @@ pub async fn push_job_update(
         return Ok(UNKNOWN_JOB);
     };
     let outcome = pipeline
-        .reconcile(&job_owner.tenant_id, &job_owner.run_id, owner)
+        .reconcile_job(&job_owner.tenant_id, &job_owner.run_id, owner)
         .await?;
     let status = match outcome {
         Outcome::Advanced { to, .. } => to,
