@@ -119,8 +119,8 @@ impl Pipeline {
         run_id: &RunId,
         owner: &str,
     ) -> Result<Outcome, PipelineError> {
-        let run = self.store.get_run(tenant, run_id).await?;
-        self.reconcile_run(run, owner).await
+        self.read_and_reconcile::<false>(tenant, run_id, owner)
+            .await
     }
 
     /// [`Pipeline::reconcile`] for a push about the run's job (an OpenAI
@@ -135,8 +135,17 @@ impl Pipeline {
         run_id: &RunId,
         owner: &str,
     ) -> Result<Outcome, PipelineError> {
+        self.read_and_reconcile::<true>(tenant, run_id, owner).await
+    }
+
+    async fn read_and_reconcile<const JOB_ONLY: bool>(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        owner: &str,
+    ) -> Result<Outcome, PipelineError> {
         let run = self.store.get_run(tenant, run_id).await?;
-        self.reconcile_with::<true>(run, owner).await
+        self.reconcile_with::<JOB_ONLY>(run, owner).await
     }
 
     /// [`Pipeline::reconcile`] for a run just read (the monitor reads its
