@@ -47,7 +47,7 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 
-/// The SDK's default HTTPS client (hyper 1, rustls with aws-lc, proxy from
+/// The SDK's default HTTPS client (hyper 1, rustls on ring, proxy from
 /// the environment), made on the first request instead of when a client is
 /// constructed.
 ///
@@ -67,7 +67,7 @@ impl LazyHttpsClient {
         self.inner.get_or_init(|| {
             Builder::new().build_with_connector_fn(|settings, components| {
                 let mut connector =
-                    ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+                    ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
                 connector.set_connector_settings(settings.cloned());
                 if let Some(components) = components {
                     connector.set_sleep_impl(components.sleep_impl());

@@ -30,4 +30,5 @@ pub mod provider;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod webhook;

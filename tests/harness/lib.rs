@@ -124,6 +124,7 @@ pub async fn finish_bedrock_job(
     if let Some(message) = failure {
         body["failureMessage"] = serde_json::json!(message);
     }
+    finetune::tls::install_crypto_provider();
     let reply = reqwest::Client::new()
         .post(format!(
             "{}/_finetune/bedrock/jobs/{job_name}",

@@ -321,6 +321,7 @@ async fn a_raw_openai_style_client_gets_spec_shaped_answers_for_lists_and_files(
     // What OpenAI's own SDKs would do: plain HTTP with a bearer key.
     let sb = sandbox(SandboxConfig::default()).await;
     let doc = spec();
+    finetune::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let form = reqwest::multipart::Form::new()
         .text("purpose", "fine-tune")

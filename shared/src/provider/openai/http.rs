@@ -184,6 +184,7 @@ impl Http {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10).min(self.settings.timeout))
             .user_agent(concat!("finetune/", env!("CARGO_PKG_VERSION")))
