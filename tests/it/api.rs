@@ -14,8 +14,8 @@ use finetune::domain::{
 use finetune::http::{cancel_handler, job_status_handler, start_run_handler};
 use finetune::metrics::{Metrics, Recorded};
 use finetune::provider::{
-    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderError, ProviderEvent,
-    ProviderFileRef, ProviderJob, Providers,
+    CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderError,
+    ProviderEvent, ProviderFileRef, ProviderJob, Providers,
 };
 use finetune::store::Store;
 use finetune_tests::{ApiEvent, TestEnv};
@@ -75,7 +75,13 @@ impl Api {
         let path = raw["rawPath"].as_str().unwrap().to_owned();
         let req = event.build();
         let response = if path.starts_with("/models") {
-            finetune::http::models_handler(self.store(), &self.providers, &self.config, req).await
+            finetune::http::models_handler(
+                self.store(),
+                &self.providers.controls(),
+                &self.config,
+                req,
+            )
+            .await
         } else if path.starts_with("/webhooks") {
             let pipeline = finetune::pipeline::Pipeline {
                 store: self.env.store.clone(),
@@ -91,7 +97,7 @@ impl Api {
         } else if method == "POST" && path.ends_with("/cancel") {
             cancel_handler(
                 self.store(),
-                &self.providers,
+                &self.providers.controls(),
                 &self.config,
                 &self.metrics,
                 req,
@@ -873,21 +879,9 @@ impl RecordingProvider {
 }
 
 #[async_trait]
-impl FineTuningProvider for RecordingProvider {
+impl JobControl for RecordingProvider {
     fn kind(&self) -> ProviderKind {
         ProviderKind::OpenAi
-    }
-    async fn prepare_file(&self, _: &DatasetFileSource) -> Result<ProviderFileRef, ProviderError> {
-        unimplemented!("not used by cancel")
-    }
-    async fn create_job(&self, _: &CreateJob) -> Result<ProviderJob, ProviderError> {
-        unimplemented!("not used by cancel")
-    }
-    async fn find_jobs(&self, _: &JobTags) -> Result<Vec<ProviderJob>, ProviderError> {
-        unimplemented!("not used by cancel")
-    }
-    async fn get_job(&self, _: &str) -> Result<ProviderJob, ProviderError> {
-        unimplemented!("not used by cancel")
     }
     async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
         self.cancels.fetch_add(1, Ordering::SeqCst);
@@ -907,15 +901,31 @@ impl FineTuningProvider for RecordingProvider {
             }),
         }
     }
+    async fn delete_model(&self, _: &str) -> Result<(), ProviderError> {
+        unimplemented!("not used by cancel")
+    }
+}
+
+#[async_trait]
+impl FineTuningProvider for RecordingProvider {
+    async fn prepare_file(&self, _: &DatasetFileSource) -> Result<ProviderFileRef, ProviderError> {
+        unimplemented!("not used by cancel")
+    }
+    async fn create_job(&self, _: &CreateJob) -> Result<ProviderJob, ProviderError> {
+        unimplemented!("not used by cancel")
+    }
+    async fn find_jobs(&self, _: &JobTags) -> Result<Vec<ProviderJob>, ProviderError> {
+        unimplemented!("not used by cancel")
+    }
+    async fn get_job(&self, _: &str) -> Result<ProviderJob, ProviderError> {
+        unimplemented!("not used by cancel")
+    }
     async fn list_events(
         &self,
         _: &str,
         _: Option<&str>,
         _: usize,
     ) -> Result<Vec<ProviderEvent>, ProviderError> {
-        unimplemented!("not used by cancel")
-    }
-    async fn delete_model(&self, _: &str) -> Result<(), ProviderError> {
         unimplemented!("not used by cancel")
     }
 }

@@ -20,7 +20,7 @@ use finetune::pipeline::Pipeline;
 use finetune::pipeline::monitor;
 use finetune::provider::bedrock::{BedrockProvider, BedrockSettings, names};
 use finetune::provider::registry::Providers;
-use finetune::provider::{CreateJob, FineTuningProvider, JobTags, ProviderFileRef};
+use finetune::provider::{CreateJob, FineTuningProvider, JobControl, JobTags, ProviderFileRef};
 use finetune_tests::{ApiEvent, TestEnv};
 use serde_json::{Value, json};
 
@@ -615,7 +615,7 @@ async fn cancelling_a_bedrock_run_stops_its_job() {
         .build();
     let response = finetune::http::cancel_handler(
         &world.pipeline.store,
-        &world.pipeline.providers,
+        &world.pipeline.providers.controls(),
         &world.config,
         &world.pipeline.metrics,
         request,

@@ -25,7 +25,7 @@ async fn call(world: &World, tenant: &str, method: &str, path: &str) -> (u16, Va
     let request = ApiEvent::new(method, path).tenant(tenant).build();
     let response = finetune::http::models_handler(
         &world.pipeline.store,
-        &world.pipeline.providers,
+        &world.pipeline.providers.controls(),
         &world.config,
         request,
     )
@@ -219,7 +219,7 @@ async fn another_tenant_sees_none_of_the_models_on_any_route() {
     let request = ApiEvent::get("/models").build();
     let response = finetune::http::models_handler(
         &world.pipeline.store,
-        &world.pipeline.providers,
+        &world.pipeline.providers.controls(),
         &world.config,
         request,
     )

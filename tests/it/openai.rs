@@ -10,7 +10,8 @@ use finetune::provider::openai::{
     ApiKey, ClientSettings, OpenAiClient, OpenAiProvider, RetryPolicy,
 };
 use finetune::provider::{
-    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderError, ProviderFileRef,
+    CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderError,
+    ProviderFileRef,
 };
 use finetune_tests::{MEMORY_MEASUREMENT, PeakMemory, TestEnv, resident_bytes};
 use openai_sandbox::{Fault, Progression, Sandbox, SandboxConfig};

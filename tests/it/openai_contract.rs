@@ -21,7 +21,7 @@
 
 use std::collections::BTreeSet;
 
-use finetune::provider::FineTuningProvider;
+use finetune::provider::{FineTuningProvider, JobControl};
 use finetune_tests::TestEnv;
 use openai_sandbox::{Progression, RecordedRequest, SandboxConfig};
 use serde_json::{Value, json};

@@ -14,8 +14,8 @@ use finetune::pipeline::Pipeline;
 use finetune::pipeline::monitor::{self, Summary};
 use finetune::provider::registry::Providers;
 use finetune::provider::{
-    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderError, ProviderEvent,
-    ProviderFileRef, ProviderJob,
+    CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderError,
+    ProviderEvent, ProviderFileRef, ProviderJob,
 };
 use finetune_tests::{ApiEvent, TestEnv};
 use openai_sandbox::{Progression, Sandbox, SandboxConfig};
@@ -366,19 +366,25 @@ async fn openai_refusing_new_fine_tuning_fails_the_run_saying_why() {
 macro_rules! provider_wrapper {
     ($wrapper:ty, { $($own:tt)* }) => {
         #[async_trait]
-        impl FineTuningProvider for $wrapper {
+        impl JobControl for $wrapper {
             fn kind(&self) -> ProviderKind {
                 self.inner.kind()
             }
+            async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+                self.inner.cancel_job(job_id).await
+            }
+            async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
+                self.inner.delete_model(model).await
+            }
+        }
+        #[async_trait]
+        impl FineTuningProvider for $wrapper {
             $($own)*
             async fn find_jobs(&self, tags: &JobTags) -> Result<Vec<ProviderJob>, ProviderError> {
                 self.inner.find_jobs(tags).await
             }
             async fn get_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
                 self.inner.get_job(job_id).await
-            }
-            async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
-                self.inner.cancel_job(job_id).await
             }
             async fn list_events(
                 &self,
@@ -387,9 +393,6 @@ macro_rules! provider_wrapper {
                 limit: usize,
             ) -> Result<Vec<ProviderEvent>, ProviderError> {
                 self.inner.list_events(job_id, after, limit).await
-            }
-            async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
-                self.inner.delete_model(model).await
             }
         }
     };
@@ -478,7 +481,7 @@ async fn cancel(world: &World, id: &RunId) -> (u16, Value) {
         .build();
     let response = finetune::http::cancel_handler(
         &world.pipeline.store,
-        &world.pipeline.providers,
+        &world.pipeline.providers.controls(),
         &world.config,
         &world.pipeline.metrics,
         request,
@@ -653,7 +656,7 @@ impl CancelsDuring {
             .build();
         let response = finetune::http::cancel_handler(
             &store,
-            &providers,
+            &providers.controls(),
             &config,
             &finetune::metrics::Metrics::discard(),
             request,

@@ -1,10 +1,10 @@
 //! `POST /runs/{id}/cancel`: stops the provider's job and marks the run
 //! cancelled. All logic is in `finetune::http::cancel_handler`; this file
-//! builds the clients and the provider registry once per cold start.
+//! builds the clients and the providers' job controls once per cold start
+//! (no bucket: cancelling needs none, so no S3 client is linked).
 
-use finetune::blob::Blobs;
 use finetune::config::Config;
-use finetune::provider::setup::providers_from_config;
+use finetune::provider::setup::controls_from_config;
 use finetune::store::Store;
 use lambda_http::{Error, Request, service_fn};
 
@@ -14,8 +14,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = finetune::aws::load_sdk_config().await;
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
-    let blobs = Blobs::lazy(&sdk, &config.bucket_name);
-    let providers = providers_from_config(&config, &sdk, &blobs).await?;
+    let providers = controls_from_config(&config, &sdk)?;
     let metrics = finetune::metrics::Metrics::stdout();
     let (store, providers, config, metrics) = (&store, &providers, &config, &metrics);
     lambda_http::run(service_fn(move |req: Request| async move {

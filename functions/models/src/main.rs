@@ -2,12 +2,11 @@
 //! `POST /models/{id}/activate`, `DELETE /models/{id}`: the tenant's
 //! fine-tuned models and its active one. All logic is in
 //! `finetune::http::models_handler`; this file builds the clients and the
-//! provider registry (deleting a model deletes it at the provider) once
-//! per cold start.
+//! providers' job controls (deleting a model deletes it at the provider)
+//! once per cold start: no bucket, so no S3 client is linked.
 
-use finetune::blob::Blobs;
 use finetune::config::Config;
-use finetune::provider::setup::providers_from_config;
+use finetune::provider::setup::controls_from_config;
 use finetune::store::Store;
 use lambda_http::{Error, Request, service_fn};
 
@@ -17,8 +16,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = finetune::aws::load_sdk_config().await;
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
-    let blobs = Blobs::lazy(&sdk, &config.bucket_name);
-    let providers = providers_from_config(&config, &sdk, &blobs).await?;
+    let providers = controls_from_config(&config, &sdk)?;
     let (store, providers, config) = (&store, &providers, &config);
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(finetune::http::models_handler(store, providers, config, req).await)

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::job_status::{GetRunError, read_run};
 use crate::domain::{EventLevel, JobInfo, JobStatus, Run, RunEvent, RunStatus, TenantId};
-use crate::provider::{ProviderError, ProviderJob, Providers};
+use crate::provider::{Controls, ProviderError, ProviderJob};
 use crate::store::{Store, StoreError};
 
 /// Re-reads after a version conflict before giving up with 503.
@@ -73,7 +73,7 @@ fn ended(status: &JobStatus) -> &'static str {
 /// Cancels the tenant's run `id` (raw from the path).
 pub async fn cancel_run(
     store: &Store,
-    providers: &Providers,
+    providers: &Controls,
     tenant: &TenantId,
     id: &str,
     now: DateTime<Utc>,
@@ -142,7 +142,7 @@ pub async fn cancel_run(
 }
 
 async fn cancel_at_provider(
-    providers: &Providers,
+    providers: &Controls,
     run: &Run,
     job: &JobInfo,
 ) -> Result<ProviderJob, CancelError> {

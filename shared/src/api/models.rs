@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{ActiveModel, ModelId, ModelRecord, ModelStatus, TenantId};
 use crate::http::{FieldError, PageParams};
-use crate::provider::{ProviderError, Providers};
+use crate::provider::{Controls, ProviderError};
 use crate::store::{Page, Store, StoreError};
 
 /// A page of models and the active one (to mark it in the listing).
@@ -164,7 +164,7 @@ pub enum DeleteModelError {
 /// a deleted model again answers it as it is.
 pub async fn delete_model(
     store: &Store,
-    providers: &Providers,
+    providers: &Controls,
     tenant: &TenantId,
     id: &str,
     now: DateTime<Utc>,

@@ -24,7 +24,7 @@ use crate::api::view::{
 use crate::config::Config;
 use crate::domain::TenantId;
 use crate::metrics::Metrics;
-use crate::provider::Providers;
+use crate::provider::Controls;
 use crate::store::{CreateOutcome, Store};
 
 /// `POST /runs`. A new run counts in `RunsStarted`; a replayed one does not.
@@ -127,7 +127,7 @@ pub async fn job_status_handler(store: &Store, config: &Config, req: Request) ->
 /// `RunsCancelled`; one already cancelled does not.
 pub async fn cancel_handler(
     store: &Store,
-    providers: &Providers,
+    providers: &Controls,
     config: &Config,
     metrics: &Metrics,
     req: Request,
@@ -154,7 +154,7 @@ pub async fn cancel_handler(
 /// `POST /models/{id}/activate`, `DELETE /models/{id}`.
 pub async fn models_handler(
     store: &Store,
-    providers: &Providers,
+    providers: &Controls,
     config: &Config,
     req: Request,
 ) -> Response<Body> {

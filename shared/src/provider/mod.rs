@@ -24,7 +24,7 @@ use crate::domain::{Hyperparameters, JobStatus, ProviderKind, RunId, TenantId};
 pub mod registry;
 pub mod setup;
 
-pub use registry::Providers;
+pub use registry::{Controls, Providers, Registry};
 
 /// One of our dataset files (in our bucket) to be made available to the
 /// provider: uploaded (OpenAI) or referenced by URI (Bedrock).
@@ -209,12 +209,27 @@ impl ProviderError {
     }
 }
 
+/// Stopping a job and retiring a model: all the cancel and models
+/// functions ask of a provider. Its own trait so that those functions can
+/// hold adapters built without our bucket ([`setup::controls_from_config`]):
+/// a binary that holds only these links no S3 client, no uploads and no
+/// job output readers (issue 8's size budget).
+#[async_trait]
+pub trait JobControl: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+
+    /// Asks the provider to stop the job. Cancelling a job that already
+    /// ended is not an error: the job is returned as it is.
+    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError>;
+
+    /// Deletes a fine-tuned model (retiring it).
+    async fn delete_model(&self, model: &str) -> Result<(), ProviderError>;
+}
+
 /// A fine-tuning service. Every method is safe to call again after a
 /// crash: the reconciler relies on that to never pay twice.
 #[async_trait]
-pub trait FineTuningProvider: Send + Sync {
-    fn kind(&self) -> ProviderKind;
-
+pub trait FineTuningProvider: JobControl {
     /// Makes one of our files usable for training: OpenAI uploads it
     /// (streamed from S3, Files or Uploads API by size); Bedrock returns its
     /// S3 URI. The caller records the result against the file's sha256 and
@@ -233,10 +248,6 @@ pub trait FineTuningProvider: Send + Sync {
 
     async fn get_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError>;
 
-    /// Asks the provider to stop the job. Cancelling a job that already
-    /// ended is not an error: the job is returned as it is.
-    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError>;
-
     /// Events after the one with id `after` (all when `None`), oldest
     /// first, at most `limit`.
     async fn list_events(
@@ -245,9 +256,6 @@ pub trait FineTuningProvider: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ProviderEvent>, ProviderError>;
-
-    /// Deletes a fine-tuned model (retiring it).
-    async fn delete_model(&self, model: &str) -> Result<(), ProviderError>;
 
     /// The checkpoints a job saved, oldest first. A provider that keeps
     /// none answers none.

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 
 use super::ProviderError;
-use super::bedrock::{BedrockProvider, BedrockSettings};
-use super::openai::{API_KEY, OpenAiProvider};
-use super::registry::Providers;
+use super::bedrock::{BedrockJobs, BedrockProvider, BedrockSettings};
+use super::openai::{API_KEY, OpenAiControl, OpenAiProvider};
+use super::registry::{Controls, Providers};
 use crate::blob::Blobs;
 use crate::config::{ApiKeySource, Config};
 use crate::secret::LazySecret;
@@ -22,13 +22,7 @@ pub async fn providers_from_config(
     blobs: &Blobs,
 ) -> Result<Providers, ProviderError> {
     let mut providers = Providers::new();
-    if config.openai.api_key != ApiKeySource::None {
-        let key = LazySecret::new(
-            API_KEY,
-            "OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ARN",
-            &config.openai.api_key,
-            sdk,
-        );
+    if let Some(key) = openai_key(config, sdk) {
         let openai = OpenAiProvider::from_config(&config.openai, key, blobs.clone())?;
         providers = providers.with(Arc::new(openai));
     }
@@ -44,4 +38,30 @@ pub async fn providers_from_config(
         providers = providers.with(Arc::new(bedrock));
     }
     Ok(providers)
+}
+
+/// The same providers as [`providers_from_config`], built to stop jobs and
+/// retire models only (the cancel and models functions): no bucket, so
+/// those binaries link no S3 client.
+pub fn controls_from_config(config: &Config, sdk: &SdkConfig) -> Result<Controls, ProviderError> {
+    let mut controls = Controls::new();
+    if let Some(key) = openai_key(config, sdk) {
+        controls = controls.with(Arc::new(OpenAiControl::from_config(&config.openai, key)?));
+    }
+    if config.bedrock.role_arn.is_some() {
+        controls = controls.with(Arc::new(BedrockJobs::lazy(sdk)));
+    }
+    Ok(controls)
+}
+
+/// The OpenAI key, when a source is configured; read by the first call.
+fn openai_key(config: &Config, sdk: &SdkConfig) -> Option<LazySecret> {
+    (config.openai.api_key != ApiKeySource::None).then(|| {
+        LazySecret::new(
+            API_KEY,
+            "OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ARN",
+            &config.openai.api_key,
+            sdk,
+        )
+    })
 }

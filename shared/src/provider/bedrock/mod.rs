@@ -31,8 +31,8 @@ use chrono::{DateTime, Utc};
 
 use super::status::bedrock_job_status;
 use super::{
-    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderError, ProviderEvent,
-    ProviderFileRef, ProviderJob, ProviderJobError,
+    CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderError,
+    ProviderEvent, ProviderFileRef, ProviderJob, ProviderJobError,
 };
 use crate::blob::Blobs;
 use crate::domain::metrics::MetricPoint;
@@ -55,73 +55,36 @@ pub struct BedrockSettings {
 
 #[derive(Debug, Clone)]
 pub struct BedrockProvider {
-    client: crate::aws::LazyClient<Client>,
+    jobs: BedrockJobs,
     /// Our bucket, where Bedrock writes a job's metrics files.
     blobs: Blobs,
     settings: BedrockSettings,
 }
 
-impl BedrockProvider {
-    pub fn new(client: Client, blobs: Blobs, settings: BedrockSettings) -> Self {
+/// The Bedrock calls on jobs and models that need no bucket: what the
+/// cancel and models functions hold (see [`JobControl`]).
+#[derive(Debug, Clone)]
+pub struct BedrockJobs {
+    client: crate::aws::LazyClient<Client>,
+}
+
+impl BedrockJobs {
+    pub fn new(client: Client) -> Self {
         Self {
             client: crate::aws::LazyClient::ready(client),
-            blobs,
-            settings,
         }
     }
 
     /// The client made on the first call: most cold starts of the functions
-    /// holding this provider never call Bedrock.
-    pub fn lazy(sdk: &aws_config::SdkConfig, blobs: Blobs, settings: BedrockSettings) -> Self {
+    /// holding this never call Bedrock.
+    pub fn lazy(sdk: &aws_config::SdkConfig) -> Self {
         Self {
             client: crate::aws::LazyClient::new(sdk, Client::new),
-            blobs,
-            settings,
         }
     }
 
     fn client(&self) -> &Client {
         self.client.get()
-    }
-
-    fn tags(tags: &JobTags) -> Result<Vec<Tag>, ProviderError> {
-        [
-            (TAG_TENANT, tags.tenant_id.as_str()),
-            (TAG_RUN, tags.run_id.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| ProviderError::Decode(format!("tag {k}: {e}")))
-        })
-        .collect()
-    }
-
-    /// The job's tags, read back, when they name a tenant and a run.
-    async fn read_tags(&self, job_arn: &str) -> Result<Option<JobTags>, ProviderError> {
-        let out = self
-            .client()
-            .list_tags_for_resource()
-            .resource_arn(job_arn)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(e, "the job's tags"))?;
-        let find = |key: &str| {
-            out.tags()
-                .iter()
-                .find(|t| t.key() == key)
-                .map(|t| t.value().to_owned())
-        };
-        Ok(match (find(TAG_TENANT), find(TAG_RUN)) {
-            (Some(tenant), Some(run)) => match (TenantId::parse(tenant), RunId::parse(run)) {
-                (Ok(tenant_id), Ok(run_id)) => Some(JobTags { tenant_id, run_id }),
-                _ => None,
-            },
-            _ => None,
-        })
     }
 
     async fn job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
@@ -172,6 +135,74 @@ impl BedrockProvider {
     }
 }
 
+impl BedrockProvider {
+    pub fn new(client: Client, blobs: Blobs, settings: BedrockSettings) -> Self {
+        Self {
+            jobs: BedrockJobs::new(client),
+            blobs,
+            settings,
+        }
+    }
+
+    /// The client made on the first call: most cold starts of the functions
+    /// holding this provider never call Bedrock.
+    pub fn lazy(sdk: &aws_config::SdkConfig, blobs: Blobs, settings: BedrockSettings) -> Self {
+        Self {
+            jobs: BedrockJobs::lazy(sdk),
+            blobs,
+            settings,
+        }
+    }
+
+    fn client(&self) -> &Client {
+        self.jobs.client()
+    }
+
+    async fn job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+        self.jobs.job(job_id).await
+    }
+
+    fn tags(tags: &JobTags) -> Result<Vec<Tag>, ProviderError> {
+        [
+            (TAG_TENANT, tags.tenant_id.as_str()),
+            (TAG_RUN, tags.run_id.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| ProviderError::Decode(format!("tag {k}: {e}")))
+        })
+        .collect()
+    }
+
+    /// The job's tags, read back, when they name a tenant and a run.
+    async fn read_tags(&self, job_arn: &str) -> Result<Option<JobTags>, ProviderError> {
+        let out = self
+            .client()
+            .list_tags_for_resource()
+            .resource_arn(job_arn)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(e, "the job's tags"))?;
+        let find = |key: &str| {
+            out.tags()
+                .iter()
+                .find(|t| t.key() == key)
+                .map(|t| t.value().to_owned())
+        };
+        Ok(match (find(TAG_TENANT), find(TAG_RUN)) {
+            (Some(tenant), Some(run)) => match (TenantId::parse(tenant), RunId::parse(run)) {
+                (Ok(tenant_id), Ok(run_id)) => Some(JobTags { tenant_id, run_id }),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+}
+
 /// Training and validation loss, when Bedrock reported them.
 fn metrics(
     out: &aws_sdk_bedrock::operation::get_model_customization_job::GetModelCustomizationJobOutput,
@@ -196,11 +227,56 @@ fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
 }
 
 #[async_trait]
-impl FineTuningProvider for BedrockProvider {
+impl JobControl for BedrockJobs {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Bedrock
     }
 
+    /// Stops the job; a job that already ended is returned as it is
+    /// (Bedrock refuses to stop it with a validation error).
+    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+        let current = self.job(job_id).await?;
+        if current.status.is_terminal() || current.status == JobStatus::Stopping {
+            return Ok(current);
+        }
+        self.client()
+            .stop_model_customization_job()
+            .job_identifier(job_id)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(e, &format!("model customization job {job_id}")))?;
+        tracing::info!(job = %job_id, "Bedrock model customization job stop requested");
+        self.job(job_id).await
+    }
+
+    async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
+        self.client()
+            .delete_custom_model()
+            .model_identifier(model)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(e, &format!("custom model {model}")))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobControl for BedrockProvider {
+    fn kind(&self) -> ProviderKind {
+        self.jobs.kind()
+    }
+
+    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+        self.jobs.cancel_job(job_id).await
+    }
+
+    async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
+        self.jobs.delete_model(model).await
+    }
+}
+
+#[async_trait]
+impl FineTuningProvider for BedrockProvider {
     /// Nothing to upload: Bedrock reads the object where it is.
     async fn prepare_file(
         &self,
@@ -316,23 +392,6 @@ impl FineTuningProvider for BedrockProvider {
         self.job(job_id).await
     }
 
-    /// Stops the job; a job that already ended is returned as it is
-    /// (Bedrock refuses to stop it with a validation error).
-    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
-        let current = self.job(job_id).await?;
-        if current.status.is_terminal() || current.status == JobStatus::Stopping {
-            return Ok(current);
-        }
-        self.client()
-            .stop_model_customization_job()
-            .job_identifier(job_id)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(e, &format!("model customization job {job_id}")))?;
-        tracing::info!(job = %job_id, "Bedrock model customization job stop requested");
-        self.job(job_id).await
-    }
-
     /// Bedrock keeps no event list for a job; the timeline gets one event
     /// when the job ends, with its losses, under a stable id so it is
     /// stored once.
@@ -381,16 +440,6 @@ impl FineTuningProvider for BedrockProvider {
             None => 0,
         };
         Ok(events.into_iter().skip(start).take(limit).collect())
-    }
-
-    async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
-        self.client()
-            .delete_custom_model()
-            .model_identifier(model)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(e, &format!("custom model {model}")))?;
-        Ok(())
     }
 
     /// Bedrock's metrics files under the run's output prefix. Only the run's

@@ -22,8 +22,8 @@ use crate::config::OpenAiConfig;
 use crate::domain::{Hyperparameters, ProviderKind, RunId, TenantId};
 use crate::provider::status::openai_job_status;
 use crate::provider::{
-    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderCheckpoint, ProviderError,
-    ProviderEvent, ProviderFileRef, ProviderJob, ProviderJobError,
+    CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderCheckpoint,
+    ProviderError, ProviderEvent, ProviderFileRef, ProviderJob, ProviderJobError,
 };
 use crate::secret::LazySecret;
 
@@ -51,13 +51,38 @@ const MAX_EVENT_PAGES: usize = 50;
 /// dataset files from.
 #[derive(Clone, Debug)]
 pub struct OpenAiProvider {
-    client: OpenAiClient,
+    control: OpenAiControl,
     blobs: Blobs,
+}
+
+/// The OpenAI calls on jobs and models that need no bucket: what the
+/// cancel and models functions hold (see [`JobControl`]).
+#[derive(Clone, Debug)]
+pub struct OpenAiControl {
+    client: OpenAiClient,
+}
+
+impl OpenAiControl {
+    pub fn new(client: OpenAiClient) -> Self {
+        Self { client }
+    }
+
+    /// Built from the environment's config; the key is read on the first
+    /// call (see [`LazySecret`]).
+    pub fn from_config(config: &OpenAiConfig, key: LazySecret) -> Result<Self, ProviderError> {
+        Ok(Self::new(OpenAiClient::new(
+            ClientSettings::from_config(config),
+            key,
+        )?))
+    }
 }
 
 impl OpenAiProvider {
     pub fn new(client: OpenAiClient, blobs: Blobs) -> Self {
-        Self { client, blobs }
+        Self {
+            control: OpenAiControl::new(client),
+            blobs,
+        }
     }
 
     /// Built from the environment's config; the key is read on the first
@@ -67,16 +92,16 @@ impl OpenAiProvider {
         key: LazySecret,
         blobs: Blobs,
     ) -> Result<Self, ProviderError> {
-        Ok(Self::new(
-            OpenAiClient::new(ClientSettings::from_config(config), key)?,
+        Ok(Self {
+            control: OpenAiControl::from_config(config, key)?,
             blobs,
-        ))
+        })
     }
 
     /// The typed client, for calls outside the port (pause, resume,
     /// checkpoints, files).
     pub fn client(&self) -> &OpenAiClient {
-        &self.client
+        &self.control.client
     }
 }
 
@@ -165,11 +190,59 @@ fn provider_event(e: JobEventObject) -> ProviderEvent {
 }
 
 #[async_trait]
-impl FineTuningProvider for OpenAiProvider {
+impl JobControl for OpenAiControl {
     fn kind(&self) -> ProviderKind {
         ProviderKind::OpenAi
     }
 
+    /// OpenAI refuses (400) to cancel a job that has ended; the port wants
+    /// that to be a no-op, so the job is fetched and returned as it is.
+    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+        match self.client.cancel_job(job_id).await {
+            Ok(job) => Ok(provider_job(job)),
+            Err(err @ ProviderError::InvalidRequest { .. }) => {
+                let job = provider_job(self.client.retrieve_job(job_id).await?);
+                if job.status.is_terminal() {
+                    Ok(job)
+                } else {
+                    Err(err)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
+        let deleted = self.client.delete_model(model).await?;
+        if deleted.deleted {
+            Ok(())
+        } else {
+            Err(ProviderError::Server {
+                status: 200,
+                message: format!("model {model} was not deleted"),
+                request_id: None,
+            })
+        }
+    }
+}
+
+#[async_trait]
+impl JobControl for OpenAiProvider {
+    fn kind(&self) -> ProviderKind {
+        self.control.kind()
+    }
+
+    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
+        self.control.cancel_job(job_id).await
+    }
+
+    async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
+        self.control.delete_model(model).await
+    }
+}
+
+#[async_trait]
+impl FineTuningProvider for OpenAiProvider {
     async fn prepare_file(
         &self,
         file: &DatasetFileSource,
@@ -191,6 +264,7 @@ impl FineTuningProvider for OpenAiProvider {
             );
         }
         let uploaded = self
+            .control
             .client
             .upload_from_blob(&blobs, &file.key, bytes, &file.filename)
             .await?;
@@ -199,7 +273,7 @@ impl FineTuningProvider for OpenAiProvider {
     }
 
     async fn create_job(&self, job: &CreateJob) -> Result<ProviderJob, ProviderError> {
-        let created = self.client.create_job(&create_request(job)).await?;
+        let created = self.control.client.create_job(&create_request(job)).await?;
         Ok(provider_job(created))
     }
 
@@ -211,6 +285,7 @@ impl FineTuningProvider for OpenAiProvider {
         let mut after: Option<String> = None;
         for _ in 0..MAX_JOB_PAGES {
             let page = self
+                .control
                 .client
                 .list_jobs(&ListJobs {
                     after: after.as_deref(),
@@ -238,24 +313,9 @@ impl FineTuningProvider for OpenAiProvider {
     }
 
     async fn get_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
-        Ok(provider_job(self.client.retrieve_job(job_id).await?))
-    }
-
-    /// OpenAI refuses (400) to cancel a job that has ended; the port wants
-    /// that to be a no-op, so the job is fetched and returned as it is.
-    async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {
-        match self.client.cancel_job(job_id).await {
-            Ok(job) => Ok(provider_job(job)),
-            Err(err @ ProviderError::InvalidRequest { .. }) => {
-                let job = provider_job(self.client.retrieve_job(job_id).await?);
-                if job.status.is_terminal() {
-                    Ok(job)
-                } else {
-                    Err(err)
-                }
-            }
-            Err(e) => Err(e),
-        }
+        Ok(provider_job(
+            self.control.client.retrieve_job(job_id).await?,
+        ))
     }
 
     /// OpenAI lists events newest first; this pages back until it meets
@@ -275,6 +335,7 @@ impl FineTuningProvider for OpenAiProvider {
         let mut reached = false;
         for _ in 0..MAX_EVENT_PAGES {
             let page = self
+                .control
                 .client
                 .list_events_page(job_id, cursor.as_deref(), PAGE)
                 .await?;
@@ -308,7 +369,11 @@ impl FineTuningProvider for OpenAiProvider {
         job_id: &str,
     ) -> Result<Vec<ProviderCheckpoint>, ProviderError> {
         // OpenAI keeps a job's last three checkpoints: one page holds them.
-        let page = self.client.list_checkpoints(job_id, None, 20).await?;
+        let page = self
+            .control
+            .client
+            .list_checkpoints(job_id, None, 20)
+            .await?;
         let mut checkpoints: Vec<ProviderCheckpoint> = page
             .data
             .into_iter()
@@ -323,19 +388,6 @@ impl FineTuningProvider for OpenAiProvider {
             .collect();
         checkpoints.sort_by_key(|c| c.step);
         Ok(checkpoints)
-    }
-
-    async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
-        let deleted = self.client.delete_model(model).await?;
-        if deleted.deleted {
-            Ok(())
-        } else {
-            Err(ProviderError::Server {
-                status: 200,
-                message: format!("model {model} was not deleted"),
-                request_id: None,
-            })
-        }
     }
 }
 
