@@ -1,6 +1,6 @@
 //! The BPE dictionaries behind [`super::tokens`], built from OpenAI's
-//! `.tiktoken` files (embedded gzipped, 2.4 MB) the first time an encoding
-//! is needed, instead of linked in prebuilt.
+//! vocabularies (embedded compact, 1.5 MB) the first time an encoding is
+//! needed, instead of linked in prebuilt.
 //!
 //! `bpe-openai` embeds both dictionaries already built: 47 MB of every
 //! binary that can count tokens (the monitor, the webhook), against 8 MB
@@ -10,22 +10,27 @@
 //! token. The command-line tool, which counts tokens on every run and has
 //! no size budget, installs the prebuilt ones with [`use_prebuilt`].
 //!
-//! The pre-tokenizer patterns are `bpe-openai`'s (MIT), whose statics are
-//! private; a test checks that both ways give the same counts.
+//! The vocabularies are `bpe-openai` 0.3.2's `.tiktoken` files, rewritten
+//! by `tools/dictionaries/compact.py` as length-prefixed token bytes in
+//! rank order, zlib-compressed: the ranks are implied and base64 is gone,
+//! 1.5 MB instead of 2.4 MB gzipped. The pre-tokenizer patterns are
+//! `bpe-openai`'s (MIT), whose statics are private; a test checks that
+//! both ways give the same counts.
 
 use std::io::Read;
 use std::sync::OnceLock;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bpe_openai::Tokenizer;
 use bpe_openai::byte_pair_encoding::BytePairEncoding;
 
 use super::tokens::Encoding;
 
-/// OpenAI's published vocabularies, as `bpe-openai` 0.3 ships them.
-const CL100K_BASE: &[u8] = include_bytes!("../../data/cl100k_base.tiktoken.gz");
-const O200K_BASE: &[u8] = include_bytes!("../../data/o200k_base.tiktoken.gz");
+/// OpenAI's published vocabularies, compacted (see the module's doc).
+const CL100K_BASE: &[u8] = include_bytes!("../../data/cl100k_base.tokens.zlib");
+const O200K_BASE: &[u8] = include_bytes!("../../data/o200k_base.tokens.zlib");
+/// Tokens in each vocabulary: a file that decodes to another count is cut.
+const CL100K_TOKENS: usize = 100_256;
+const O200K_TOKENS: usize = 199_998;
 
 /// The hash factor `bpe-openai` builds both dictionaries with (collision
 /// free for them), so no search is needed at start.
@@ -78,12 +83,12 @@ fn prebuilt(encoding: Encoding) -> &'static Tokenizer {
 /// runtime condition: it panics like `bpe-openai`'s own statics.
 fn build(encoding: Encoding) -> Tokenizer {
     let started = std::time::Instant::now();
-    let (gz, pattern) = match encoding {
-        Encoding::Cl100kBase => (CL100K_BASE, CL100K_PATTERN),
-        Encoding::O200kBase => (O200K_BASE, O200K_PATTERN),
+    let (compact, count, pattern) = match encoding {
+        Encoding::Cl100kBase => (CL100K_BASE, CL100K_TOKENS, CL100K_PATTERN),
+        Encoding::O200kBase => (O200K_BASE, O200K_TOKENS, O200K_PATTERN),
     };
     #[allow(clippy::expect_used)]
-    let tokens = read_tiktoken(gz).expect("the embedded .tiktoken file is valid");
+    let tokens = read_compact(compact, count).expect("the embedded vocabulary is valid");
     let bpe = BytePairEncoding::from_dictionary(tokens, Some(HASH_FACTOR));
     #[allow(clippy::expect_used)]
     let tokenizer = Tokenizer::new_lookahead(
@@ -104,26 +109,26 @@ fn build(encoding: Encoding) -> Tokenizer {
     tokenizer
 }
 
-/// The tokens of a gzipped `.tiktoken` file (`<base64 token> <rank>` per
-/// line), in rank order.
-fn read_tiktoken(gz: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(gz)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("gunzip: {e}"))?;
-    let mut tokens = Vec::with_capacity(text.len() / 12);
-    for (i, line) in text.lines().enumerate() {
-        let (token, rank) = line
-            .split_once(' ')
-            .ok_or_else(|| format!("line {}: no rank", i + 1))?;
-        if rank.parse::<usize>().ok() != Some(i) {
-            return Err(format!("line {}: rank {rank} out of order", i + 1));
+/// The tokens of a compact vocabulary (zlib of `<length byte><bytes>` per
+/// token, in rank order), which must hold exactly `count` tokens.
+fn read_compact(compact: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
+    let mut raw = Vec::with_capacity(compact.len() * 2);
+    flate2::read::ZlibDecoder::new(compact)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("inflate: {e}"))?;
+    let mut tokens = Vec::with_capacity(count);
+    let mut rest = raw.as_slice();
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len);
+        if len == 0 || len > tail.len() {
+            return Err(format!("token {}: length {len} past the end", tokens.len()));
         }
-        tokens.push(
-            STANDARD
-                .decode(token)
-                .map_err(|e| format!("line {}: {e}", i + 1))?,
-        );
+        let (token, tail) = tail.split_at(len);
+        tokens.push(token.to_vec());
+        rest = tail;
+    }
+    if tokens.len() != count {
+        return Err(format!("{} tokens, expected {count}", tokens.len()));
     }
     Ok(tokens)
 }
@@ -154,18 +159,28 @@ mod tests {
         }
     }
 
+    fn zlib(raw: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut w = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        w.write_all(raw).unwrap();
+        w.finish().unwrap()
+    }
+
     #[test]
-    fn a_tiktoken_file_out_of_order_is_refused() {
-        let mut gz = Vec::new();
-        {
-            use std::io::Write;
-            let mut w = flate2::write::GzEncoder::new(&mut gz, flate2::Compression::fast());
-            w.write_all(b"YQ== 0\nYg== 2\n").unwrap();
-            w.finish().unwrap();
-        }
+    fn a_compact_vocabulary_reads_back_in_rank_order() {
+        let tokens = read_compact(&zlib(b"\x01a\x02bc"), 2).unwrap();
+        assert_eq!(tokens, vec![b"a".to_vec(), b"bc".to_vec()]);
+    }
+
+    #[test]
+    fn a_cut_or_miscounted_vocabulary_is_refused() {
         assert_eq!(
-            read_tiktoken(&gz).unwrap_err(),
-            "line 2: rank 2 out of order"
+            read_compact(&zlib(b"\x01a\x05bc"), 2).unwrap_err(),
+            "token 1: length 5 past the end"
+        );
+        assert_eq!(
+            read_compact(&zlib(b"\x01a"), 2).unwrap_err(),
+            "1 tokens, expected 2"
         );
     }
 }
