@@ -11,7 +11,7 @@ use lambda_http::{Error, Request, service_fn};
 async fn main() -> Result<(), Error> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
-    let sdk = finetune::aws::load_sdk_config().await;
+    let sdk = finetune::aws::lambda_sdk_config()?;
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
     let (store, config) = (&store, &config);
     lambda_http::run(service_fn(move |req: Request| async move {

@@ -14,7 +14,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
-    let sdk = finetune::aws::load_sdk_config().await;
+    let sdk = finetune::aws::lambda_sdk_config()?;
     let pipeline = Pipeline::from_config(&config, &sdk).await?;
     let (pipeline, config) = (&pipeline, &config);
     lambda_runtime::run(service_fn(

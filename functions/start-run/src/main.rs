@@ -10,7 +10,7 @@ use lambda_http::{Error, Request, service_fn};
 async fn main() -> Result<(), Error> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
-    let sdk = finetune::aws::load_sdk_config().await;
+    let sdk = finetune::aws::lambda_sdk_config()?;
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
     let metrics = finetune::metrics::Metrics::stdout();
     let (store, config, metrics) = (&store, &config, &metrics);

@@ -11,7 +11,7 @@ use lambda_http::{Error, Request, service_fn};
 async fn main() -> Result<(), Error> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
-    let sdk = finetune::aws::load_sdk_config().await;
+    let sdk = finetune::aws::lambda_sdk_config()?;
     let pipeline = Pipeline::from_config(&config, &sdk).await?;
     let secret = finetune::webhook::setup::openai_secret(&config, &sdk)?;
     let (pipeline, secret) = (&pipeline, &secret);
