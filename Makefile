@@ -34,7 +34,7 @@ demo: $(STAMP)
 ## bench: per function, release binary size, init time (process start to the
 ## first Runtime API `next`) and first response, beside a hello-world function
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
-FUNCTION_BINS := --bin start-run --bin job-status --bin cancel --bin monitor --bin models --bin webhook --bin hello-lambda
+FUNCTION_BINS := --bin start-run --bin job-status --bin cancel --bin monitor --bin prepare --bin models --bin webhook --bin hello-lambda
 bench: $(STAMP)
 	cargo build --release --workspace $(FUNCTION_BINS)
 	cargo build --workspace --bin bench-init

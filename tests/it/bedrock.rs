@@ -16,8 +16,8 @@ use finetune::config::Config;
 use finetune::domain::{
     AutoOr, Hyperparameters, JobStatus, ProviderKind, Run, RunId, RunStatus, TenantId,
 };
-use finetune::pipeline::Pipeline;
 use finetune::pipeline::monitor;
+use finetune::pipeline::{Pipeline, ProviderSteps};
 use finetune::provider::bedrock::{BedrockProvider, BedrockSettings, names};
 use finetune::provider::registry::Providers;
 use finetune::provider::{CreateJob, FineTuningProvider, JobControl, JobTags, ProviderFileRef};
@@ -392,7 +392,11 @@ async fn tick(world: &World) {
     context.request_id = uuid::Uuid::new_v4().to_string();
     context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
     let event = lambda_runtime::LambdaEvent::new(payload, context);
-    monitor::on_schedule(&world.pipeline, &world.config, &event.context)
+    // Both scheduled functions, as deployed: prepare, then the monitor.
+    monitor::on_prepare_schedule(&world.pipeline, &world.config, &event.context)
+        .await
+        .unwrap();
+    monitor::on_schedule::<ProviderSteps>(&world.pipeline, &world.config, &event.context)
         .await
         .unwrap();
 }

@@ -152,11 +152,14 @@ async fn a_whole_run_logs_ids_and_durations_but_no_key_or_conversation_text() {
             "monitor span"
         );
     }
-    let tick = lines
-        .iter()
-        .find(|l| message(l) == "monitor tick done")
-        .expect("a monitor line");
-    assert!(field(tick, "duration_ms").is_some());
+    let ticks: Vec<&Value> = lines.iter().filter(|l| message(l) == "tick done").collect();
+    for steps in ["prepare", "monitor"] {
+        let tick = ticks
+            .iter()
+            .find(|l| field(l, "steps").and_then(Value::as_str) == Some(steps))
+            .unwrap_or_else(|| panic!("no {steps} tick line"));
+        assert!(field(tick, "duration_ms").is_some());
+    }
 
     // AND nothing secret or private was written
     assert!(!text.contains(crate::openai::KEY), "the API key was logged");

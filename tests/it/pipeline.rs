@@ -10,8 +10,8 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::config::Config;
 use finetune::domain::{ProviderKind, Run, RunId, RunStatus, TenantId};
 use finetune::metrics::{Metrics, Recorded};
-use finetune::pipeline::Pipeline;
 use finetune::pipeline::monitor::{self, Summary};
+use finetune::pipeline::{Pipeline, ProviderSteps};
 use finetune::provider::registry::Providers;
 use finetune::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderError,
@@ -158,7 +158,12 @@ pub(crate) async fn tick(world: &World) -> Summary {
     context.request_id = uuid::Uuid::new_v4().to_string();
     context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
     let event = lambda_runtime::LambdaEvent::new(payload, context);
-    // The monitor function's own dispatch: a scheduled event is a tick.
+    // Both scheduled functions, as deployed: the prepare function's tick,
+    // then the monitor function's own dispatch (a scheduled event is a
+    // tick). The monitor's summary is returned.
+    monitor::on_prepare_schedule(&world.pipeline, &world.config, &event.context)
+        .await
+        .unwrap();
     let invocation = monitor::on_event(
         &world.pipeline,
         &world.config,
@@ -423,6 +428,60 @@ provider_wrapper!(LosesFirstCreateAnswer, {
         Ok(created)
     }
 });
+
+/// A Lambda context with a minute left, as a scheduled invocation gets.
+fn scheduled_context() -> lambda_runtime::Context {
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
+    context
+}
+
+#[tokio::test]
+async fn the_prepare_function_prepares_and_the_monitor_takes_over_from_uploading() {
+    // GIVEN a queued run
+    let world = world().await;
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+
+    // WHEN only the monitor ticks
+    let monitor_only =
+        monitor::on_schedule::<ProviderSteps>(&world.pipeline, &world.config, &scheduled_context())
+            .await
+            .unwrap();
+    // THEN it leaves the queued run alone and does not count it
+    assert_eq!(monitor_only.checked, 0, "{monitor_only:?}");
+    assert_eq!(run(&world, &id).await.status, RunStatus::Queued);
+
+    // WHEN the prepare function ticks
+    let prepared =
+        monitor::on_prepare_schedule(&world.pipeline, &world.config, &scheduled_context())
+            .await
+            .unwrap();
+    // THEN the dataset is ready and nothing was sent to the provider
+    assert_eq!(
+        (prepared.checked, prepared.advanced),
+        (1, 1),
+        "{prepared:?}"
+    );
+    let ready = run(&world, &id).await;
+    assert_eq!(ready.status, RunStatus::Uploading, "{ready:?}");
+    assert!(ready.dataset_id.is_some());
+    assert!(world.sandbox.jobs().is_empty());
+    // AND its next tick has nothing of the run's left to do
+    let again = monitor::on_prepare_schedule(&world.pipeline, &world.config, &scheduled_context())
+        .await
+        .unwrap();
+    assert_eq!(again.checked, 0, "{again:?}");
+
+    // WHEN the monitor ticks
+    monitor::on_schedule::<ProviderSteps>(&world.pipeline, &world.config, &scheduled_context())
+        .await
+        .unwrap();
+    // THEN the run trains on one job
+    assert_eq!(run(&world, &id).await.status, RunStatus::Training);
+    assert_eq!(world.sandbox.jobs().len(), 1);
+}
 
 #[tokio::test]
 async fn a_crash_between_job_creation_and_recording_still_makes_one_job() {

@@ -1,4 +1,6 @@
-//! Every minute (EventBridge schedule): advance every active run. Also
+//! Every minute (EventBridge schedule): advance every run whose dataset is
+//! ready (upload it to the provider, create the job, follow it to the end;
+//! the prepare function prepares datasets). Also
 //! Bedrock's `Model Customization Job State Change` events (an EventBridge
 //! rule), which advance the one run that owns the job at once, through
 //! the same push path as OpenAI's webhooks. All logic is in

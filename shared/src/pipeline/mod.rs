@@ -89,7 +89,85 @@ pub(crate) enum Step {
     Wait(Run),
 }
 
+type StepFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Step, PipelineError>> + Send + 'a>>;
+
+/// The sets of steps a reconcile may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepSet {
+    /// Every step, queued to the end (tests, the demo, tools).
+    All,
+    /// queued and preparing: the prepare function's.
+    Prepare,
+    /// uploading, submitting and training: the monitor's.
+    Provider,
+    /// submitting and training: what a push about a job may advance.
+    Job,
+}
+
+impl StepSet {
+    /// The statuses whose step this set takes; a tick skips other runs.
+    pub fn covers(self, status: RunStatus) -> bool {
+        use RunStatus::*;
+        match self {
+            StepSet::All => !status.is_terminal(),
+            StepSet::Prepare => matches!(status, Queued | Preparing),
+            StepSet::Provider => matches!(status, Uploading | Submitting | Training),
+            StepSet::Job => matches!(status, Submitting | Training),
+        }
+    }
+}
+
+/// A [`StepSet`] as a type, so that reconciling is compiled once per set:
+/// each function reconciles with its own, and the step futures are boxed
+/// per set, so a binary links only the steps it takes. The monitor links
+/// no dataset preparation (the tokenizer and its dictionaries), the
+/// prepare function no provider adapter.
+pub trait Steps: Send + Sync + 'static {
+    const SET: StepSet;
+    /// Names a tick's leases and log span (`prepare-<request id>`).
+    const NAME: &'static str;
+}
+
+/// [`StepSet::All`].
+pub struct AllSteps;
+/// [`StepSet::Prepare`].
+pub struct PrepareSteps;
+/// [`StepSet::Provider`].
+pub struct ProviderSteps;
+/// [`StepSet::Job`].
+pub struct JobSteps;
+
+impl Steps for AllSteps {
+    const SET: StepSet = StepSet::All;
+    const NAME: &'static str = "all";
+}
+impl Steps for PrepareSteps {
+    const SET: StepSet = StepSet::Prepare;
+    const NAME: &'static str = "prepare";
+}
+impl Steps for ProviderSteps {
+    const SET: StepSet = StepSet::Provider;
+    const NAME: &'static str = "monitor";
+}
+impl Steps for JobSteps {
+    const SET: StepSet = StepSet::Job;
+    const NAME: &'static str = "job";
+}
+
 impl Pipeline {
+    /// The pipeline of the prepare function: the table and the bucket, no
+    /// provider (its steps call none, so its binary links no adapter).
+    pub fn for_preparing(config: &crate::config::Config, sdk: &aws_config::SdkConfig) -> Self {
+        Self {
+            store: Store::new(crate::aws::dynamodb_client(sdk), &config.table_name),
+            blobs: Blobs::lazy(sdk, &config.bucket_name),
+            providers: Providers::new(),
+            lease: config.run_lease,
+            metrics: Metrics::stdout(),
+        }
+    }
+
     /// The pipeline of a deployment: clients and providers from its config,
     /// built once per cold start.
     pub async fn from_config(
@@ -119,7 +197,7 @@ impl Pipeline {
         run_id: &RunId,
         owner: &str,
     ) -> Result<Outcome, PipelineError> {
-        self.read_and_reconcile::<false>(tenant, run_id, owner)
+        self.read_and_reconcile::<AllSteps>(tenant, run_id, owner)
             .await
     }
 
@@ -135,26 +213,31 @@ impl Pipeline {
         run_id: &RunId,
         owner: &str,
     ) -> Result<Outcome, PipelineError> {
-        self.read_and_reconcile::<true>(tenant, run_id, owner).await
+        self.read_and_reconcile::<JobSteps>(tenant, run_id, owner)
+            .await
     }
 
-    async fn read_and_reconcile<const JOB_ONLY: bool>(
+    async fn read_and_reconcile<S: Steps>(
         &self,
         tenant: &TenantId,
         run_id: &RunId,
         owner: &str,
     ) -> Result<Outcome, PipelineError> {
         let run = self.store.get_run(tenant, run_id).await?;
-        self.reconcile_with::<JOB_ONLY>(run, owner).await
+        self.reconcile_with::<S>(run, owner).await
     }
 
-    /// [`Pipeline::reconcile`] for a run just read (the monitor reads its
-    /// runs in batches).
-    pub async fn reconcile_run(&self, run: Run, owner: &str) -> Result<Outcome, PipelineError> {
-        self.reconcile_with::<false>(run, owner).await
+    /// [`Pipeline::reconcile`] for a run just read (a tick reads its runs
+    /// in batches), taking only the steps of `S`.
+    pub async fn reconcile_run<S: Steps>(
+        &self,
+        run: Run,
+        owner: &str,
+    ) -> Result<Outcome, PipelineError> {
+        self.reconcile_with::<S>(run, owner).await
     }
 
-    async fn reconcile_with<const JOB_ONLY: bool>(
+    async fn reconcile_with<S: Steps>(
         &self,
         run: Run,
         owner: &str,
@@ -187,8 +270,7 @@ impl Pipeline {
             run
         };
         let from = run.status;
-        let result =
-            tracing::Instrument::instrument(self.advance::<JOB_ONLY>(run), span.clone()).await;
+        let result = tracing::Instrument::instrument(self.advance::<S>(run), span.clone()).await;
         span.in_scope(|| {
             tracing::info!(
                 to = result
@@ -209,12 +291,12 @@ impl Pipeline {
     /// Runs steps until one waits, the run ends, or the tick's step budget
     /// is spent. A transient error is counted on the run and retried next
     /// tick; a permanent one fails the run with its reason.
-    async fn advance<const JOB_ONLY: bool>(&self, mut run: Run) -> Result<Run, PipelineError> {
+    async fn advance<S: Steps>(&self, mut run: Run) -> Result<Run, PipelineError> {
         for _ in 0..MAX_STEPS_PER_TICK {
             if run.status.is_terminal() {
                 break;
             }
-            let result = self.step::<JOB_ONLY>(&run).await;
+            let result = self.step::<S>(&run).await;
             if let Err(PipelineError::Provider(e)) = &result {
                 self.metrics.provider_error(run.provider, e.code());
             }
@@ -234,18 +316,15 @@ impl Pipeline {
         Ok(run)
     }
 
-    /// The step for the run's status. Boxed, and chosen by a constant, so
-    /// that the `JOB_ONLY` instance holds no future of the other steps: the
-    /// code it does not take is not linked in.
-    fn step<'a, const JOB_ONLY: bool>(
-        &'a self,
-        run: &'a Run,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Step, PipelineError>> + Send + 'a>>
-    {
-        if JOB_ONLY {
-            Box::pin(self.job_step(run))
-        } else {
-            Box::pin(self.any_step(run))
+    /// The step for the run's status, within `S`. Boxed, and chosen by a
+    /// constant, so that each instance holds no future of the steps outside
+    /// its set: the code it does not take is not linked in.
+    fn step<'a, S: Steps>(&'a self, run: &'a Run) -> StepFuture<'a> {
+        match S::SET {
+            StepSet::All => Box::pin(self.any_step(run)),
+            StepSet::Prepare => Box::pin(self.prepare_step(run)),
+            StepSet::Provider => Box::pin(self.provider_step(run)),
+            StepSet::Job => Box::pin(self.job_step(run)),
         }
     }
 
@@ -257,16 +336,25 @@ impl Pipeline {
         }
     }
 
-    async fn any_step(&self, run: &Run) -> Result<Step, PipelineError> {
+    async fn prepare_step(&self, run: &Run) -> Result<Step, PipelineError> {
         match run.status {
             RunStatus::Queued => self.start(run).await,
             RunStatus::Preparing => self.prepare(run).await,
+            _ => Ok(Step::Wait(run.clone())),
+        }
+    }
+
+    async fn provider_step(&self, run: &Run) -> Result<Step, PipelineError> {
+        match run.status {
             RunStatus::Uploading => self.upload(run).await,
-            RunStatus::Submitting => self.submit(run).await,
-            RunStatus::Training => self.sync_training(run).await,
-            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => {
-                Ok(Step::Wait(run.clone()))
-            }
+            _ => self.job_step(run).await,
+        }
+    }
+
+    async fn any_step(&self, run: &Run) -> Result<Step, PipelineError> {
+        match run.status {
+            RunStatus::Queued | RunStatus::Preparing => self.prepare_step(run).await,
+            _ => self.provider_step(run).await,
         }
     }
 
@@ -350,6 +438,27 @@ impl Pipeline {
         let event = RunEvent::pipeline(run.id.clone(), level, kind, message, Utc::now());
         if let Err(e) = self.store.append_event(&run.tenant_id, &event).await {
             tracing::warn!(run_id = %run.id, error = %e, "could not append a run event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prepare_function_and_the_monitor_split_every_active_status_between_them() {
+        for status in RunStatus::ALL {
+            let takers = [StepSet::Prepare, StepSet::Provider]
+                .into_iter()
+                .filter(|set| set.covers(status))
+                .count();
+            let expected = usize::from(!status.is_terminal());
+            assert_eq!(takers, expected, "{status}");
+            assert_eq!(StepSet::All.covers(status), !status.is_terminal());
+            if StepSet::Job.covers(status) {
+                assert!(StepSet::Provider.covers(status), "{status}");
+            }
         }
     }
 }

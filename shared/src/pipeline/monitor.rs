@@ -1,18 +1,23 @@
-//! One monitor tick: every active run reconciled, concurrently but
-//! bounded, stopping before the function's own deadline.
+//! One tick: every active run whose status a set of steps covers,
+//! reconciled concurrently but bounded, stopping before the function's own
+//! deadline. Two functions tick every minute, each with its own steps: the
+//! prepare function ([`PrepareSteps`]: queued, preparing) and the monitor
+//! ([`ProviderSteps`]: uploading, submitting, training). They never take
+//! the same run at the same status, so a tick of one never waits on the
+//! other's lease, and neither binary links the other's steps.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::{Outcome, Pipeline};
+use super::{Outcome, Pipeline, PrepareSteps, ProviderSteps, Steps};
 use crate::metrics::MonitorTick;
 
 /// What a tick did, returned by the monitor function and logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
-    /// Active runs found in the index.
+    /// Active runs found in the index at a status this tick's steps cover.
     pub checked: usize,
     /// Runs that changed status.
     pub advanced: usize,
@@ -29,10 +34,10 @@ pub struct Summary {
     pub stalest_idle_seconds: u64,
 }
 
-/// Reconciles every active run with at most `concurrency` at once. No run
-/// is started once less than `margin` is left before `deadline`; runs
-/// already started are allowed to finish.
-pub async fn run_once(
+/// Reconciles every active run `S` covers, with at most `concurrency` at
+/// once. No run is started once less than `margin` is left before
+/// `deadline`; runs already started are allowed to finish.
+pub async fn run_once<S: Steps>(
     pipeline: &Pipeline,
     owner: &str,
     concurrency: usize,
@@ -42,10 +47,12 @@ pub async fn run_once(
     let active = pipeline.store.list_active_runs().await?;
     // One read per hundred runs; a run that vanished since it was listed
     // counts as skipped.
-    let runs = pipeline.store.get_runs(&active).await?;
+    let mut runs = pipeline.store.get_runs(&active).await?;
+    let vanished = active.len().saturating_sub(runs.len());
+    runs.retain(|run| S::SET.covers(run.status));
     let mut summary = Summary {
-        checked: active.len(),
-        skipped: active.len().saturating_sub(runs.len()),
+        checked: runs.len() + vanished,
+        skipped: vanished,
         ..Summary::default()
     };
     let outcomes: Vec<Option<Result<Outcome, super::PipelineError>>> = futures::stream::iter(runs)
@@ -54,7 +61,7 @@ pub async fn run_once(
                 return None;
             }
             let (tenant_id, run_id) = (run.tenant_id.clone(), run.id.clone());
-            let outcome = pipeline.reconcile_run(run, owner).await;
+            let outcome = pipeline.reconcile_run::<S>(run, owner).await;
             if let Err(e) = &outcome {
                 tracing::error!(
                     tenant_id = %tenant_id,
@@ -90,19 +97,21 @@ pub async fn run_once(
 /// run may need a few provider calls to finish its step.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
-/// The monitor function's handler: one tick, owned by this invocation
-/// (its request id names the leases it takes). Logs and emits the tick's
-/// metrics (a tick that cannot list the active runs counts as errored).
-pub async fn on_schedule(
+/// A scheduled function's handler (monitor, prepare): one tick of `S`,
+/// owned by this invocation (its request id names the leases it takes).
+/// Logs and emits the tick's metrics (a tick that cannot list the active
+/// runs counts as errored); both functions emit the same metrics, so the
+/// alarms on them cover both.
+pub async fn on_schedule<S: Steps>(
     pipeline: &Pipeline,
     config: &crate::config::Config,
     context: &lambda_runtime::Context,
 ) -> Result<Summary, crate::store::StoreError> {
-    let span = tracing::info_span!("monitor", request_id = %context.request_id);
-    tracing::Instrument::instrument(tick(pipeline, config, context), span).await
+    let span = tracing::info_span!("tick", steps = S::NAME, request_id = %context.request_id);
+    tracing::Instrument::instrument(tick::<S>(pipeline, config, context), span).await
 }
 
-async fn tick(
+async fn tick<S: Steps>(
     pipeline: &Pipeline,
     config: &crate::config::Config,
     context: &lambda_runtime::Context,
@@ -110,8 +119,8 @@ async fn tick(
     let started = Instant::now();
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let left = Duration::from_millis(context.deadline.saturating_sub(now_ms));
-    let owner = format!("monitor-{}", context.request_id);
-    let summary = run_once(
+    let owner = format!("{}-{}", S::NAME, context.request_id);
+    let summary = run_once::<S>(
         pipeline,
         &owner,
         config.monitor_concurrency,
@@ -145,7 +154,7 @@ async fn tick(
         skipped = summary.skipped,
         stalest_idle_seconds = summary.stalest_idle_seconds,
         duration_ms = started.elapsed().as_millis() as u64,
-        "monitor tick done"
+        "tick done"
     );
     Ok(summary)
 }
@@ -169,7 +178,7 @@ pub enum MonitorError {
 /// The monitor function's handler for every EventBridge event it gets:
 /// Bedrock's job state changes (a rule on `aws.bedrock`) reconcile the
 /// job's run at once through the push path; anything else (the schedule)
-/// is a tick.
+/// is a tick of [`ProviderSteps`].
 pub async fn on_event(
     pipeline: &Pipeline,
     config: &crate::config::Config,
@@ -185,6 +194,15 @@ pub async fn on_event(
         return Ok(Invocation::Push(handled));
     }
     Ok(Invocation::Tick(
-        on_schedule(pipeline, config, context).await?,
+        on_schedule::<ProviderSteps>(pipeline, config, context).await?,
     ))
+}
+
+/// The prepare function's handler: a tick of [`PrepareSteps`].
+pub async fn on_prepare_schedule(
+    pipeline: &Pipeline,
+    config: &crate::config::Config,
+    context: &lambda_runtime::Context,
+) -> Result<Summary, crate::store::StoreError> {
+    on_schedule::<PrepareSteps>(pipeline, config, context).await
 }

@@ -11,9 +11,9 @@
 //! moto on loopback: DynamoDB and S3, and the OpenAI key and webhook secret
 //! in Secrets Manager. The events, in order: `POST /runs` (a new run each
 //! time), `GET /runs`, `POST /runs/{id}/cancel` of those runs, an
-//! EventBridge scheduled event for the monitor (no active runs left: one
-//! index Query), `GET /models`, and a signed OpenAI webhook about a job no
-//! run owns (verified, answered 200).
+//! EventBridge scheduled event for the monitor and one for the prepare
+//! function (no active runs left: one index Query each), `GET /models`, and
+//! a signed OpenAI webhook about a job no run owns (verified, answered 200).
 //!
 //! `SSL_CERT_FILE` / `SSL_CERT_DIR`, when set, are passed on: where the
 //! functions read TLS roots from on their first call.
@@ -135,6 +135,16 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         })
     })?;
     ok &= report("monitor", &monitor, Some(&hello));
+
+    let prepare = measure(&dir, "prepare", &env, runs, |_| {
+        json!({
+            "version": "0", "id": "0b5f3c1e-9a7d-4e2b-8c6f-1d2e3f4a5b6c",
+            "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/prepare"], "detail": {}
+        })
+    })?;
+    ok &= report("prepare", &prepare, Some(&hello));
 
     let models = measure(&dir, "models", &env, runs, |_| {
         ApiEvent::get("/models").tenant(TENANT).to_json()

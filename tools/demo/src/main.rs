@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use finetune::config::Config;
 use finetune::domain::{RunId, TenantId};
-use finetune::pipeline::{Pipeline, monitor};
+use finetune::pipeline::{Pipeline, ProviderSteps, monitor};
 use openai_sandbox::{Progression, SandboxConfig};
 
 const TENANT: &str = "acme-outfitters";
@@ -134,20 +134,23 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let run_id = RunId::parse(created["id"].as_str().unwrap_or_default())?;
     let tenant = TenantId::parse(TENANT)?;
 
-    // The monitor on its schedule, until the run ends.
+    // The prepare function and the monitor on their schedules, until the
+    // run ends.
     let started = Instant::now();
     let mut last = String::new();
     let mut training_since: Option<Instant> = None;
     loop {
         let tick = events::scheduled_tick(Duration::from_secs(60))?;
-        let summary = monitor::on_schedule(&pipeline, &config, &tick.context).await?;
+        let prepared = monitor::on_prepare_schedule(&pipeline, &config, &tick.context).await?;
+        let summary =
+            monitor::on_schedule::<ProviderSteps>(&pipeline, &config, &tick.context).await?;
         let run = store.get_run(&tenant, &run_id).await?;
         let line = format!("{}: {}", run.status, run.phase);
         if line != last {
             println!(
-                "[{:>5.1}s] monitor checked {} advanced {} | run {line}",
+                "[{:>5.1}s] prepare advanced {}, monitor advanced {} | run {line}",
                 started.elapsed().as_secs_f32(),
-                summary.checked,
+                prepared.advanced,
                 summary.advanced
             );
             last = line;

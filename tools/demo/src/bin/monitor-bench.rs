@@ -14,7 +14,7 @@ use chrono::Utc;
 use finetune::domain::{
     Filters, Hyperparameters, JobInfo, NewRun, ProviderKind, Run, RunConfig, RunStatus, TenantId,
 };
-use finetune::pipeline::{Pipeline, monitor};
+use finetune::pipeline::{Pipeline, ProviderSteps, monitor};
 use finetune::provider::openai::{ApiKey, ClientSettings, OpenAiClient, OpenAiProvider};
 use finetune::provider::registry::Providers;
 use finetune::provider::{CreateJob, DatasetFileSource, FineTuningProvider, JobTags};
@@ -191,7 +191,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the second is the steady state of long jobs (nothing new).
     for label in ["first tick (new events)", "next tick (nothing new)"] {
         let started = Instant::now();
-        let summary = monitor::run_once(
+        let summary = monitor::run_once::<ProviderSteps>(
             &pipeline,
             "bench",
             concurrency,

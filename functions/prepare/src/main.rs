@@ -1,0 +1,28 @@
+//! Every minute (EventBridge schedule): prepare the dataset of every queued
+//! run (read the exports, validate, filter, redact, split, count tokens,
+//! estimate cost), leaving it for the monitor to hand to the provider. All
+//! logic is in `finetune::pipeline::monitor`; this file builds the table
+//! and bucket clients once per cold start. No provider is built: this is
+//! the one binary that links the tokenizer, and none of the adapters.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use finetune::config::Config;
+use finetune::pipeline::{Pipeline, monitor};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    finetune::telemetry::init_lambda();
+    let config = Config::from_env()?;
+    let sdk = finetune::aws::lambda_sdk_config()?;
+    let pipeline = Pipeline::for_preparing(&config, &sdk);
+    let (pipeline, config) = (&pipeline, &config);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EventBridgeEvent>| async move {
+            monitor::on_prepare_schedule(pipeline, config, &event.context)
+                .await
+                .map_err(Error::from)
+        },
+    ))
+    .await
+}
