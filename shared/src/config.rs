@@ -102,6 +102,10 @@ pub struct Config {
     pub run_lease: Duration,
     /// `MONITOR_CONCURRENCY`: runs reconciled at once, default 16.
     pub monitor_concurrency: usize,
+    /// `FINETUNE_DICTIONARY_DIR`: where the prepare function reads the BPE
+    /// vocabularies (`<encoding>.tokens.zlib`) from, default `/opt` (the
+    /// dictionaries layer's mount point).
+    pub dictionary_dir: std::path::PathBuf,
     pub openai: OpenAiConfig,
     /// `OPENAI_WEBHOOK_SECRET` or `OPENAI_WEBHOOK_SECRET_ARN`: the `whsec_`
     /// secret OpenAI signs webhooks with (only the webhook function needs it).
@@ -207,6 +211,10 @@ impl Config {
             max_date_range_days: vars.number("MAX_DATE_RANGE_DAYS", 366, 1..=3660)?,
             run_lease: Duration::from_secs(vars.number("RUN_LEASE_SECONDS", 120, 10..=900)?),
             monitor_concurrency: vars.number("MONITOR_CONCURRENCY", 16, 1..=256)?,
+            dictionary_dir: vars
+                .optional("FINETUNE_DICTIONARY_DIR")
+                .unwrap_or_else(|| "/opt".to_owned())
+                .into(),
             openai: OpenAiConfig {
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 api_key,

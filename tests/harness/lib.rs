@@ -144,6 +144,9 @@ pub async fn finish_bedrock_job(
 /// An SDK config pointed at moto, with fake credentials. Built per test:
 /// SDK clients belong to the tokio runtime they were first used on.
 pub async fn sdk_config() -> SdkConfig {
+    // Whoever talks to the local stack may prepare datasets in-process
+    // (tests, the demo): they count with the compiled-in vocabularies.
+    finetune::dataset::dictionaries::use_embedded();
     aws_config::defaults(BehaviorVersion::latest())
         // The functions' own HTTP client, so every test goes through it.
         .http_client(finetune::aws::https_client())
@@ -185,6 +188,8 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> Self {
+        // Tests prepare datasets in-process, with no dictionaries layer.
+        finetune::dataset::dictionaries::use_embedded();
         let sdk = sdk_config().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let s3 = s3_client(&sdk);

@@ -118,7 +118,7 @@ async fn prepares_from_s3_exports_and_writes_the_dataset_back() {
     let val = read(&env, &validation.key).await;
     assert_eq!(hex::encode(Sha256::digest(&val)), validation.sha256);
     // AND the examples pass the checker, with the system prompt and no PII
-    let report = check_jsonl(&train[..], &CheckOptions::for_model("gpt-4o-mini"));
+    let report = check_jsonl(&train[..], &CheckOptions::for_model("gpt-4o-mini")).unwrap();
     assert!(report.format_errors.is_empty());
     assert_eq!(report.examples, s.train_examples);
     assert_eq!(report.tokens.sum, s.train_tokens.sum);

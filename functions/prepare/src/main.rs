@@ -3,7 +3,9 @@
 //! estimate cost), leaving it for the monitor to hand to the provider. All
 //! logic is in `finetune::pipeline::monitor`; this file builds the table
 //! and bucket clients once per cold start. No provider is built: this is
-//! the one binary that links the tokenizer, and none of the adapters.
+//! the one binary that links the tokenizer, and none of the adapters. The
+//! tokenizer's vocabularies are read, on first use, from the dictionaries
+//! layer (`FINETUNE_DICTIONARY_DIR`, default `/opt`).
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::config::Config;
@@ -15,6 +17,8 @@ async fn main() -> Result<(), Error> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
+    // The vocabularies come from the dictionaries layer, not the binary.
+    finetune::dataset::dictionaries::use_directory(&config.dictionary_dir);
     let pipeline = Pipeline::for_preparing(&config, &sdk);
     let (pipeline, config) = (&pipeline, &config);
     lambda_runtime::run(service_fn(

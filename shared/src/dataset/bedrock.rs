@@ -221,9 +221,9 @@ pub fn check_records<R: BufRead>(
     mut reader: R,
     limits: &ModelLimits,
     role: FileRole,
-) -> RecordReport {
+) -> Result<RecordReport, super::dictionaries::DictionaryError> {
     const MAX_LINE_ERRORS: usize = 1_000;
-    let mut counter = TokenCounter::new(ESTIMATE_ENCODING);
+    let mut counter = TokenCounter::new(ESTIMATE_ENCODING)?;
     let mut report = RecordReport {
         records: 0,
         format_errors: BTreeMap::new(),
@@ -287,7 +287,7 @@ pub fn check_records<R: BufRead>(
         ));
     }
     report.tokens = Distribution::of(&tokens);
-    report
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -312,7 +312,11 @@ mod tests {
     }
 
     fn check(line: &str) -> RecordCheck {
-        check_record(line, &mut TokenCounter::new(ESTIMATE_ENCODING), 32_000)
+        check_record(
+            line,
+            &mut TokenCounter::new(ESTIMATE_ENCODING).unwrap(),
+            32_000,
+        )
     }
 
     #[test]
@@ -408,7 +412,11 @@ mod tests {
     fn a_record_over_the_token_limit_is_reported() {
         let long = "word ".repeat(200);
         let text = line(&[msg(Role::User, &long), msg(Role::Assistant, "ok")]);
-        let checked = check_record(&text, &mut TokenCounter::new(ESTIMATE_ENCODING), 100);
+        let checked = check_record(
+            &text,
+            &mut TokenCounter::new(ESTIMATE_ENCODING).unwrap(),
+            100,
+        );
         assert_eq!(checked.errors, ["over_token_limit"]);
     }
 
@@ -417,7 +425,7 @@ mod tests {
         let limits = limits_for("amazon.nova-micro-v1:0:128k").unwrap();
         let good = line(&[msg(Role::User, "q"), msg(Role::Assistant, "a")]);
         let file = format!("{good}\n\nnot json\n{good}\n");
-        let report = check_records(file.as_bytes(), limits, FileRole::Train);
+        let report = check_records(file.as_bytes(), limits, FileRole::Train).unwrap();
         assert_eq!(report.records, 3);
         assert_eq!(report.format_errors["invalid_record"], 1);
         assert_eq!(report.line_errors[0].line, 3);
@@ -425,7 +433,7 @@ mod tests {
             report.count_errors,
             ["too_few_records: 3 records, at least 8 needed"]
         );
-        let validation = check_records(file.as_bytes(), limits, FileRole::Validation);
+        let validation = check_records(file.as_bytes(), limits, FileRole::Validation).unwrap();
         assert!(validation.count_errors.is_empty());
     }
 }

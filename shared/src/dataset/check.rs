@@ -147,9 +147,13 @@ pub struct ExampleCheck {
 }
 
 /// Checks a JSONL training file line by line, in constant memory apart from
-/// one count per example for the percentiles.
-pub fn check_jsonl<R: BufRead>(mut reader: R, options: &CheckOptions) -> CheckReport {
-    let mut counter = TokenCounter::new(options.encoding);
+/// one count per example for the percentiles. Fails only when the
+/// encoding's vocabulary cannot be had.
+pub fn check_jsonl<R: BufRead>(
+    mut reader: R,
+    options: &CheckOptions,
+) -> Result<CheckReport, super::dictionaries::DictionaryError> {
+    let mut counter = TokenCounter::new(options.encoding)?;
     let mut acc = Accumulator::new(*options);
     let mut buf = Vec::new();
     let mut line_no = 0u64;
@@ -181,7 +185,7 @@ pub fn check_jsonl<R: BufRead>(mut reader: R, options: &CheckOptions) -> CheckRe
         };
         acc.add(line_no, &check);
     }
-    acc.finish()
+    Ok(acc.finish())
 }
 
 /// Drops the line end (LF or CRLF) and, on the first line, a UTF-8 BOM.

@@ -1,14 +1,19 @@
 //! The BPE dictionaries behind [`super::tokens`], built from OpenAI's
-//! vocabularies (embedded compact, 1.5 MB) the first time an encoding is
-//! needed, instead of linked in prebuilt.
+//! vocabularies (compact files, 1.5 MB for both) the first time an
+//! encoding is needed, instead of linked in prebuilt.
+//!
+//! Where the vocabularies come from: in Lambda, files in a directory
+//! ([`use_directory`]; the prepare function's dictionaries layer, so its
+//! binary stays within the 8 MB budget); in tests, tools and the demo, the
+//! copies compiled in by [`use_embedded`] (only a binary that calls it links
+//! them); in the CLI, `bpe-openai`'s prebuilt dictionaries ([`use_prebuilt`]).
 //!
 //! `bpe-openai` embeds both dictionaries already built: 47 MB of every
-//! binary that can count tokens (the monitor, the webhook), against 8 MB
-//! for a whole function (issue 8). Building one here costs about a second
-//! (cl100k) or two (o200k) on first use, once per container, and only in
-//! a container that prepares a dataset: most monitor ticks never count a
-//! token. The command-line tool, which counts tokens on every run and has
-//! no size budget, installs the prebuilt ones with [`use_prebuilt`].
+//! binary that can count tokens, against 8 MB for a whole function (issue
+//! 8). Building one here costs about a second (cl100k) or two (o200k) on
+//! first use, once per container, and only in a container that prepares a
+//! dataset. The command-line tool, which counts tokens on every run and
+//! has no size budget, installs the prebuilt ones.
 //!
 //! The vocabularies are `bpe-openai` 0.3.2's `.tiktoken` files, rewritten
 //! by `tools/dictionaries/compact.py` as length-prefixed token bytes in
@@ -17,7 +22,9 @@
 //! `bpe-openai`'s (MIT), whose statics are private; a test checks that
 //! both ways give the same counts.
 
+use std::borrow::Cow;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use bpe_openai::Tokenizer;
@@ -25,9 +32,14 @@ use bpe_openai::byte_pair_encoding::BytePairEncoding;
 
 use super::tokens::Encoding;
 
-/// OpenAI's published vocabularies, compacted (see the module's doc).
-const CL100K_BASE: &[u8] = include_bytes!("../../data/cl100k_base.tokens.zlib");
-const O200K_BASE: &[u8] = include_bytes!("../../data/o200k_base.tokens.zlib");
+/// OpenAI's published vocabularies, compacted (see the module's doc), as
+/// [`use_embedded`] installs them.
+fn embedded(encoding: Encoding) -> &'static [u8] {
+    match encoding {
+        Encoding::Cl100kBase => include_bytes!("../../data/cl100k_base.tokens.zlib"),
+        Encoding::O200kBase => include_bytes!("../../data/o200k_base.tokens.zlib"),
+    }
+}
 /// Tokens in each vocabulary: a file that decodes to another count is cut.
 const CL100K_TOKENS: usize = 100_256;
 const O200K_TOKENS: usize = 199_998;
@@ -50,18 +62,91 @@ const WHITESPACE_LOOKAHEAD: &str = "\\s+\\s";
 const WHITESPACE: &str = "\\s+";
 
 static PREBUILT: OnceLock<fn(Encoding) -> &'static Tokenizer> = OnceLock::new();
+static EMBEDDED: OnceLock<fn(Encoding) -> &'static [u8]> = OnceLock::new();
+static DIRECTORY: OnceLock<PathBuf> = OnceLock::new();
 static CL100K: OnceLock<Tokenizer> = OnceLock::new();
 static O200K: OnceLock<Tokenizer> = OnceLock::new();
 
+/// A vocabulary that could not be had: the run's preparation fails with
+/// this (and is retried on later ticks), never the process.
+#[derive(Debug, thiserror::Error)]
+pub enum DictionaryError {
+    #[error(
+        "the {encoding} token vocabulary could not be read from {path}: {source} \
+         (the prepare function needs the dictionaries layer, or FINETUNE_DICTIONARY_DIR)"
+    )]
+    Read {
+        encoding: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {encoding} token vocabulary at {path} is damaged: {reason}")]
+    Damaged {
+        encoding: &'static str,
+        path: String,
+        reason: String,
+    },
+}
+
 /// The tokenizer of `encoding`: the prebuilt one if installed, else built
-/// from the embedded file on the first call.
-pub fn tokenizer(encoding: Encoding) -> &'static Tokenizer {
+/// on the first call from the embedded vocabulary, if installed, or from
+/// the file in the vocabulary directory. A failed build is not kept: the
+/// next call tries again.
+pub fn tokenizer(encoding: Encoding) -> Result<&'static Tokenizer, DictionaryError> {
     if let Some(prebuilt) = PREBUILT.get() {
-        return prebuilt(encoding);
+        return Ok(prebuilt(encoding));
     }
-    match encoding {
-        Encoding::Cl100kBase => CL100K.get_or_init(|| build(encoding)),
-        Encoding::O200kBase => O200K.get_or_init(|| build(encoding)),
+    let cell = match encoding {
+        Encoding::Cl100kBase => &CL100K,
+        Encoding::O200kBase => &O200K,
+    };
+    if let Some(tokenizer) = cell.get() {
+        return Ok(tokenizer);
+    }
+    let built = build(encoding)?;
+    Ok(cell.get_or_init(|| built))
+}
+
+/// Builds from the vocabularies compiled into this binary from now on
+/// (tests, the demo, tools). Linking this in adds their 1.5 MB.
+pub fn use_embedded() {
+    let _ = EMBEDDED.set(embedded);
+}
+
+/// Reads the vocabulary files from `dir` (the prepare function: its
+/// dictionaries layer). Without a call, `/opt`.
+pub fn use_directory(dir: &Path) {
+    let _ = DIRECTORY.set(dir.to_path_buf());
+}
+
+/// The compact vocabulary of `encoding`, and where it came from.
+fn vocabulary(encoding: Encoding) -> Result<(Cow<'static, [u8]>, String), DictionaryError> {
+    if let Some(embedded) = EMBEDDED.get() {
+        return Ok((Cow::Borrowed(embedded(encoding)), "(embedded)".to_owned()));
+    }
+    // The unit tests of this crate count tokens without an installer.
+    if cfg!(test) {
+        return Ok((Cow::Borrowed(embedded(encoding)), "(embedded)".to_owned()));
+    }
+    let dir = DIRECTORY.get().map_or(Path::new("/opt"), PathBuf::as_path);
+    read_vocabulary(dir, encoding)
+}
+
+/// `<dir>/<encoding>.tokens.zlib`, and its path for messages.
+fn read_vocabulary(
+    dir: &Path,
+    encoding: Encoding,
+) -> Result<(Cow<'static, [u8]>, String), DictionaryError> {
+    let path = dir.join(format!("{}.tokens.zlib", encoding.name()));
+    let shown = path.to_string_lossy().into_owned();
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok((Cow::Owned(bytes), shown)),
+        Err(source) => Err(DictionaryError::Read {
+            encoding: encoding.name(),
+            path: shown,
+            source,
+        }),
     }
 }
 
@@ -78,17 +163,22 @@ fn prebuilt(encoding: Encoding) -> &'static Tokenizer {
     }
 }
 
-/// Builds the tokenizer from the embedded file. The inputs are compiled in
-/// and covered by the tests, so a failure here is a build defect, not a
-/// runtime condition: it panics like `bpe-openai`'s own statics.
-fn build(encoding: Encoding) -> Tokenizer {
+/// Builds the tokenizer of `encoding`. The vocabulary is checked (its token
+/// count); the patterns are compiled in and covered by the tests, so their
+/// failing to compile is a build defect: it panics like `bpe-openai`'s own
+/// statics.
+fn build(encoding: Encoding) -> Result<Tokenizer, DictionaryError> {
     let started = std::time::Instant::now();
-    let (compact, count, pattern) = match encoding {
-        Encoding::Cl100kBase => (CL100K_BASE, CL100K_TOKENS, CL100K_PATTERN),
-        Encoding::O200kBase => (O200K_BASE, O200K_TOKENS, O200K_PATTERN),
+    let (count, pattern) = match encoding {
+        Encoding::Cl100kBase => (CL100K_TOKENS, CL100K_PATTERN),
+        Encoding::O200kBase => (O200K_TOKENS, O200K_PATTERN),
     };
-    #[allow(clippy::expect_used)]
-    let tokens = read_compact(compact, count).expect("the embedded vocabulary is valid");
+    let (compact, path) = vocabulary(encoding)?;
+    let tokens = read_compact(&compact, count).map_err(|reason| DictionaryError::Damaged {
+        encoding: encoding.name(),
+        path,
+        reason,
+    })?;
     let bpe = BytePairEncoding::from_dictionary(tokens, Some(HASH_FACTOR));
     #[allow(clippy::expect_used)]
     let tokenizer = Tokenizer::new_lookahead(
@@ -106,7 +196,7 @@ fn build(encoding: Encoding) -> Tokenizer {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "token dictionary built"
     );
-    tokenizer
+    Ok(tokenizer)
 }
 
 /// The tokens of a compact vocabulary (zlib of `<length byte><bytes>` per
@@ -145,7 +235,7 @@ mod tests {
     #[test]
     fn built_dictionaries_count_like_the_prebuilt_ones() {
         for encoding in [Encoding::Cl100kBase, Encoding::O200kBase] {
-            let built = build(encoding);
+            let built = build(encoding).unwrap();
             let prebuilt = prebuilt(encoding);
             assert_eq!(built.bpe.num_tokens(), prebuilt.bpe.num_tokens());
             for text in SAMPLE.split_inclusive(' ').chain([SAMPLE]) {
@@ -182,5 +272,25 @@ mod tests {
             read_compact(&zlib(b"\x01a"), 2).unwrap_err(),
             "1 tokens, expected 2"
         );
+    }
+
+    #[test]
+    fn the_vocabulary_files_are_the_embedded_ones_and_a_missing_one_is_named() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+        for encoding in [Encoding::Cl100kBase, Encoding::O200kBase] {
+            let (bytes, _) = read_vocabulary(&data, encoding).unwrap();
+            assert_eq!(&bytes[..], embedded(encoding), "{}", encoding.name());
+        }
+        let err = read_vocabulary(Path::new("/nonexistent/layer"), Encoding::O200kBase)
+            .err()
+            .unwrap();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(
+                "the o200k_base token vocabulary could not be read from /nonexistent/layer/o200k_base.tokens.zlib"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("FINETUNE_DICTIONARY_DIR"), "{message}");
     }
 }

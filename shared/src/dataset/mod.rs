@@ -76,6 +76,8 @@ pub enum PrepareError {
     },
     #[error("the manifest could not be serialized: {0}")]
     Manifest(#[source] serde_json::Error),
+    #[error(transparent)]
+    Dictionary(#[from] dictionaries::DictionaryError),
 }
 
 impl PrepareError {

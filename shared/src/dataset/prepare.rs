@@ -201,7 +201,7 @@ pub async fn prepare(
             .clone()
             .filter(|p| !p.trim().is_empty()),
     };
-    let mut counter = TokenCounter::new(options.encoding);
+    let mut counter = TokenCounter::new(options.encoding)?;
     let mut stats = DatasetStats {
         encoding: options.encoding,
         max_tokens_per_example: options.max_tokens_per_example,

@@ -174,7 +174,8 @@ async fn messy_exports_are_counted_not_fatal() {
     let report = check_jsonl(
         out.read("train.jsonl").as_bytes(),
         &CheckOptions::for_model("gpt-4o-mini"),
-    );
+    )
+    .unwrap();
     assert!(
         report.format_errors.is_empty(),
         "{:?}",
@@ -338,7 +339,8 @@ async fn long_conversations_become_windows_ending_on_replies() {
             max_tokens_per_example: 120,
             ..CheckOptions::for_model("gpt-4o-mini")
         },
-    );
+    )
+    .unwrap();
     assert_eq!(report.warnings.over_limit, 0);
     assert!(report.tokens.max <= 120);
     // AND a single turn over the limit drops with its reason

@@ -12,6 +12,7 @@
 //! then looked up. Exactness against OpenAI's own BPE files is checked in
 //! the tests with `tiktoken-rs`.
 
+use super::dictionaries::DictionaryError;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +55,7 @@ impl Encoding {
         }
     }
 
-    fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
+    fn tokenizer(self) -> Result<&'static bpe_openai::Tokenizer, DictionaryError> {
         super::dictionaries::tokenizer(self)
     }
 }
@@ -98,13 +99,15 @@ fn small_key(word: &[u8]) -> u128 {
 }
 
 impl TokenCounter {
-    pub fn new(encoding: Encoding) -> Self {
-        Self {
+    /// Fails only when the encoding's vocabulary cannot be had (see
+    /// [`super::dictionaries`]).
+    pub fn new(encoding: Encoding) -> Result<Self, DictionaryError> {
+        Ok(Self {
             encoding,
-            tokenizer: encoding.tokenizer(),
+            tokenizer: encoding.tokenizer()?,
             small: FxHashMap::default(),
             words: FxHashMap::default(),
-        }
+        })
     }
 
     pub fn encoding(&self) -> Encoding {
@@ -247,7 +250,7 @@ mod tests {
     #[test]
     fn counts_equal_tiktoken_for_cl100k_base() {
         let reference = tiktoken_rs::cl100k_base_singleton();
-        let mut counter = TokenCounter::new(Encoding::Cl100kBase);
+        let mut counter = TokenCounter::new(Encoding::Cl100kBase).unwrap();
         for s in samples() {
             assert_eq!(
                 counter.count(&s),
@@ -260,7 +263,7 @@ mod tests {
     #[test]
     fn counts_equal_tiktoken_for_o200k_base() {
         let reference = tiktoken_rs::o200k_base_singleton();
-        let mut counter = TokenCounter::new(Encoding::O200kBase);
+        let mut counter = TokenCounter::new(Encoding::O200kBase).unwrap();
         for s in samples() {
             assert_eq!(
                 counter.count(&s),
@@ -296,7 +299,7 @@ mod tests {
             (Encoding::Cl100kBase, tiktoken_rs::cl100k_base_singleton()),
             (Encoding::O200kBase, tiktoken_rs::o200k_base_singleton()),
         ] {
-            let mut counter = TokenCounter::new(encoding);
+            let mut counter = TokenCounter::new(encoding).unwrap();
             for s in numeric_samples() {
                 assert_eq!(
                     counter.count(&s),
@@ -309,7 +312,7 @@ mod tests {
 
     #[test]
     fn cached_counts_equal_fresh_counts() {
-        let mut counter = TokenCounter::new(Encoding::Cl100kBase);
+        let mut counter = TokenCounter::new(Encoding::Cl100kBase).unwrap();
         let first = counter.count(SAMPLE);
         assert_eq!(counter.count(SAMPLE), first);
         assert_eq!(bpe_openai::cl100k_base().count(SAMPLE), first);

@@ -68,7 +68,9 @@ impl PipelineError {
 fn prepare_is_transient(error: &PrepareError) -> bool {
     match error {
         PrepareError::Blob(e) => matches!(e, crate::blob::BlobError::S3 { .. }),
-        PrepareError::Io { .. } => true,
+        // A missing or damaged vocabulary is a deployment to fix, not a
+        // property of the run: it is retried until someone does.
+        PrepareError::Io { .. } | PrepareError::Dictionary(_) => true,
         PrepareError::TooFewExamples { .. }
         | PrepareError::NoDateRange
         | PrepareError::InvalidSettings(_)
@@ -83,5 +85,6 @@ fn prepare_code(error: &PrepareError) -> &'static str {
         PrepareError::InvalidSettings(_) => "invalid_settings",
         PrepareError::Blob(_) | PrepareError::Io { .. } => "dataset_io",
         PrepareError::Manifest(_) => "dataset_manifest",
+        PrepareError::Dictionary(_) => "tokenizer_unavailable",
     }
 }

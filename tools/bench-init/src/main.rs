@@ -325,6 +325,11 @@ fn local_stack() -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
         ("FINETUNE_TABLE", table.as_str()),
         ("FINETUNE_BUCKET", bucket.as_str()),
+        // Where prepare would read its vocabularies (its layer in Lambda).
+        (
+            "FINETUNE_DICTIONARY_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data"),
+        ),
         if std::env::var("BENCH_KEY_SOURCE").as_deref() == Ok("env") {
             ("OPENAI_API_KEY", "sk-bench-not-a-real-key")
         } else {

@@ -153,7 +153,10 @@ fn validate(file: PathBuf, model: Option<String>, encoding: Option<String>) -> E
         Ok(f) => BufReader::with_capacity(1024 * 1024, f),
         Err(e) => return fail(&format!("cannot open {}: {e}", file.display())),
     };
-    let report = check_jsonl(reader, &options);
+    let report = match check_jsonl(reader, &options) {
+        Ok(report) => report,
+        Err(e) => return fail(&e.to_string()),
+    };
     match serde_json::to_string_pretty(&report) {
         Ok(json) => println!("{json}"),
         Err(e) => return fail(&e.to_string()),

@@ -28,7 +28,14 @@ pub fn validate_training_file<R: BufRead>(
     model: &str,
     min_examples: u64,
 ) -> Result<(), ValidationFailure> {
-    let report = check_jsonl(reader, &CheckOptions::for_model(model));
+    // The sandbox counts with the vocabularies compiled in: it is a local
+    // stand-in, with no dictionaries layer beside it.
+    finetune::dataset::dictionaries::use_embedded();
+    let report =
+        check_jsonl(reader, &CheckOptions::for_model(model)).map_err(|e| ValidationFailure {
+            line: None,
+            problem: e.to_string(),
+        })?;
     if report.has_format_errors() {
         let summary: Vec<String> = report
             .format_errors

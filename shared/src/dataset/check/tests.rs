@@ -1,11 +1,11 @@
 use super::*;
 
 fn check(text: &str) -> CheckReport {
-    check_jsonl(text.as_bytes(), &CheckOptions::default())
+    check_jsonl(text.as_bytes(), &CheckOptions::default()).unwrap()
 }
 
 fn errors(line: &str) -> Vec<&'static str> {
-    check_example(line, &mut TokenCounter::new(Encoding::Cl100kBase)).errors
+    check_example(line, &mut TokenCounter::new(Encoding::Cl100kBase).unwrap()).errors
 }
 
 const PLAIN: &str = r#"{"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]}"#;
@@ -17,7 +17,7 @@ fn token_convention_matches_the_notebook_on_a_hand_computed_example() {
     let line =
         r#"{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]}"#;
     // WHEN counted
-    let c = check_example(line, &mut TokenCounter::new(Encoding::Cl100kBase));
+    let c = check_example(line, &mut TokenCounter::new(Encoding::Cl100kBase).unwrap());
     // THEN 3 primer + (3 + 1 + 1) per message
     assert_eq!(c.tokens, Some(13));
     assert_eq!(c.assistant_tokens, 1);
@@ -28,7 +28,7 @@ fn token_convention_matches_the_notebook_on_a_hand_computed_example() {
 #[test]
 fn a_name_costs_its_tokens_plus_one() {
     let line = r#"{"messages":[{"role":"user","name":"bob","content":"Hi"},{"role":"assistant","content":"Hello"}]}"#;
-    let c = check_example(line, &mut TokenCounter::new(Encoding::Cl100kBase));
+    let c = check_example(line, &mut TokenCounter::new(Encoding::Cl100kBase).unwrap());
     assert_eq!(c.tokens, Some(13 + 1 + 1));
 }
 
@@ -77,7 +77,7 @@ fn over_limit_examples_are_warned_and_billed_at_the_limit() {
         encoding: Encoding::Cl100kBase,
         max_tokens_per_example: 50,
     };
-    let r = check_jsonl(line.as_bytes(), &options);
+    let r = check_jsonl(line.as_bytes(), &options).unwrap();
     assert_eq!(r.warnings.over_limit, 1);
     assert_eq!(r.billing_tokens, 50);
     assert!(r.tokens.sum > 200);
