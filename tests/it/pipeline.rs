@@ -154,10 +154,7 @@ pub(crate) async fn tick(world: &World) -> Summary {
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/monitor"], "detail": {}
     }))
     .unwrap();
-    let mut context = lambda_runtime::Context::default();
-    context.request_id = uuid::Uuid::new_v4().to_string();
-    context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
-    let event = lambda_runtime::LambdaEvent::new(payload, context);
+    let event = lambda_runtime::LambdaEvent::new(payload, scheduled_context());
     // Both scheduled functions, as deployed: the prepare function's tick,
     // then the monitor function's own dispatch (a scheduled event is a
     // tick). The monitor's summary is returned.

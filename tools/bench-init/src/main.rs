@@ -127,22 +127,12 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     ok &= report("cancel", &cancel, Some(&hello));
 
     let monitor = measure(&dir, "monitor", &env, runs, |_| {
-        json!({
-            "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-            "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": "123456789012", "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
-            "resources": ["arn:aws:events:us-east-1:123456789012:rule/monitor"], "detail": {}
-        })
+        scheduled_event("53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "monitor")
     })?;
     ok &= report("monitor", &monitor, Some(&hello));
 
     let prepare = measure(&dir, "prepare", &env, runs, |_| {
-        json!({
-            "version": "0", "id": "0b5f3c1e-9a7d-4e2b-8c6f-1d2e3f4a5b6c",
-            "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": "123456789012", "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
-            "resources": ["arn:aws:events:us-east-1:123456789012:rule/prepare"], "detail": {}
-        })
+        scheduled_event("0b5f3c1e-9a7d-4e2b-8c6f-1d2e3f4a5b6c", "prepare")
     })?;
     ok &= report("prepare", &prepare, Some(&hello));
 
@@ -177,6 +167,16 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         MAX_BYTES / (1024 * 1024)
     );
     Ok(ok)
+}
+
+/// EventBridge's scheduled event from the rule named `rule`.
+fn scheduled_event(id: &str, rule: &str) -> Value {
+    json!({
+        "version": "0", "id": id,
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:events:us-east-1:123456789012:rule/{rule}")], "detail": {}
+    })
 }
 
 /// A function's cold starts and its binary's size.
