@@ -118,7 +118,7 @@ pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 /// (the context-length suffix is part of the id).
 pub const DEFAULT_BEDROCK_BASE_MODELS: &str =
     "amazon.nova-micro-v1:0:128k,amazon.nova-lite-v1:0:300k,amazon.nova-pro-v1:0:300k";
-pub const DEFAULT_BASE_MODELS: &str = "gpt-4o-mini-2024-07-18,gpt-4o-2024-08-06,gpt-4.1-2025-04-14,gpt-4.1-mini-2025-04-14,gpt-4.1-nano-2025-04-14,gpt-3.5-turbo-0125";
+pub const DEFAULT_BASE_MODELS: &str = "gpt-4o-mini-2024-07-18,gpt-4o-2024-08-06,gpt-4.1-2025-04-14,gpt-4.1-mini-2025-04-14,gpt-4.1-nano-2025-04-14";
 
 impl Config {
     /// Reads the process environment.

@@ -13,4 +13,5 @@ mod openapi;
 mod pipeline;
 mod secret;
 mod store;
+mod template;
 mod webhook;

@@ -829,3 +829,54 @@ async fn cancel_while_the_job_is_being_created_cancels_that_job() {
         Some("cancelled")
     );
 }
+
+#[tokio::test]
+async fn a_run_held_by_a_crashed_tick_is_resumed_by_the_first_tick_after_its_deadline() {
+    // GIVEN a queued run whose lease a prepare tick took and never gave
+    // back (its process died), with the lease that tick's deadline sets
+    let world = world().await;
+    seed(&world, 20).await;
+    let run_id = start(&world, &run_body(10)).await;
+    let tenant = TenantId::parse(TENANT).unwrap();
+    let crashed_deadline = chrono::Utc::now() + chrono::Duration::seconds(30);
+    let now = chrono::Utc::now();
+    let until =
+        finetune::pipeline::lease_until(now, Some(crashed_deadline), Duration::from_secs(360));
+    let taken = world
+        .pipeline
+        .store
+        .acquire_lease(&tenant, &run_id, "prepare-crashed", now, until)
+        .await
+        .unwrap();
+    assert!(taken.is_some());
+
+    // WHEN a tick runs before the crashed invocation's deadline
+    let blocked =
+        monitor::on_prepare_schedule(&world.pipeline, &world.config, &scheduled_context())
+            .await
+            .unwrap();
+    // THEN it leaves the run alone (the crashed one might still be alive)
+    assert_eq!((blocked.skipped, blocked.advanced), (1, 0), "{blocked:?}");
+
+    // WHEN a tick comes after that deadline and its margin (the next
+    // minute's tick: here the store is asked at that time)
+    let later = crashed_deadline
+        + chrono::Duration::from_std(finetune::pipeline::LEASE_MARGIN).unwrap()
+        + chrono::Duration::seconds(1);
+    let retaken = world
+        .pipeline
+        .store
+        .acquire_lease(
+            &tenant,
+            &run_id,
+            "prepare-next",
+            later,
+            later + chrono::Duration::seconds(60),
+        )
+        .await
+        .unwrap();
+    // THEN the lease is free for it: 45 s after the crash, where a fixed
+    // 360 s lease would have held the run for six minutes
+    assert!(retaken.is_some());
+    assert!(until < now + chrono::Duration::seconds(360));
+}

@@ -304,17 +304,17 @@ async fn a_lease_excludes_other_owners_until_released_or_expired() {
     let run = new_run(&t, "leased");
     env.store.create_run(&run, None).await.unwrap();
     let now = Utc::now();
-    let ttl = std::time::Duration::from_secs(60);
+    let ttl = chrono::Duration::seconds(60);
 
     let mine = env
         .store
-        .acquire_lease(&t, &run.id, "monitor-a", now, ttl)
+        .acquire_lease(&t, &run.id, "monitor-a", now, now + ttl)
         .await
         .unwrap();
     assert_eq!(mine.as_ref().map(|r| &r.id), Some(&run.id));
     let theirs = env
         .store
-        .acquire_lease(&t, &run.id, "monitor-b", now, ttl)
+        .acquire_lease(&t, &run.id, "monitor-b", now, now + ttl)
         .await
         .unwrap();
     assert!(theirs.is_none());
@@ -323,7 +323,7 @@ async fn a_lease_excludes_other_owners_until_released_or_expired() {
     let later = now + chrono::Duration::seconds(61);
     let taken = env
         .store
-        .acquire_lease(&t, &run.id, "monitor-b", later, ttl)
+        .acquire_lease(&t, &run.id, "monitor-b", later, later + ttl)
         .await
         .unwrap();
     assert!(taken.is_some());
@@ -334,7 +334,7 @@ async fn a_lease_excludes_other_owners_until_released_or_expired() {
         .unwrap();
     let again = env
         .store
-        .acquire_lease(&t, &run.id, "monitor-a", now, ttl)
+        .acquire_lease(&t, &run.id, "monitor-a", now, now + ttl)
         .await
         .unwrap();
     assert!(again.is_some());
@@ -344,7 +344,7 @@ async fn a_lease_excludes_other_owners_until_released_or_expired() {
     // Another tenant cannot lease it: the run is simply not there.
     let err = env
         .store
-        .acquire_lease(&tenant("globex"), &run.id, "m", now, ttl)
+        .acquire_lease(&tenant("globex"), &run.id, "m", now, now + ttl)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }));

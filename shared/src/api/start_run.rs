@@ -31,7 +31,45 @@ pub const DEFAULT_TRAIN_SPLIT: f64 = 0.9;
 /// A fixed default so that repeating a request prepares the same split.
 pub const DEFAULT_SEED: u64 = 42;
 pub const MAX_SEED: i64 = 2_147_483_647;
+/// The earliest day a date range may start or end on: a floor against
+/// typos (`0001-10-01`), far older than any chat export this reads.
+pub const EARLIEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
 pub const MAX_NAME_CHARS: usize = 100;
+
+/// What a free-text field may hold. A name is one line shown in lists and
+/// dashboards; a description or a system prompt may have paragraphs. None
+/// may hold other control characters (NUL, escape, bell…): they are never
+/// meant, break logs and terminals, and some stores refuse them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Text {
+    Line,
+    Paragraphs,
+}
+
+impl Text {
+    fn allows(self, c: char) -> bool {
+        !c.is_control() || (self == Text::Paragraphs && matches!(c, '\t' | '\n' | '\r'))
+    }
+
+    fn rule(self) -> &'static str {
+        match self {
+            Text::Line => "; a name is one line of text",
+            Text::Paragraphs => "; tabs and line breaks are allowed",
+        }
+    }
+}
+
+/// A control character as a person can read it in an error: `U+0000`.
+struct ControlChar(char);
+
+impl std::fmt::Display for ControlChar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "U+{:04X}", u32::from(self.0))
+    }
+}
 pub const MAX_DESCRIPTION_CHARS: usize = 1_000;
 pub const MAX_SYSTEM_PROMPT_CHARS: usize = 10_000;
 const MAX_OUTCOMES: usize = 20;
@@ -196,12 +234,13 @@ pub fn validate(
         return Err(c.errors);
     };
 
-    let name = c.string(top.get("name"), "name", true, MAX_NAME_CHARS);
+    let name = c.string(top.get("name"), "name", true, MAX_NAME_CHARS, Text::Line);
     let description = c.string(
         top.get("description"),
         "description",
         false,
         MAX_DESCRIPTION_CHARS,
+        Text::Paragraphs,
     );
     let provider = match present(top.get("provider")) {
         None => Some(config.default_provider),
@@ -361,6 +400,7 @@ impl Checker {
         field: &str,
         required: bool,
         max_chars: usize,
+        kind: Text,
     ) -> Option<String> {
         match present(value) {
             None => {
@@ -381,6 +421,16 @@ impl Checker {
                     self.error(
                         field,
                         format!("must be at most {max_chars} characters, got {chars}"),
+                    );
+                    None
+                } else if let Some(c) = trimmed.chars().find(|&c| !kind.allows(c)) {
+                    self.error(
+                        field,
+                        format!(
+                            "must not contain control characters ({} found){}",
+                            ControlChar(c),
+                            kind.rule()
+                        ),
                     );
                     None
                 } else {
@@ -486,6 +536,13 @@ impl Checker {
                         field,
                         format!("must not be in the future (today is {today})"),
                     );
+                } else if let Some(d) = date
+                    && d < EARLIEST_DATE
+                {
+                    self.error(
+                        field,
+                        format!("must not be before {EARLIEST_DATE} (no export is older)"),
+                    );
                 }
             }
             if let (Some(s), Some(e)) = (start, end) {
@@ -584,6 +641,7 @@ impl Checker {
             "config.system_prompt",
             false,
             MAX_SYSTEM_PROMPT_CHARS,
+            Text::Paragraphs,
         );
         let seed = match present(cfg.get("seed")) {
             None => Some(DEFAULT_SEED as i64),
@@ -1075,6 +1133,57 @@ mod tests {
         ] {
             assert!(hp(bad.clone()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_name_with_a_control_character_is_refused_naming_it() {
+        // GIVEN names a dashboard could not show as one line
+        for (bad, shown) in [
+            ("a\u{0}b", "U+0000"),
+            ("a\nb", "U+000A"),
+            ("a\u{1b}[31m", "U+001B"),
+        ] {
+            // WHEN the run is started THEN the name is refused, and the
+            // message names the character
+            let errs = errors_of(with(valid(), "/name", json!(bad)));
+            assert_eq!(errs.len(), 1, "{bad:?}: {errs:?}");
+            assert_eq!(errs[0].0, "name");
+            assert!(errs[0].1.contains(shown), "{errs:?}");
+        }
+        // AND non-ASCII letters and emoji are names like any other
+        assert!(
+            validate(
+                &with(valid(), "/name", json!("Soporte ñandú 🚀")),
+                &config(),
+                today()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn descriptions_and_prompts_keep_line_breaks_but_refuse_other_control_characters() {
+        let ok = |p: &str, v: Value| validate(&with(valid(), p, v), &config(), today()).is_ok();
+        assert!(ok("/description", json!("first line\nsecond\tline\r\n")));
+        assert!(ok("/config/system_prompt", json!("Be brief.\n\nBe kind.")));
+        assert!(!ok("/description", json!("nul\u{0}here")));
+        assert!(!ok("/config/system_prompt", json!("bell\u{7}")));
+    }
+
+    #[test]
+    fn dates_before_the_year_2000_are_refused_as_typos() {
+        // GIVEN a date range starting in year 1 (a typo for 2026)
+        let errs = errors_of(with(valid(), "/config/start_date", json!("0001-10-01")));
+        // THEN it is refused with the floor in the message
+        assert_eq!(errs[0].0, "config.start_date");
+        assert!(errs[0].1.contains("2000-01-01"), "{errs:?}");
+        // AND the floor itself is accepted (only the range limit then applies)
+        let body = with(
+            with(valid(), "/config/start_date", json!("2000-01-01")),
+            "/config/end_date",
+            json!("2000-01-31"),
+        );
+        assert!(validate(&body, &config(), today()).is_ok());
     }
 
     #[test]

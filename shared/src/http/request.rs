@@ -59,10 +59,14 @@ pub fn request_id(req: &Request) -> Option<String> {
     }
 }
 
-/// A query parameter's first value.
+/// A query parameter's first value. An empty value (`?limit=`) is the
+/// same as leaving the parameter out, for every parameter: that is what
+/// forms and most HTTP clients send for "no value", and one rule is
+/// easier to document than one per parameter.
 pub fn query(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters_ref()
         .and_then(|q| q.first(name))
+        .filter(|v| !v.is_empty())
         .map(str::to_owned)
 }
 
@@ -201,6 +205,30 @@ mod tests {
             }
         );
         assert_eq!(header(&req, "Idempotency-Key").as_deref(), Some("key-1"));
+    }
+
+    #[test]
+    fn an_empty_query_parameter_is_the_same_as_an_absent_one() {
+        let event = json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": "/runs",
+            "rawQueryString": "limit=&status=&cursor=",
+            "queryStringParameters": {"limit": "", "status": "", "cursor": ""},
+            "requestContext": {"accountId": "1", "apiId": "api", "stage": "$default",
+                "requestId": "r", "routeKey": "$default",
+                "http": {"method": "GET", "path": "/runs", "protocol": "HTTP/1.1",
+                         "sourceIp": "127.0.0.1", "userAgent": "test"},
+                "time": "25/Nov/2026:14:03:00 +0000", "timeEpoch": 0},
+            "isBase64Encoded": false
+        });
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        assert_eq!(query(&req, "status"), None);
+        assert_eq!(
+            PageParams::from_request(&req).unwrap(),
+            PageParams {
+                limit: DEFAULT_LIMIT,
+                cursor: None
+            }
+        );
     }
 
     #[test]

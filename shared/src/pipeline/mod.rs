@@ -13,7 +13,7 @@ mod steps;
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::blob::Blobs;
 use crate::domain::{EventLevel, Run, RunEvent, RunId, RunStatus, TenantId};
@@ -30,6 +30,27 @@ pub const MAX_RETRIES: u32 = 10;
 /// Steps one reconcile may take before it yields to the next tick; a run
 /// reusing a dataset goes queued → uploading → submitting → training.
 const MAX_STEPS_PER_TICK: usize = 6;
+
+/// How long a lease outlives the invocation that took it: Lambda ends an
+/// invocation at its deadline, so past it nobody can still be working on
+/// the run; the margin covers clock skew between Lambda and this process.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(15);
+
+/// When a lease taken at `now` ends by itself if it is never given back
+/// (a crash, a timeout): with the invocation's deadline, just after it, so
+/// the first tick after a crashed invocation resumes the run; without one
+/// (tools, tests, a deadline already past), after `fallback`.
+pub fn lease_until(
+    now: DateTime<Utc>,
+    deadline: Option<DateTime<Utc>>,
+    fallback: Duration,
+) -> DateTime<Utc> {
+    let after = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(2));
+    match deadline {
+        Some(deadline) if deadline > now => deadline + after(LEASE_MARGIN),
+        _ => now + after(fallback),
+    }
+}
 
 /// What a reconcile did to one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,23 +245,27 @@ impl Pipeline {
         owner: &str,
     ) -> Result<Outcome, PipelineError> {
         let run = self.store.get_run(tenant, run_id).await?;
-        self.reconcile_with::<S>(run, owner).await
+        self.reconcile_with::<S>(run, owner, None).await
     }
 
     /// [`Pipeline::reconcile`] for a run just read (a tick reads its runs
-    /// in batches), taking only the steps of `S`.
+    /// in batches), taking only the steps of `S`. `deadline` is the end of
+    /// the invocation doing it: a lease it takes ends just after (see
+    /// [`lease_until`]).
     pub async fn reconcile_run<S: Steps>(
         &self,
         run: Run,
         owner: &str,
+        deadline: Option<DateTime<Utc>>,
     ) -> Result<Outcome, PipelineError> {
-        self.reconcile_with::<S>(run, owner).await
+        self.reconcile_with::<S>(run, owner, deadline).await
     }
 
     async fn reconcile_with<S: Steps>(
         &self,
         run: Run,
         owner: &str,
+        deadline: Option<DateTime<Utc>>,
     ) -> Result<Outcome, PipelineError> {
         let (tenant, run_id) = (run.tenant_id.clone(), run.id.clone());
         let from = run.status;
@@ -258,9 +283,11 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let leased = needs_lease(run.status);
         let run = if leased {
+            let now = Utc::now();
+            let until = lease_until(now, deadline, self.lease);
             match self
                 .store
-                .acquire_lease(&tenant, &run_id, owner, Utc::now(), self.lease)
+                .acquire_lease(&tenant, &run_id, owner, now, until)
                 .await?
             {
                 Some(run) => run,
@@ -460,5 +487,33 @@ mod tests {
                 assert!(StepSet::Provider.covers(status), "{status}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_796_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn a_lease_ends_just_after_the_invocation_that_took_it() {
+        // GIVEN an invocation with 280 s left and a fixed lease of 360 s
+        let until = lease_until(at(0), Some(at(280)), Duration::from_secs(360));
+        // THEN its lease ends 15 s after its deadline, not 360 s from now:
+        // a crash is resumed by the first tick after the deadline
+        assert_eq!(until, at(295));
+        // AND a run taken late in the invocation is not held past it
+        let late = lease_until(at(270), Some(at(280)), Duration::from_secs(360));
+        assert_eq!(late, at(295));
+    }
+
+    #[test]
+    fn without_a_deadline_or_with_one_past_the_lease_is_the_fixed_one() {
+        let fixed = Duration::from_secs(120);
+        assert_eq!(lease_until(at(0), None, fixed), at(120));
+        assert_eq!(lease_until(at(10), Some(at(5)), fixed), at(130));
     }
 }

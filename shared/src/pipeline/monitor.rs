@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -36,13 +37,16 @@ pub struct Summary {
 
 /// Reconciles every active run `S` covers, with at most `concurrency` at
 /// once. No run is started once less than `margin` is left before
-/// `deadline`; runs already started are allowed to finish.
+/// `deadline`; runs already started are allowed to finish. `lease_ends`
+/// is the invocation's deadline on the wall clock, which the leases it
+/// takes end with (`None`: the pipeline's fixed lease).
 pub async fn run_once<S: Steps>(
     pipeline: &Pipeline,
     owner: &str,
     concurrency: usize,
     deadline: Instant,
     margin: Duration,
+    lease_ends: Option<DateTime<Utc>>,
 ) -> Result<Summary, crate::store::StoreError> {
     let active = pipeline.store.list_active_runs().await?;
     // One read per hundred runs; a run that vanished since it was listed
@@ -61,7 +65,7 @@ pub async fn run_once<S: Steps>(
                 return None;
             }
             let (tenant_id, run_id) = (run.tenant_id.clone(), run.id.clone());
-            let outcome = pipeline.reconcile_run::<S>(run, owner).await;
+            let outcome = pipeline.reconcile_run::<S>(run, owner, lease_ends).await;
             if let Err(e) = &outcome {
                 tracing::error!(
                     tenant_id = %tenant_id,
@@ -126,6 +130,7 @@ async fn tick<S: Steps>(
         config.monitor_concurrency,
         started + left,
         DEADLINE_MARGIN.min(left / 4),
+        DateTime::<Utc>::from_timestamp_millis(i64::try_from(context.deadline).unwrap_or(0)),
     )
     .await;
     let summary = match summary {

@@ -45,7 +45,7 @@ impl Store {
         Ok(runs)
     }
 
-    /// Takes the run's lease for `owner` until `now + ttl`, if nobody else
+    /// Takes the run's lease for `owner` until `until`, if nobody else
     /// holds an unexpired one. Returns the run as stored, or `None` when
     /// another owner holds it. The lease lives beside the run's fields and
     /// does not change its version.
@@ -55,9 +55,8 @@ impl Store {
         run_id: &RunId,
         owner: &str,
         now: DateTime<Utc>,
-        ttl: std::time::Duration,
+        until: DateTime<Utc>,
     ) -> Result<Option<Run>, StoreError> {
-        let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(2));
         let result = self
             .client
             .update_item()

@@ -197,6 +197,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             concurrency,
             started + Duration::from_secs(300),
             Duration::from_secs(20),
+            None,
         )
         .await?;
         let took = started.elapsed();
