@@ -33,18 +33,24 @@ pub fn redact<'a>(text: &'a str, counts: &mut Redactions) -> Cow<'a, str> {
     while i < bytes.len() {
         let b = bytes[i];
         let found = if b == b'@' {
-            email_at(bytes, i).map(|(s, e)| (s, e, EMAIL))
+            email_at(bytes, i).map_or(Scan::Nothing, |(s, e)| Scan::Pii(s, e, EMAIL))
         } else if (b.is_ascii_digit() || b == b'+' || b == b'(')
             && (i == 0 || !is_word_byte(bytes[i - 1]))
         {
-            number_at(bytes, i)
+            // Digits that run on into an address (0612345678@mail.com)
+            // are its local part: the whole address goes, not a "phone"
+            // that would leave the domain behind.
+            match email_through(bytes, i).filter(|&(s, _)| s >= copied) {
+                Some((s, e)) => Scan::Pii(s, e, EMAIL),
+                None => number_at(bytes, i),
+            }
         } else {
-            None
+            Scan::Nothing
         };
         match found {
             // An e-mail's local part starts before '@' and may overlap
             // text already copied; only take it if it does not.
-            Some((start, end, placeholder)) if start >= copied => {
+            Scan::Pii(start, end, placeholder) if start >= copied => {
                 out.push_str(&text[copied..start]);
                 out.push_str(placeholder);
                 match placeholder {
@@ -55,6 +61,7 @@ pub fn redact<'a>(text: &'a str, counts: &mut Redactions) -> Cow<'a, str> {
                 copied = end;
                 i = end;
             }
+            Scan::Clear(end) => i = end,
             _ => i += 1,
         }
     }
@@ -71,6 +78,16 @@ fn is_word_byte(b: u8) -> bool {
 
 fn is_local_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+/// The address whose local part contains `from`, if the local-part
+/// characters from there lead to an '@' that starts a valid domain.
+fn email_through(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
+    let at = from + bytes[from..].iter().position(|&b| !is_local_byte(b))?;
+    if bytes[at] != b'@' {
+        return None;
+    }
+    email_at(bytes, at)
 }
 
 /// The address around the '@' at `at`: a local part, and a domain with a
@@ -105,85 +122,201 @@ fn email_at(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
+/// The most digits a card has, and so the most any number read here
+/// keeps (a longer phone is not one).
+const MAX_DIGITS: usize = 19;
+
+/// Digits in groups, as read by [`number_at`]: fixed arrays, so that
+/// looking at a number costs no allocation.
+struct Groups {
+    digits: [u8; MAX_DIGITS],
+    /// Digits in all groups.
+    n: usize,
+    /// Per group: its digit count, the byte after it, whether it was
+    /// parenthesised, and the separator before the next group.
+    len: [u8; MAX_DIGITS],
+    end: [usize; MAX_DIGITS],
+    paren: [bool; MAX_DIGITS],
+    sep: [u8; MAX_DIGITS],
+    count: usize,
+}
+
+impl Groups {
+    fn lens(&self) -> &[u8] {
+        &self.len[..self.count]
+    }
+
+    /// Separators between the groups.
+    fn seps(&self) -> &[u8] {
+        &self.sep[..self.count.saturating_sub(1)]
+    }
+
+    /// Whether the first `g` groups are a card number: 13–19 digits,
+    /// only spaces or hyphens between groups, no parentheses, and a valid
+    /// Luhn checksum.
+    fn card(&self, g: usize) -> bool {
+        let n: usize = self.len[..g].iter().map(|&l| usize::from(l)).sum();
+        (13..=19).contains(&n)
+            && self.sep[..g - 1].iter().all(|&s| s == b' ' || s == b'-')
+            && !self.paren[..g].contains(&true)
+            && luhn(&self.digits[..n])
+    }
+}
+
+/// What [`number_at`] made of the text at a position.
+enum Scan {
+    /// PII from the first byte to the second, to replace by the placeholder.
+    Pii(usize, usize, &'static str),
+    /// No PII up to this byte (a date, an amount, a reference): its later
+    /// groups are not looked at again on their own, where the `11.2026 14`
+    /// of `30.11.2026 14:03` would pass for a phone.
+    Clear(usize),
+    /// Nothing here; a later group may still start something.
+    Nothing,
+}
+
 /// A phone or card number starting at `start`: digits in groups joined by
-/// single separators (space, '-', '.', or a parenthesised area code).
-fn number_at(bytes: &[u8], start: usize) -> Option<(usize, usize, &'static str)> {
-    let mut i = start;
-    let plus = bytes[i] == b'+';
-    if plus {
-        i += 1;
+/// single separators (space, '-', '.', or a parenthesised area code). A
+/// separator counts only when another group follows it, so a sentence's
+/// full stop after a number is never part of it.
+fn number_at(bytes: &[u8], start: usize) -> Scan {
+    let plus = bytes[start] == b'+';
+    let g = read_groups(bytes, start + usize::from(plus));
+    if g.count == 0 {
+        return Scan::Nothing;
     }
-    let mut digits: Vec<u8> = Vec::with_capacity(20);
-    let mut groups: Vec<usize> = Vec::with_capacity(6);
-    let mut separators: Vec<u8> = Vec::with_capacity(6);
-    let mut end = i;
-    loop {
-        let paren = i < bytes.len() && bytes[i] == b'(';
-        let mut j = i + usize::from(paren);
-        let group_start = j;
-        while j < bytes.len() && bytes[j].is_ascii_digit() {
-            digits.push(bytes[j] - b'0');
-            j += 1;
-        }
-        if j == group_start || digits.len() > 19 {
-            break;
-        }
-        if paren {
-            if j >= bytes.len() || bytes[j] != b')' {
-                break;
-            }
-            j += 1;
-        }
-        groups.push(j - group_start - if paren { 1 } else { 0 });
-        end = j;
-        // A separator, then maybe a space after ')'.
-        let mut k = j;
-        if k < bytes.len() && matches!(bytes[k], b' ' | b'-' | b'.') {
-            separators.push(bytes[k]);
-            k += 1;
-        } else if k < bytes.len() && bytes[k] == b'(' {
-            separators.push(b' ');
-        } else {
-            break;
-        }
-        if k >= bytes.len() || !(bytes[k].is_ascii_digit() || bytes[k] == b'(') {
-            break;
-        }
-        i = k;
-    }
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
+    let end = g.end[g.count - 1];
     // Glued to a word or a decimal (v2, 3.14159x): not a number we want.
-    if end < bytes.len() && (is_word_byte(bytes[end])) {
-        return None;
-    }
-    let n = digits.len();
-    if !plus
-        && (13..=19).contains(&n)
-        && separators.iter().all(|&s| s == b' ' || s == b'-')
-        && luhn(&digits)
-    {
-        return Some((start, end, CARD));
-    }
+    let glued = end < bytes.len() && is_word_byte(bytes[end]);
     if plus {
-        return (8..=15).contains(&n).then_some((start, end, PHONE));
+        return if !glued && (8..=15).contains(&g.n) {
+            Scan::Pii(start, end, PHONE)
+        } else {
+            Scan::Nothing
+        };
     }
-    if looks_like_date_or_decimal(&groups, &separators) {
-        return None;
+    // All the groups, or the longest run of them from the start, when
+    // more digits follow a card (an expiry date, a CVV, an IBAN's tail):
+    // privacy first, a card is a card whatever comes after it.
+    let all = g.count - usize::from(glued);
+    if let Some(cards) = (1..=all).rev().find(|&k| g.card(k)) {
+        return Scan::Pii(start, g.end[cards - 1], CARD);
+    }
+    if glued {
+        return Scan::Nothing;
+    }
+    // A reference such as ORD-2026-00123: a word joined to the digits by
+    // a hyphen names the number.
+    let reference = start >= 2 && bytes[start - 1] == b'-' && is_word_byte(bytes[start - 2]);
+    let clear = if reference {
+        Some(end)
+    } else {
+        date_or_amount(bytes, start, end, &g)
+    };
+    if let Some(clear) = clear {
+        // Skipped whole only when no card can hide in the skipped groups
+        // (the groups after a date are read again).
+        return if g.n < 13 || clear < end {
+            Scan::Clear(clear)
+        } else {
+            Scan::Nothing
+        };
     }
     // Local formats: grouped (555-123-4567, (555) 123 4567, 06 12 34 56 78)
     // or a run starting with a trunk 0 (0612345678). A bare run of digits
     // without a 0 is more likely an order number than a phone.
-    let grouped = groups.len() >= 2 && (7..=12).contains(&n);
-    let trunk = groups.len() == 1 && digits[0] == 0 && (9..=11).contains(&n);
-    (grouped || trunk).then_some((start, end, PHONE))
+    let n = g.n;
+    let grouped = g.count >= 2 && (7..=12).contains(&n);
+    let trunk = g.count == 1 && g.digits[0] == 0 && (9..=11).contains(&n);
+    if grouped || trunk {
+        Scan::Pii(start, end, PHONE)
+    } else {
+        Scan::Nothing
+    }
 }
 
-fn looks_like_date_or_decimal(groups: &[usize], separators: &[u8]) -> bool {
-    let shape = |s: &[usize]| groups == s;
-    let dateish = shape(&[4, 2, 2]) || shape(&[2, 2, 4]) || shape(&[1, 2, 4]) || shape(&[2, 1, 4]);
-    dateish || (groups.len() == 2 && separators == b".")
+/// Groups of digits from `i`, up to [`MAX_DIGITS`] digits: a group that
+/// would pass that is not read.
+fn read_groups(bytes: &[u8], mut i: usize) -> Groups {
+    let mut g = Groups {
+        digits: [0; MAX_DIGITS],
+        n: 0,
+        len: [0; MAX_DIGITS],
+        end: [0; MAX_DIGITS],
+        paren: [false; MAX_DIGITS],
+        sep: [0; MAX_DIGITS],
+        count: 0,
+    };
+    let digit_at = |k: usize| bytes.get(k).is_some_and(u8::is_ascii_digit);
+    loop {
+        let paren = bytes.get(i) == Some(&b'(');
+        let first = i + usize::from(paren);
+        let mut j = first;
+        while digit_at(j) {
+            j += 1;
+        }
+        let len = j - first;
+        if len == 0 || g.n + len > MAX_DIGITS {
+            return g;
+        }
+        if paren {
+            if bytes.get(j) != Some(&b')') {
+                return g;
+            }
+            j += 1;
+        }
+        for (slot, &d) in g.digits[g.n..g.n + len].iter_mut().zip(&bytes[first..]) {
+            *slot = d - b'0';
+        }
+        g.n += len;
+        // `len` <= MAX_DIGITS (19) here.
+        g.len[g.count] = len as u8;
+        g.end[g.count] = j;
+        g.paren[g.count] = paren;
+        g.count += 1;
+        // A separator, then another group; '(' right after a group opens
+        // an area code as if a space stood before it.
+        let (sep, next) = match bytes.get(j) {
+            Some(&s) if matches!(s, b' ' | b'-' | b'.') => (s, j + 1),
+            Some(&b'(') => (b' ', j),
+            _ => return g,
+        };
+        let opens_group = digit_at(next) || (bytes.get(next) == Some(&b'(') && digit_at(next + 1));
+        if !opens_group {
+            return g;
+        }
+        g.sep[g.count - 1] = sep;
+        i = next;
+    }
+}
+
+/// Where the date (2026-10-01, 01.10.2026, also followed by a time),
+/// decimal (3.14159) or amount (1.299.000, 1 299,50) that the groups are
+/// ends, if they are one: digits in groups that are not a phone.
+fn date_or_amount(bytes: &[u8], start: usize, end: usize, g: &Groups) -> Option<usize> {
+    let lens = g.lens();
+    let seps = g.seps();
+    let date = |s: &[u8]| matches!(s, [4, 2, 2] | [2, 2, 4] | [1, 2, 4] | [2, 1, 4]);
+    // A date alone, or followed by a time after a space (2026-11-30 14:03).
+    let dateish = lens.len() >= 3 && date(&lens[..3]) && (lens.len() == 3 || seps[2] == b' ');
+    let decimal = lens.len() == 2 && seps == b".";
+    // Thousands with dots: 1.299.000 (a dotted phone has pairs: 06.12.34.56.78).
+    let thousands = lens.len() >= 2
+        && seps.iter().all(|&s| s == b'.')
+        && (1..=3).contains(&lens[0])
+        && lens[1..].iter().all(|&l| l == 3);
+    // A decimal comma after it (1 299,50 €) or a currency sign before it.
+    let decimal_comma =
+        bytes.get(end) == Some(&b',') && bytes.get(end + 1).is_some_and(u8::is_ascii_digit);
+    let before = bytes[..start].strip_suffix(b" ").unwrap_or(&bytes[..start]);
+    let currency = ["$", "€", "£"]
+        .iter()
+        .any(|sign| before.ends_with(sign.as_bytes()));
+    if dateish {
+        Some(g.end[2])
+    } else {
+        (decimal || thousands || decimal_comma || currency).then_some(end)
+    }
 }
 
 /// The Luhn checksum used by every payment card number.
@@ -204,6 +337,9 @@ fn luhn(digits: &[u8]) -> bool {
         .sum();
     sum.is_multiple_of(10)
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {
@@ -265,6 +401,72 @@ mod tests {
         let (out, c) = r("ref 4111111111111112");
         assert_eq!(out, "ref 4111111111111112");
         assert_eq!(c.card, 0);
+    }
+
+    #[test]
+    fn a_card_at_the_end_of_a_sentence_is_redacted() {
+        for (text, expected) in [
+            ("Mi tarjeta es 4111111111111111.", "Mi tarjeta es [CARD]."),
+            (
+                "Mi tarjeta es 4111 1111 1111 1111.",
+                "Mi tarjeta es [CARD].",
+            ),
+            ("¿Es 4111-1111-1111-1111?", "¿Es [CARD]?"),
+            ("(tarjeta: 4111111111111111).", "(tarjeta: [CARD])."),
+        ] {
+            let (out, c) = r(text);
+            assert_eq!(out, expected, "{text}");
+            assert_eq!(
+                c,
+                Redactions {
+                    card: 1,
+                    ..Redactions::default()
+                },
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_card_followed_by_more_digits_is_still_redacted() {
+        // GIVEN a card followed by its expiry date or its security code
+        for (text, expected) in [
+            ("4111 1111 1111 1111 12/28", "[CARD] 12/28"),
+            ("4111111111111111 123", "[CARD] 123"),
+        ] {
+            // WHEN redacted THEN the card goes, what follows stays
+            let (out, c) = r(text);
+            assert_eq!(out, expected, "{text}");
+            assert_eq!(c.card, 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn digits_in_an_address_go_with_the_address() {
+        let (out, c) = r("escribe a 0612345678@mail.example.com.");
+        assert_eq!(out, "escribe a [EMAIL].");
+        assert_eq!(
+            c,
+            Redactions {
+                email: 1,
+                ..Redactions::default()
+            }
+        );
+    }
+
+    #[test]
+    fn dates_with_times_amounts_with_thousands_and_references_are_left_alone() {
+        for text in [
+            "el 2026-11-30 14:03",
+            "el 30.11.2026 14:03.",
+            "total 1.299.000,00 €",
+            "total 1 299 000,50 €",
+            "pedido ORD-2026-00123.",
+        ] {
+            let (out, c) = r(text);
+            assert_eq!(out, text);
+            assert_eq!(c, Redactions::default(), "{text}");
+        }
     }
 
     #[test]

@@ -255,6 +255,48 @@ async fn pii_is_redacted_and_counted_by_kind() {
 }
 
 #[tokio::test]
+async fn a_card_email_or_phone_ending_a_sentence_never_reaches_the_dataset() {
+    // GIVEN an export whose customer ends sentences with a card number,
+    // an address and a phone number
+    let input = Dir::new();
+    let mut c = conv(1);
+    c["messages"][1]["content"] = json!("Mi tarjeta es 4111111111111111.");
+    let mut d = conv(2);
+    d["messages"][1]["content"] =
+        json!("Escribe a ana.lopez@example.com. O llama al +52 55 1234 5678.");
+    input.write("conversations/acme/2026/10/05/a.jsonl", &lines(&[c, d]));
+    let out = Dir::new();
+    let mut s = settings();
+    s.train_split = 1.0;
+    // WHEN the dataset is prepared
+    let r = run(&input.0, &out.0, &s).await.unwrap();
+    // THEN no run of their digits and no address is in any file written
+    let train = out.read("train.jsonl");
+    assert!(train.contains("Mi tarjeta es [CARD]."), "{train}");
+    assert!(
+        train.contains("Escribe a [EMAIL]. O llama al [PHONE]."),
+        "{train}"
+    );
+    // (the manifest's digests are hex: a digit window there means nothing)
+    let card = "4111111111111111";
+    for file in ["train.jsonl", "validation.jsonl"] {
+        let text = out.read(file);
+        for w in 0..=card.len() - 4 {
+            assert!(!text.contains(&card[w..w + 4]), "{file}: {text}");
+        }
+    }
+    for file in ["train.jsonl", "validation.jsonl", "manifest.json"] {
+        let text = out.read(file);
+        for leak in [card, "ana.lopez", "example.com", "1234 5678", "+52"] {
+            assert!(!text.contains(leak), "{file}: {text}");
+        }
+    }
+    // AND the stats count one of each
+    let counted = r.stats.redactions;
+    assert_eq!((counted.card, counted.email, counted.phone), (1, 1, 1));
+}
+
+#[tokio::test]
 async fn filters_drop_by_outcome_rating_and_turns() {
     let input = Dir::new();
     let mut low = conv(1);
