@@ -184,13 +184,12 @@ async fn a_replayed_delivery_is_200_and_changes_nothing() {
 #[tokio::test]
 async fn a_delivery_that_meets_a_provider_failure_is_503_and_its_retry_is_processed() {
     // GIVEN a run in training whose job has succeeded at OpenAI, and an
-    // OpenAI that answers 500 to every attempt of the next job read
+    // OpenAI that answers 500 to every read of the job (and its events)
     let (world, id, job_id) = training_run().await;
     world.sandbox.run_to_end(&job_id);
-    let attempts = crate::openai::settings(&world.sandbox).retry.max_retries + 1;
     world
         .sandbox
-        .inject(openai_sandbox::Fault::status("GET", &job_id, 500, attempts));
+        .inject(openai_sandbox::Fault::status("GET", &job_id, 500, 1000));
     let body = body("fine_tuning.job.succeeded", &job_id);
     let first = delivery(&secret(), "msg_transient", now(), &body);
 
@@ -207,6 +206,7 @@ async fn a_delivery_that_meets_a_provider_failure_is_503_and_its_retry_is_proces
     assert_eq!(waiting.retries, 1, "{}", waiting.phase);
 
     // WHEN OpenAI retries the same delivery after the fault has cleared
+    world.sandbox.clear_faults();
     let (status, answer, _) = post(&world, first).await;
 
     // THEN it is processed, not ignored as a replay: the run completes
