@@ -83,7 +83,10 @@ async fn every_byte_everywhere(api: &Api, probe: &Probe) -> usize {
             }
             for (place, event) in events {
                 let answer = api.invoke(probe.function, &event.to_string()).await;
-                let what = format!("{:?}: byte {byte:#04x} {form} in the {place}", probe.function);
+                let what = format!(
+                    "{:?}: byte {byte:#04x} {form} in the {place}",
+                    probe.function
+                );
                 assert_answered(&answer, &what);
                 sent += 1;
             }
