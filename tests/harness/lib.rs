@@ -400,8 +400,12 @@ impl ApiEvent {
         event
     }
 
+    /// The request the functions' entry point (`finetune::http::serve`)
+    /// makes of the event, from its JSON text as the runtime reads it.
     pub fn build(&self) -> lambda_http::Request {
-        lambda_http::request::from_str(&self.to_json().to_string())
+        let payload: serde_json::Value =
+            serde_json::from_str(&self.to_json().to_string()).expect("JSON text");
+        finetune::http::gateway::request_from_event(payload, lambda_http::Context::default())
             .expect("a valid API Gateway v2 event")
     }
 }

@@ -19,6 +19,7 @@ use finetune::provider::{
 };
 use finetune::store::Store;
 use finetune_tests::{ApiEvent, TestEnv};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};
 
@@ -73,42 +74,69 @@ impl Api {
             .unwrap()
             .to_owned();
         let path = raw["rawPath"].as_str().unwrap().to_owned();
-        let req = event.build();
-        let response = if path.starts_with("/models") {
-            finetune::http::models_handler(
-                self.store(),
-                &self.providers.controls(),
-                &self.config,
-                req,
-            )
-            .await
+        let function = if path.starts_with("/models") {
+            Function::Models
         } else if path.starts_with("/webhooks") {
-            let pipeline = finetune::pipeline::Pipeline {
-                store: self.env.store.clone(),
-                blobs: self.env.blobs.clone(),
-                providers: self.providers.clone(),
-                lease: std::time::Duration::from_secs(60),
-                metrics: self.metrics.clone(),
-            };
-            let secret = finetune::webhook::setup::SigningSecret::ready(WEBHOOK_SECRET);
-            // Boxed: the reconciler's future is large, and would otherwise
-            // sit inline in every caller's future.
-            Box::pin(finetune::http::webhook_handler(&pipeline, &secret, req)).await
+            Function::Webhook
         } else if method == "POST" && path.ends_with("/cancel") {
-            cancel_handler(
-                self.store(),
-                &self.providers.controls(),
-                &self.config,
-                &self.metrics,
-                req,
-            )
-            .await
+            Function::Cancel
         } else if method == "POST" && path.trim_end_matches('/').ends_with("/runs") {
-            start_run_handler(self.store(), &self.config, &self.metrics, req).await
+            Function::StartRun
         } else {
-            job_status_handler(self.store(), &self.config, req).await
+            Function::JobStatus
         };
-        Reply::from(response)
+        Reply::from(self.handle(function, event.build()).await)
+    }
+
+    /// A whole event as JSON text, as the Lambda service hands it to
+    /// `function`: deserialised the way the runtime deserialises the
+    /// functions' payload (`serde_json::Value`), then through the
+    /// functions' entry point (`finetune::http::gateway::answer`).
+    pub(crate) async fn invoke(&self, function: Function, event: &str) -> ApiGatewayV2httpResponse {
+        let payload: Value = serde_json::from_slice(event.as_bytes()).expect("JSON text");
+        let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
+        finetune::http::gateway::answer(event, |req| self.handle(function, req)).await
+    }
+
+    async fn handle(&self, function: Function, req: lambda_http::Request) -> Response<Body> {
+        match function {
+            Function::Models => {
+                finetune::http::models_handler(
+                    self.store(),
+                    &self.providers.controls(),
+                    &self.config,
+                    req,
+                )
+                .await
+            }
+            Function::Webhook => {
+                let pipeline = finetune::pipeline::Pipeline {
+                    store: self.env.store.clone(),
+                    blobs: self.env.blobs.clone(),
+                    providers: self.providers.clone(),
+                    lease: std::time::Duration::from_secs(60),
+                    metrics: self.metrics.clone(),
+                };
+                let secret = finetune::webhook::setup::SigningSecret::ready(WEBHOOK_SECRET);
+                // Boxed: the reconciler's future is large, and would otherwise
+                // sit inline in every caller's future.
+                Box::pin(finetune::http::webhook_handler(&pipeline, &secret, req)).await
+            }
+            Function::Cancel => {
+                cancel_handler(
+                    self.store(),
+                    &self.providers.controls(),
+                    &self.config,
+                    &self.metrics,
+                    req,
+                )
+                .await
+            }
+            Function::StartRun => {
+                start_run_handler(self.store(), &self.config, &self.metrics, req).await
+            }
+            Function::JobStatus => job_status_handler(self.store(), &self.config, req).await,
+        }
     }
 
     pub(crate) async fn start(&self, tenant: &str, body: &Value) -> Value {
@@ -118,6 +146,16 @@ impl Api {
         assert_eq!(reply.status, 202, "{}", reply.body);
         reply.body
     }
+}
+
+/// The five HTTP functions, each with its own handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Function {
+    StartRun,
+    JobStatus,
+    Cancel,
+    Models,
+    Webhook,
 }
 
 #[derive(Debug)]

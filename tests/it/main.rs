@@ -4,6 +4,7 @@ mod api;
 mod bedrock;
 mod blob;
 mod dataset;
+mod gateway;
 mod logs;
 mod metrics;
 mod models;

@@ -182,6 +182,41 @@ async fn a_replayed_delivery_is_200_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_delivery_that_meets_a_provider_failure_is_503_and_its_retry_is_processed() {
+    // GIVEN a run in training whose job has succeeded at OpenAI, and an
+    // OpenAI that answers 500 to every read of the job (and its events)
+    let (world, id, job_id) = training_run().await;
+    world.sandbox.run_to_end(&job_id);
+    world
+        .sandbox
+        .inject(openai_sandbox::Fault::status("GET", &job_id, 500, 1000));
+    let body = body("fine_tuning.job.succeeded", &job_id);
+    let first = delivery(&secret(), "msg_transient", now(), &body);
+
+    // WHEN the signed delivery arrives
+    let (status, problem, content_type) = post(&world, first.clone()).await;
+
+    // THEN it is a 5xx problem, so OpenAI retries it; the run is still in
+    // training with the retry counted
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(problem["type"], "urn:finetune:problem:unavailable");
+    let waiting = run(&world, &id).await;
+    assert_eq!(waiting.status, RunStatus::Training);
+    assert_eq!(waiting.retries, 1, "{}", waiting.phase);
+
+    // WHEN OpenAI retries the same delivery after the fault has cleared
+    world.sandbox.clear_faults();
+    let (status, answer, _) = post(&world, first).await;
+
+    // THEN it is processed, not ignored as a replay: the run completes
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["action"], "reconciled");
+    assert_eq!(answer["status"], "completed");
+    assert_eq!(run(&world, &id).await.status, RunStatus::Completed);
+}
+
+#[tokio::test]
 async fn unknown_jobs_and_other_event_types_are_200_and_change_nothing() {
     // GIVEN a run in training
     let (world, id, job_id) = training_run().await;

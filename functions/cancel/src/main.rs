@@ -6,7 +6,7 @@
 use finetune::config::Config;
 use finetune::provider::setup::controls_from_config;
 use finetune::store::Store;
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,8 +17,8 @@ async fn main() -> Result<(), Error> {
     let providers = controls_from_config(&config, &sdk)?;
     let metrics = finetune::metrics::Metrics::stdout();
     let (store, providers, config, metrics) = (&store, &providers, &config, &metrics);
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(finetune::http::cancel_handler(store, providers, config, metrics, req).await)
-    }))
+    finetune::http::serve(move |req| {
+        finetune::http::cancel_handler(store, providers, config, metrics, req)
+    })
     .await
 }

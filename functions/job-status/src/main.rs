@@ -5,7 +5,7 @@
 
 use finetune::config::Config;
 use finetune::store::Store;
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,8 +14,5 @@ async fn main() -> Result<(), Error> {
     let sdk = finetune::aws::lambda_sdk_config()?;
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
     let (store, config) = (&store, &config);
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(finetune::http::job_status_handler(store, config, req).await)
-    }))
-    .await
+    finetune::http::serve(move |req| finetune::http::job_status_handler(store, config, req)).await
 }

@@ -8,7 +8,7 @@
 use finetune::config::Config;
 use finetune::provider::setup::controls_from_config;
 use finetune::store::Store;
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,8 +18,6 @@ async fn main() -> Result<(), Error> {
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
     let providers = controls_from_config(&config, &sdk)?;
     let (store, providers, config) = (&store, &providers, &config);
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(finetune::http::models_handler(store, providers, config, req).await)
-    }))
-    .await
+    finetune::http::serve(move |req| finetune::http::models_handler(store, providers, config, req))
+        .await
 }

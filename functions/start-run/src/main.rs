@@ -4,7 +4,7 @@
 
 use finetune::config::Config;
 use finetune::store::Store;
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,8 +14,6 @@ async fn main() -> Result<(), Error> {
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
     let metrics = finetune::metrics::Metrics::stdout();
     let (store, config, metrics) = (&store, &config, &metrics);
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(finetune::http::start_run_handler(store, config, metrics, req).await)
-    }))
-    .await
+    finetune::http::serve(move |req| finetune::http::start_run_handler(store, config, metrics, req))
+        .await
 }

@@ -5,7 +5,7 @@
 
 use finetune::config::Config;
 use finetune::pipeline::Pipeline;
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,8 +15,5 @@ async fn main() -> Result<(), Error> {
     let pipeline = Pipeline::from_config(&config, &sdk).await?;
     let secret = finetune::webhook::setup::openai_secret(&config, &sdk)?;
     let (pipeline, secret) = (&pipeline, &secret);
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(finetune::http::webhook_handler(pipeline, secret, req).await)
-    }))
-    .await
+    finetune::http::serve(move |req| finetune::http::webhook_handler(pipeline, secret, req)).await
 }

@@ -140,6 +140,15 @@ impl From<WebhookError> for ApiError {
                 tracing::error!(error = %e, "webhook secret unavailable");
                 ApiError::Internal
             }
+            // A 5xx makes the provider retry the delivery, which was left
+            // unclaimed; the monitor is the safety net.
+            WebhookError::Transient { code, .. } => {
+                tracing::warn!(code, "webhook delivery not processed: transient failure");
+                ApiError::Unavailable {
+                    detail: "the delivery could not be processed for now; retry it".to_owned(),
+                    retry_after: None,
+                }
+            }
             // A 5xx makes the provider retry; the monitor is the safety net.
             WebhookError::Pipeline(e) => {
                 tracing::error!(code = e.code(), error = %e, "webhook reconcile failed");

@@ -16,6 +16,7 @@
 //! | POST   | `/models/{id}/activate` | models | [`models_handler`]     |
 //! | DELETE | `/models/{id}`      | models     | [`models_handler`]     |
 
+pub mod gateway;
 mod handlers;
 mod mapping;
 pub mod problem;
@@ -23,6 +24,7 @@ pub mod request;
 pub mod routes;
 mod webhook;
 
+pub use gateway::serve;
 pub use handlers::{cancel_handler, job_status_handler, json, models_handler, start_run_handler};
 pub use problem::{ApiError, FieldError, PROBLEM_JSON, Problem};
 pub use request::{IDEMPOTENCY_KEY_HEADER, PageParams};

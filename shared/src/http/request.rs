@@ -146,7 +146,8 @@ mod tests {
             },
             "isBase64Encoded": false
         });
-        lambda_http::request::from_str(&event.to_string()).unwrap()
+        super::super::gateway::request_from_event(event, lambda_runtime::Context::default())
+            .unwrap()
     }
 
     #[test]

@@ -19,7 +19,11 @@ use crate::webhook::{WebhookError, receive_openai};
 
 /// Verifies and handles one delivery. A bad signature is 401 and changes
 /// nothing; a replay or an unknown job is 200 and changes nothing; a
-/// failure while reconciling is 500, so OpenAI retries it.
+/// delivery that could not be processed is a 5xx problem and its
+/// `webhook-id` is not marked handled, so OpenAI's retry is processed:
+/// 503 for a transient failure while reconciling (the provider's
+/// 429/5xx/timeout, DynamoDB; the retry is also counted on the run), 500
+/// for any other failure on our side.
 pub async fn webhook_handler(
     pipeline: &Pipeline,
     secret: &SigningSecret,

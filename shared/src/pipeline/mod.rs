@@ -62,9 +62,19 @@ pub enum Outcome {
         to: RunStatus,
         idle: Duration,
     },
-    /// Nothing to do yet (training in progress), or a transient error that
-    /// the next tick retries.
+    /// Nothing to do yet (training in progress).
     Unchanged { status: RunStatus, idle: Duration },
+    /// A step failed with a transient error (`code`): the retry is counted
+    /// on the run and the next tick tries again. The run may have moved
+    /// before the failing step (`from` → `to`). Told apart from
+    /// `Unchanged` so that a push (a webhook delivery) is not acknowledged
+    /// as handled when it could not be.
+    Retrying {
+        from: RunStatus,
+        to: RunStatus,
+        idle: Duration,
+        code: &'static str,
+    },
     /// Another monitor holds the run's lease.
     Skipped,
 }
@@ -79,8 +89,15 @@ fn needs_lease(status: RunStatus) -> bool {
     !matches!(status, RunStatus::Training)
 }
 
-fn outcome(from: RunStatus, run: &Run, idle: Duration) -> Outcome {
-    if run.status == from {
+fn outcome(from: RunStatus, run: &Run, idle: Duration, retrying: Option<&'static str>) -> Outcome {
+    if let Some(code) = retrying {
+        Outcome::Retrying {
+            from,
+            to: run.status,
+            idle,
+            code,
+        }
+    } else if run.status == from {
         Outcome::Unchanged { status: from, idle }
     } else {
         Outcome::Advanced {
@@ -302,7 +319,7 @@ impl Pipeline {
             tracing::info!(
                 to = result
                     .as_ref()
-                    .map(|r| r.status.as_str())
+                    .map(|(r, _)| r.status.as_str())
                     .unwrap_or("error"),
                 duration_ms = started.elapsed().as_millis() as u64,
                 "reconciled"
@@ -312,13 +329,18 @@ impl Pipeline {
             // The lease expires by itself; the next tick waits it out.
             tracing::warn!(run_id = %run_id, error = %e, "could not release a run lease");
         }
-        Ok(outcome(from, &result?, idle))
+        let (run, retrying) = result?;
+        Ok(outcome(from, &run, idle, retrying))
     }
 
     /// Runs steps until one waits, the run ends, or the tick's step budget
     /// is spent. A transient error is counted on the run and retried next
-    /// tick; a permanent one fails the run with its reason.
-    async fn advance<S: Steps>(&self, mut run: Run) -> Result<Run, PipelineError> {
+    /// tick (its code is returned beside the run); a permanent one fails
+    /// the run with its reason.
+    async fn advance<S: Steps>(
+        &self,
+        mut run: Run,
+    ) -> Result<(Run, Option<&'static str>), PipelineError> {
         for _ in 0..MAX_STEPS_PER_TICK {
             if run.status.is_terminal() {
                 break;
@@ -329,18 +351,19 @@ impl Pipeline {
             }
             match result {
                 Ok(Step::Continue(next)) => run = next,
-                Ok(Step::Wait(next)) => return Ok(next),
+                Ok(Step::Wait(next)) => return Ok((next, None)),
                 // Someone else (cancel) wrote the run: their word stands.
                 Err(PipelineError::Store(StoreError::VersionConflict { .. })) => {
-                    return Ok(self.store.get_run(&run.tenant_id, &run.id).await?);
+                    return Ok((self.store.get_run(&run.tenant_id, &run.id).await?, None));
                 }
                 Err(e) if e.is_transient() && run.retries < MAX_RETRIES => {
-                    return self.record_retry(run, &e).await;
+                    let stored = self.record_retry(run, &e).await?;
+                    return Ok((stored, Some(e.code())));
                 }
-                Err(e) => return self.record_failure(run, &e).await,
+                Err(e) => return Ok((self.record_failure(run, &e).await?, None)),
             }
         }
-        Ok(run)
+        Ok((run, None))
     }
 
     /// The step for the run's status, within `S`. Boxed, and chosen by a

@@ -87,7 +87,13 @@ pub async fn run_once<S: Steps>(
                 summary.advanced += 1;
                 summary.stalest_idle_seconds = summary.stalest_idle_seconds.max(idle.as_secs());
             }
-            Some(Ok(Outcome::Unchanged { idle, .. })) => {
+            // A retry after the run moved counts as moved, as before
+            // retries were told apart.
+            Some(Ok(Outcome::Retrying { from, to, idle, .. })) if from != to => {
+                summary.advanced += 1;
+                summary.stalest_idle_seconds = summary.stalest_idle_seconds.max(idle.as_secs());
+            }
+            Some(Ok(Outcome::Unchanged { idle, .. } | Outcome::Retrying { idle, .. })) => {
                 summary.unchanged += 1;
                 summary.stalest_idle_seconds = summary.stalest_idle_seconds.max(idle.as_secs());
             }

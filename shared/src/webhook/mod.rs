@@ -58,6 +58,16 @@ pub enum WebhookError {
     /// Our side: the signing secret could not be read or used.
     #[error(transparent)]
     Secret(#[from] setup::WebhookSetupError),
+    /// The run was found, but reconciling it hit a transient failure (the
+    /// provider's 429/5xx/timeout, DynamoDB): the retry is recorded on the
+    /// run, and the push was not processed. The webhook answers 5xx and
+    /// leaves the delivery unclaimed, so the provider's retry is handled.
+    #[error("reconciling run {run_id} failed for now ({code}); retry the delivery")]
+    Transient {
+        run_id: String,
+        status: RunStatus,
+        code: &'static str,
+    },
 }
 
 /// OpenAI's webhook body: `{id, object, type, created_at, data: {id}}`.
@@ -112,7 +122,9 @@ pub async fn receive_openai(
     match push_job_update(pipeline, provider, &event.data.id, &owner).await {
         Ok(handled) => Ok(handled),
         Err(e) => {
-            // Let the provider's retry be handled rather than ignored.
+            // Not processed (a transient failure while reconciling, or a
+            // store error): let the provider's retry be handled rather
+            // than ignored as a replay.
             if let Err(release) = pipeline.store.release_delivery(provider, delivery).await {
                 tracing::warn!(error = %release, "could not release a webhook delivery claim");
             }
@@ -149,7 +161,16 @@ pub async fn receive_bedrock(
     }
     let mut handled = UNKNOWN_JOB;
     for id in ids {
-        handled = push_job_update(pipeline, ProviderKind::Bedrock, id, owner).await?;
+        handled = match push_job_update(pipeline, ProviderKind::Bedrock, id, owner).await {
+            // EventBridge does not redeliver to the monitor (its failed
+            // invocations go to the dead-letter queue and alarm): the
+            // retry recorded on the run is taken by the next tick, as for
+            // any run the monitor follows.
+            Err(WebhookError::Transient { run_id, status, .. }) => {
+                Handled::Reconciled { run_id, status }
+            }
+            other => other?,
+        };
         if handled != UNKNOWN_JOB {
             break;
         }
@@ -159,7 +180,8 @@ pub async fn receive_bedrock(
 
 /// The common path of every push: the job's run, reconciled now. A job
 /// this deployment never recorded is ignored (another stack's, or one
-/// created by hand).
+/// created by hand). A reconcile that ended on a transient failure is
+/// [`WebhookError::Transient`]: the push was not processed.
 pub async fn push_job_update(
     pipeline: &Pipeline,
     provider: ProviderKind,
@@ -180,6 +202,20 @@ pub async fn push_job_update(
     let status = match outcome {
         Outcome::Advanced { to, .. } => to,
         Outcome::Unchanged { status, .. } => status,
+        Outcome::Retrying { to, code, .. } => {
+            tracing::warn!(
+                tenant_id = %job_owner.tenant_id,
+                run_id = %job_owner.run_id,
+                provider = provider.as_str(),
+                code,
+                "push could not reconcile its run for now"
+            );
+            return Err(WebhookError::Transient {
+                run_id: job_owner.run_id.to_string(),
+                status: to,
+                code,
+            });
+        }
         // Another worker holds the run's lease; it will see the same job.
         Outcome::Skipped => {
             return Ok(Handled::Ignored {

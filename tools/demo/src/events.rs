@@ -15,7 +15,7 @@ pub fn http_request(
     body: Option<&Value>,
     tenant: &str,
     idempotency_key: Option<&str>,
-) -> Result<lambda_http::Request, serde_json::Error> {
+) -> Result<lambda_http::Request, Box<dyn std::error::Error>> {
     let mut headers = json!({
         "content-type": "application/json",
         "authorization": "Bearer eyJ...demo",
@@ -48,7 +48,13 @@ pub fn http_request(
         "body": body.map(Value::to_string),
         "isBase64Encoded": false
     });
-    lambda_http::request::from_str(&event.to_string())
+    // The functions' own entry point (`finetune::http::serve`) makes the
+    // request, from the JSON text as the runtime reads it.
+    let payload: Value = serde_json::from_str(&event.to_string())?;
+    Ok(finetune::http::gateway::request_from_event(
+        payload,
+        Context::default(),
+    )?)
 }
 
 /// The monitor's EventBridge `Scheduled Event`, with a context whose

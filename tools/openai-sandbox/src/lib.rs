@@ -378,6 +378,11 @@ impl Sandbox {
         self.shared.lock().faults.push(fault);
     }
 
+    /// Removes every injected fault not used up yet: the outage is over.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
     pub fn set_latency(&self, latency: Duration) {
         self.shared.update_settings(|s| s.latency = latency);
     }
