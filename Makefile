@@ -50,6 +50,28 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
 	@touch $@
 
+## contract-schemas: re-extract tests/contract/ (the providers' schemas the
+## contract tests use) from their published documents, offline:
+##   OPENAI_OPENAPI=<clone of openai/openai-openapi>   (work tree or bare git dir)
+##   TOGETHER_OPENAPI=<clone of togethercomputer/openapi>
+##   OPENAI_REV= / TOGETHER_REV= a commit to read (default HEAD; required
+##   when the variable names the spec file itself rather than a clone)
+## Bedrock comes from the botocore pinned in tools/contract/requirements.txt,
+## or BOTOCORE_DATA=<a botocore package's data/ dir>. Sources not named are
+## left as they are; tests/contract/SOURCES.json records what each came from.
+.PHONY: contract-schemas
+CONTRACT_VENV := .venv-contract
+contract-schemas: $(CONTRACT_VENV)/.installed
+	$(CONTRACT_VENV)/bin/python tools/contract/extract.py --out tests/contract \
+	  $(if $(OPENAI_OPENAPI),--openai $(OPENAI_OPENAPI) $(if $(OPENAI_REV),--openai-rev $(OPENAI_REV))) \
+	  $(if $(TOGETHER_OPENAPI),--together $(TOGETHER_OPENAPI) $(if $(TOGETHER_REV),--together-rev $(TOGETHER_REV))) \
+	  $(if $(BOTOCORE_DATA),--botocore-data $(BOTOCORE_DATA),--botocore)
+
+$(CONTRACT_VENV)/.installed: tools/contract/requirements.txt
+	@test -x $(CONTRACT_VENV)/bin/python || python3 -m venv $(CONTRACT_VENV)
+	$(CONTRACT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
 venv: $(STAMP)
 
 $(STAMP): requirements-dev.txt

@@ -3,6 +3,7 @@
 mod api;
 mod bedrock;
 mod blob;
+mod contract_schemas;
 mod dataset;
 mod gateway;
 mod logs;

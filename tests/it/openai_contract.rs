@@ -1,6 +1,8 @@
 //! Contract tests: the client's requests and the sandbox's answers checked
-//! against OpenAI's published schemas (`../shared/reference/
-//! openai-finetuning-openapi.json`), for every endpoint the pipeline uses.
+//! against OpenAI's published schemas (the subset in
+//! `tests/contract/openai-finetuning-openapi.json`, extracted from
+//! openai/openai-openapi by `tools/contract/extract.py`; its source is in
+//! `tests/contract/SOURCES.json`), for every endpoint the pipeline uses.
 //! The sandbox is only worth testing against if it answers as OpenAI
 //! documents.
 //!
@@ -29,11 +31,7 @@ use serde_json::{Value, json};
 use crate::openai::{create, provider_with, put_file, sandbox, settings, tags, training_jsonl};
 
 fn spec() -> Value {
-    let path =
-        finetune_tests::workspace_root().join("../shared/reference/openai-finetuning-openapi.json");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    let mut doc = crate::contract_schemas::document("openai-finetuning-openapi.json");
     relax(&mut doc);
     // Relaxation 2.
     let status = &mut doc["components"]["schemas"]["FineTuningJob"]["properties"]["status"];
@@ -110,7 +108,7 @@ fn form_as_schema_instance(form: &Value) -> Value {
 
 /// The endpoints the pipeline uses: (method, path template, request
 /// schema, response schema).
-const ENDPOINTS: &[(&str, &str, Option<&str>, &str)] = &[
+pub(crate) const ENDPOINTS: &[(&str, &str, Option<&str>, &str)] = &[
     ("POST", "/files", Some("CreateFileRequest"), "OpenAIFile"),
     ("GET", "/files/{id}", None, "OpenAIFile"),
     ("DELETE", "/files/{id}", None, "DeleteFileResponse"),

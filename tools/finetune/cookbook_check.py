@@ -2,9 +2,9 @@
 `finetune validate` is compared with (figures and speed).
 
 A transcription of the code cells of openai-cookbook
-`examples/Chat_finetuning_data_prep.ipynb` (the 16,385-token version, see
-../../../shared/reference/openai-finetuning-api.md), unchanged in logic;
-only the printing is replaced by one JSON object so figures can be diffed.
+`examples/Chat_finetuning_data_prep.ipynb` (its 16,385-token version),
+unchanged in logic; only the printing is replaced by one JSON object so
+figures can be diffed.
 Needs `tiktoken` and `numpy`; offline, point TIKTOKEN_CACHE_DIR at copies
 of tiktoken-rs's embedded BPE files (see tools/finetune/bench.sh).
 
