@@ -6,10 +6,11 @@
 use finetune::config::Config;
 use finetune::provider::setup::controls_from_config;
 use finetune::store::Store;
+use finetune::telemetry::MainError;
 use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
@@ -21,4 +22,5 @@ async fn main() -> Result<(), Error> {
         Ok::<_, Error>(finetune::http::cancel_handler(store, providers, config, metrics, req).await)
     }))
     .await
+    .map_err(MainError::runtime)
 }

@@ -8,10 +8,11 @@
 use finetune::config::Config;
 use finetune::provider::setup::controls_from_config;
 use finetune::store::Store;
+use finetune::telemetry::MainError;
 use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
@@ -22,4 +23,5 @@ async fn main() -> Result<(), Error> {
         Ok::<_, Error>(finetune::http::models_handler(store, providers, config, req).await)
     }))
     .await
+    .map_err(MainError::runtime)
 }

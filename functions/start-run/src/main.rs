@@ -4,10 +4,11 @@
 
 use finetune::config::Config;
 use finetune::store::Store;
+use finetune::telemetry::MainError;
 use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
@@ -18,4 +19,5 @@ async fn main() -> Result<(), Error> {
         Ok::<_, Error>(finetune::http::start_run_handler(store, config, metrics, req).await)
     }))
     .await
+    .map_err(MainError::runtime)
 }

@@ -5,10 +5,11 @@
 
 use finetune::config::Config;
 use finetune::pipeline::Pipeline;
+use finetune::telemetry::MainError;
 use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
@@ -19,4 +20,5 @@ async fn main() -> Result<(), Error> {
         Ok::<_, Error>(finetune::http::webhook_handler(pipeline, secret, req).await)
     }))
     .await
+    .map_err(MainError::runtime)
 }

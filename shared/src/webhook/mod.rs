@@ -114,7 +114,7 @@ pub async fn receive_openai(
         Err(e) => {
             // Let the provider's retry be handled rather than ignored.
             if let Err(release) = pipeline.store.release_delivery(provider, delivery).await {
-                tracing::warn!(error = %release, "could not release a webhook delivery claim");
+                tracing::warn!(error = %crate::telemetry::chain(&release), "could not release a webhook delivery claim");
             }
             Err(e)
         }
