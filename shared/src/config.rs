@@ -7,12 +7,24 @@ use std::time::Duration;
 
 use crate::domain::ProviderKind;
 
-/// A variable that is missing or does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("environment variable {var}: {problem}")]
+/// A variable that is missing or does not parse. Displayed as one sentence
+/// an operator can act on, naming the variable and what it must be:
+/// `configuration error: FINETUNE_TABLE is required but not set (the
+/// DynamoDB table name)`. `Debug` says the same: a function's `main` that
+/// returns this error prints it with `{:?}` before the process exits, and
+/// that line is what the operator finds in the function's log.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {var} {problem}")]
 pub struct ConfigError {
     pub var: &'static str,
+    /// What is wrong, worded to follow the variable's name.
     pub problem: String,
+}
+
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Where the OpenAI API key comes from. Never the key in a template
@@ -146,8 +158,9 @@ impl Config {
             (Some(_), Some(_)) => {
                 return Err(ConfigError {
                     var: "OPENAI_API_KEY",
-                    problem: "set either OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ARN, not both"
-                        .to_owned(),
+                    problem:
+                        "is set together with OPENAI_API_KEY_SECRET_ARN: set one of them, not both"
+                            .to_owned(),
                 });
             }
             (Some(key), None) => ApiKeySource::Env(key),
@@ -199,8 +212,8 @@ impl Config {
             }
         };
         Ok(Self {
-            table_name: vars.required("FINETUNE_TABLE")?,
-            bucket_name: vars.required("FINETUNE_BUCKET")?,
+            table_name: vars.required("FINETUNE_TABLE", "the DynamoDB table name")?,
+            bucket_name: vars.required("FINETUNE_BUCKET", "the S3 bucket name")?,
             tenant_claim: vars
                 .optional("TENANT_CLAIM")
                 .unwrap_or_else(|| "tenant_id".to_owned()),
@@ -251,7 +264,7 @@ fn secret_source(
     match (vars.optional(value_var), vars.optional(arn_var)) {
         (Some(_), Some(_)) => Err(ConfigError {
             var: value_var,
-            problem: format!("set either {value_var} or {arn_var}, not both"),
+            problem: format!("is set together with {arn_var}: set one of them, not both"),
         }),
         (Some(value), None) => Ok(ApiKeySource::Env(value)),
         (None, Some(arn)) => Ok(ApiKeySource::SecretArn(arn)),
@@ -286,10 +299,11 @@ impl Vars<'_> {
         Ok(items)
     }
 
-    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+    /// `meaning` says what the variable holds, for the message.
+    fn required(&self, var: &'static str, meaning: &str) -> Result<String, ConfigError> {
         self.optional(var).ok_or_else(|| ConfigError {
             var,
-            problem: "is required but not set".to_owned(),
+            problem: format!("is required but not set ({meaning})"),
         })
     }
 
@@ -352,13 +366,16 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_required_variable_is_named() {
+    fn a_missing_required_variable_is_named_in_a_sentence_also_when_debug_printed() {
+        // GIVEN a function started without its table
         let err = Config::from_lookup(lookup(&[("FINETUNE_BUCKET", "b")])).unwrap_err();
         assert_eq!(err.var, "FINETUNE_TABLE");
-        assert_eq!(
-            err.to_string(),
-            "environment variable FINETUNE_TABLE: is required but not set"
-        );
+        let sentence =
+            "configuration error: FINETUNE_TABLE is required but not set (the DynamoDB table name)";
+        assert_eq!(err.to_string(), sentence);
+        // WHEN `main` returns it, Rust prints it with Debug formatting:
+        // THEN the operator reads the same sentence, not the struct.
+        assert_eq!(format!("{err:?}"), sentence);
     }
 
     #[test]
@@ -416,6 +433,11 @@ mod tests {
         pairs.push(("OPENAI_WEBHOOK_SECRET_ARN", "arn:aws:secretsmanager:x"));
         let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
         assert_eq!(err.var, "OPENAI_WEBHOOK_SECRET");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: OPENAI_WEBHOOK_SECRET is set together with \
+             OPENAI_WEBHOOK_SECRET_ARN: set one of them, not both"
+        );
     }
 
     #[test]

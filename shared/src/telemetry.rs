@@ -85,9 +85,158 @@ pub fn init_lambda() {
     };
 }
 
+/// An error and every cause under it, on one line, joined with `: `:
+/// `DynamoDB Query failed: dispatch failure: io error: client error
+/// (Connect): tcp connect error: Connection refused (os error 111)`.
+///
+/// The AWS SDK's errors say little at the top (`dispatch failure`,
+/// `service error`) and keep the cause (connection refused, DNS,
+/// credentials, the service's own message) in their `source()` chain, which
+/// `%error` alone never prints. Log every error through this:
+/// `tracing::warn!(error = %telemetry::chain(&e), "…")`.
+///
+/// Our error types often end their own message with their source's
+/// (`"DynamoDB {op} failed: {source}"`); a cause whose message the line
+/// already ends with is not repeated.
+pub fn chain<'a>(error: &'a (dyn std::error::Error + 'static)) -> Chain<'a> {
+    Chain(error)
+}
+
+/// See [`chain`].
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut line = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let message = error.to_string();
+            if !message.is_empty() && !line.ends_with(&message) {
+                line.push_str(": ");
+                line.push_str(&message);
+            }
+            cause = error.source();
+        }
+        f.write_str(&line)
+    }
+}
+
+impl std::fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// What a function's `main` returns: any error that stops it from
+/// starting (configuration, clients, secrets) or ends its runtime loop.
+///
+/// Rust prints the error `main` returns as `Error: {:?}` before the process
+/// exits, and that line is what an operator finds in the function's log
+/// (Lambda reports `Runtime.ExitError`). The derived `Debug` of an error
+/// type is a struct dump (`ConfigError { var: "FINETUNE_TABLE", … }`); this
+/// one prints the error's sentence and its causes ([`chain`]):
+/// `Error: configuration error: FINETUNE_TABLE is required but not set (the
+/// DynamoDB table name)`.
+///
+/// Any error converts into it with `?`; the runtime loop's boxed error with
+/// [`MainError::runtime`].
+pub struct MainError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl MainError {
+    /// The error `lambda_runtime::run` / `lambda_http::run` end with.
+    pub fn runtime(error: Box<dyn std::error::Error + Send + Sync + 'static>) -> Self {
+        MainError(error)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for MainError {
+    fn from(error: E) -> Self {
+        MainError(Box::new(error))
+    }
+}
+
+impl std::fmt::Debug for MainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        chain(&*self.0).fmt(f)
+    }
+}
+
+impl std::fmt::Display for MainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        chain(&*self.0).fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SDK's shape: a terse top whose cause holds the reason.
+    #[derive(Debug, thiserror::Error)]
+    enum Sdk {
+        #[error("dispatch failure")]
+        Dispatch(#[source] std::io::Error),
+    }
+
+    /// Ours: a message that already ends with its source's.
+    #[derive(Debug, thiserror::Error)]
+    #[error("DynamoDB Query failed: {source}")]
+    struct Store {
+        #[source]
+        source: Sdk,
+    }
+
+    fn refused() -> Store {
+        Store {
+            source: Sdk::Dispatch(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "tcp connect error: Connection refused (os error 111)",
+            )),
+        }
+    }
+
+    #[test]
+    fn a_logged_error_carries_its_whole_cause_chain_on_one_line_without_repeats() {
+        // GIVEN a store error over an SDK error over the socket's error
+        let error = refused();
+        // WHEN it is displayed alone, the reason is lost
+        assert_eq!(error.to_string(), "DynamoDB Query failed: dispatch failure");
+        // THEN through `chain` every cause is there once
+        assert_eq!(
+            chain(&error).to_string(),
+            "DynamoDB Query failed: dispatch failure: \
+             tcp connect error: Connection refused (os error 111)"
+        );
+    }
+
+    #[test]
+    fn an_error_without_causes_is_its_own_message() {
+        let error = std::io::Error::other("disk full");
+        assert_eq!(chain(&error).to_string(), "disk full");
+    }
+
+    #[test]
+    fn what_main_returns_prints_as_sentences_with_their_causes() {
+        // GIVEN a function whose start-up failed on configuration
+        let missing = crate::config::Config::from_lookup(|_| None).unwrap_err();
+        // WHEN `main` returns it (Rust prints `Error: {:?}`)
+        let printed = format!("Error: {:?}", MainError::from(missing));
+        // THEN the operator reads a sentence naming the variable
+        assert_eq!(
+            printed,
+            "Error: configuration error: FINETUNE_TABLE is required but not set \
+             (the DynamoDB table name)"
+        );
+        // AND any other start-up error carries its causes
+        assert_eq!(
+            format!("{:?}", MainError::from(refused())),
+            "DynamoDB Query failed: dispatch failure: \
+             tcp connect error: Connection refused (os error 111)"
+        );
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(refused());
+        assert!(format!("{:?}", MainError::runtime(boxed)).ends_with("(os error 111)"));
+    }
 
     #[test]
     fn json_in_lambda_text_elsewhere_unless_told() {

@@ -6,10 +6,10 @@
 use finetune::config::Config;
 use finetune::provider::setup::controls_from_config;
 use finetune::store::Store;
-use lambda_http::Error;
+use finetune::telemetry::MainError;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
@@ -21,4 +21,5 @@ async fn main() -> Result<(), Error> {
         finetune::http::cancel_handler(store, providers, config, metrics, req)
     })
     .await
+    .map_err(MainError::runtime)
 }

@@ -5,14 +5,16 @@
 
 use finetune::config::Config;
 use finetune::store::Store;
-use lambda_http::Error;
+use finetune::telemetry::MainError;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
     let store = Store::new(finetune::aws::dynamodb_client(&sdk), &config.table_name);
     let (store, config) = (&store, &config);
-    finetune::http::serve(move |req| finetune::http::job_status_handler(store, config, req)).await
+    finetune::http::serve(move |req| finetune::http::job_status_handler(store, config, req))
+        .await
+        .map_err(MainError::runtime)
 }

@@ -8,10 +8,10 @@
 use finetune::config::Config;
 use finetune::provider::setup::controls_from_config;
 use finetune::store::Store;
-use lambda_http::Error;
+use finetune::telemetry::MainError;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
@@ -20,4 +20,5 @@ async fn main() -> Result<(), Error> {
     let (store, providers, config) = (&store, &providers, &config);
     finetune::http::serve(move |req| finetune::http::models_handler(store, providers, config, req))
         .await
+        .map_err(MainError::runtime)
 }

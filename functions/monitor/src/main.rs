@@ -10,10 +10,11 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::config::Config;
 use finetune::pipeline::{Pipeline, monitor};
+use finetune::telemetry::MainError;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
@@ -35,4 +36,5 @@ async fn main() -> Result<(), Error> {
         },
     ))
     .await
+    .map_err(MainError::runtime)
 }

@@ -4,10 +4,10 @@
 
 use finetune::config::Config;
 use finetune::store::Store;
-use lambda_http::Error;
+use finetune::telemetry::MainError;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
@@ -16,4 +16,5 @@ async fn main() -> Result<(), Error> {
     let (store, config, metrics) = (&store, &config, &metrics);
     finetune::http::serve(move |req| finetune::http::start_run_handler(store, config, metrics, req))
         .await
+        .map_err(MainError::runtime)
 }

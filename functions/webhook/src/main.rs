@@ -5,15 +5,17 @@
 
 use finetune::config::Config;
 use finetune::pipeline::Pipeline;
-use lambda_http::Error;
+use finetune::telemetry::MainError;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
     let pipeline = Pipeline::from_config(&config, &sdk).await?;
     let secret = finetune::webhook::setup::openai_secret(&config, &sdk)?;
     let (pipeline, secret) = (&pipeline, &secret);
-    finetune::http::serve(move |req| finetune::http::webhook_handler(pipeline, secret, req)).await
+    finetune::http::serve(move |req| finetune::http::webhook_handler(pipeline, secret, req))
+        .await
+        .map_err(MainError::runtime)
 }

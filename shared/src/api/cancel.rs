@@ -220,6 +220,6 @@ async fn record_event(
     );
     event.data = Some(json!({"from": from.as_str(), "to": RunStatus::Cancelled.as_str()}));
     if let Err(e) = store.append_event(tenant, &event).await {
-        tracing::error!(run_id = %run.id, error = %e, "could not record the cancel event");
+        tracing::error!(run_id = %run.id, error = %crate::telemetry::chain(&e), "could not record the cancel event");
     }
 }

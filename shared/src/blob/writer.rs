@@ -187,7 +187,7 @@ impl MultipartWriter {
                 .send()
                 .await;
             if let Err(e) = result {
-                tracing::warn!(key = %self.key, error = %e, "could not abort a failed multipart upload");
+                tracing::warn!(key = %self.key, error = %crate::telemetry::chain(&e), "could not abort a failed multipart upload");
             }
         }
     }

@@ -260,7 +260,7 @@ fn svg(body: String) -> Response<Body> {
 /// A JSON success response.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>, ApiError> {
     let body = serde_json::to_string(value).map_err(|e| {
-        tracing::error!(error = %e, "response did not serialise");
+        tracing::error!(error = %crate::telemetry::chain(&e), "response did not serialise");
         ApiError::Internal
     })?;
     let mut response = Response::new(Body::from(body));

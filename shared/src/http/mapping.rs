@@ -18,7 +18,7 @@ use crate::store::StoreError;
 use crate::webhook::WebhookError;
 
 fn internal(error: &StoreError) -> ApiError {
-    tracing::error!(error = %error, "store failure");
+    tracing::error!(error = %crate::telemetry::chain(error), "store failure");
     ApiError::Internal
 }
 
@@ -137,7 +137,7 @@ impl From<WebhookError> for ApiError {
             WebhookError::MalformedBody(detail) => ApiError::MalformedBody(detail),
             WebhookError::Store(e) => internal(&e),
             WebhookError::Secret(e) => {
-                tracing::error!(error = %e, "webhook secret unavailable");
+                tracing::error!(error = %crate::telemetry::chain(&e), "webhook secret unavailable");
                 ApiError::Internal
             }
             // A 5xx makes the provider retry the delivery, which was left
@@ -151,7 +151,7 @@ impl From<WebhookError> for ApiError {
             }
             // A 5xx makes the provider retry; the monitor is the safety net.
             WebhookError::Pipeline(e) => {
-                tracing::error!(code = e.code(), error = %e, "webhook reconcile failed");
+                tracing::error!(code = e.code(), error = %crate::telemetry::chain(&e), "webhook reconcile failed");
                 ApiError::Internal
             }
         }

@@ -327,7 +327,7 @@ impl Pipeline {
         });
         if leased && let Err(e) = self.store.release_lease(&tenant, &run_id, owner).await {
             // The lease expires by itself; the next tick waits it out.
-            tracing::warn!(run_id = %run_id, error = %e, "could not release a run lease");
+            tracing::warn!(run_id = %run_id, error = %crate::telemetry::chain(&e), "could not release a run lease");
         }
         let (run, retrying) = result?;
         Ok(outcome(from, &run, idle, retrying))
@@ -419,7 +419,7 @@ impl Pipeline {
             status = %run.status,
             retries = run.retries,
             code = error.code(),
-            error = %error,
+            error = %crate::telemetry::chain(error),
             "step failed; retrying on the next tick"
         );
         run.phase = format!(
@@ -445,7 +445,7 @@ impl Pipeline {
         mut run: Run,
         error: &PipelineError,
     ) -> Result<Run, PipelineError> {
-        tracing::error!(run_id = %run.id, status = %run.status, code = error.code(), error = %error, "run failed");
+        tracing::error!(run_id = %run.id, status = %run.status, code = error.code(), error = %crate::telemetry::chain(error), "run failed");
         run.fail(error.code(), error.to_string(), Utc::now())?;
         let stored = self.store.update_run(&run).await?;
         self.metrics.run_ended(stored.provider, stored.status);
@@ -487,7 +487,7 @@ impl Pipeline {
     pub(crate) async fn event(&self, run: &Run, level: EventLevel, kind: &str, message: String) {
         let event = RunEvent::pipeline(run.id.clone(), level, kind, message, Utc::now());
         if let Err(e) = self.store.append_event(&run.tenant_id, &event).await {
-            tracing::warn!(run_id = %run.id, error = %e, "could not append a run event");
+            tracing::warn!(run_id = %run.id, error = %crate::telemetry::chain(&e), "could not append a run event");
         }
     }
 }

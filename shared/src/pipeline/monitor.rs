@@ -71,7 +71,7 @@ pub async fn run_once<S: Steps>(
                     tenant_id = %tenant_id,
                     run_id = %run_id,
                     code = e.code(),
-                    error = %e,
+                    error = %crate::telemetry::chain(e),
                     "reconcile failed"
                 );
             }

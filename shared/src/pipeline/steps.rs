@@ -392,7 +392,7 @@ impl Pipeline {
             provider.step_metrics(&job.id, &owner)
         );
         let checkpoints = checkpoints.unwrap_or_else(|e| {
-            tracing::warn!(run_id = %run.id, code = e.code(), error = %e, "could not list checkpoints");
+            tracing::warn!(run_id = %run.id, code = e.code(), error = %crate::telemetry::chain(&e), "could not list checkpoints");
             Vec::new()
         });
         let mut points: Vec<MetricPoint> = checkpoints
@@ -407,7 +407,7 @@ impl Pipeline {
         match files {
             Ok(files) => points.extend(files),
             Err(e) => {
-                tracing::warn!(run_id = %run.id, code = e.code(), error = %e, "could not read the job's step metrics");
+                tracing::warn!(run_id = %run.id, code = e.code(), error = %crate::telemetry::chain(&e), "could not read the job's step metrics");
             }
         }
         if points.is_empty() {

@@ -34,7 +34,7 @@ struct Table {
 static TABLE: LazyLock<Table> = LazyLock::new(|| {
     serde_json::from_str(TABLE_JSON).unwrap_or_else(|e| {
         // A unit test parses the file, so this is a broken build, not input.
-        tracing::error!(error = %e, "shutdown_dates.json does not parse; no dates known");
+        tracing::error!(error = %crate::telemetry::chain(&e), "shutdown_dates.json does not parse; no dates known");
         Table::default()
     })
 });

@@ -126,7 +126,7 @@ pub async fn receive_openai(
             // store error): let the provider's retry be handled rather
             // than ignored as a replay.
             if let Err(release) = pipeline.store.release_delivery(provider, delivery).await {
-                tracing::warn!(error = %release, "could not release a webhook delivery claim");
+                tracing::warn!(error = %crate::telemetry::chain(&release), "could not release a webhook delivery claim");
             }
             Err(e)
         }

@@ -51,7 +51,14 @@ enum Seen {
 }
 
 /// Starts `binary` with `env` against a fresh stand-in and times it.
+/// `runner`, when not empty, is the command the binary is started under
+/// (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu` for an arm64 build on
+/// an x86_64 machine); its program is looked up on this process's `PATH`,
+/// since the function's own environment has none. With `show_output` the
+/// function's (and the runner's) stdout and stderr go to ours, else nowhere.
 pub fn cold_start(
+    runner: &[String],
+    show_output: bool,
     binary: &Path,
     env: &[(String, String)],
     event: &serde_json::Value,
@@ -73,20 +80,49 @@ pub fn cold_start(
         }
     });
 
+    let mut command = match runner.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(on_path(program));
+            command.args(args).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
     let started = Instant::now();
-    let mut child = Command::new(binary)
+    let mut child = command
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(if show_output {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .stderr(if show_output {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .map_err(io("spawn"))?;
     let result = wait(&seen, started, &name);
     let _ = child.kill();
     let _ = child.wait();
     result
+}
+
+/// `program` as found on `PATH` (as given when it holds a `/` or is not found).
+fn on_path(program: &str) -> std::path::PathBuf {
+    if program.contains('/') {
+        return program.into();
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| program.into())
 }
 
 fn wait(

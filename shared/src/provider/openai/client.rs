@@ -176,7 +176,7 @@ impl OpenAiClient {
         if result.is_err()
             && let Err(e) = self.cancel_upload(&upload.id).await
         {
-            tracing::warn!(upload_id = %upload.id, error = %e, "could not cancel a failed upload");
+            tracing::warn!(upload_id = %upload.id, error = %crate::telemetry::chain(&e), "could not cancel a failed upload");
         }
         result
     }

@@ -289,7 +289,7 @@ impl Http {
             };
             attempt += 1;
             tracing::warn!(
-                error = %error,
+                error = %crate::telemetry::chain(&error),
                 attempt,
                 max_retries = policy.max_retries,
                 wait_ms = wait.as_millis() as u64,
