@@ -235,7 +235,7 @@ fn assert_replaced(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1024))]
+    #![proptest_config(ProptestConfig::with_cases(4096))]
 
     #[test]
     fn every_luhn_valid_card_is_redacted_wherever_it_stands(
