@@ -69,12 +69,14 @@ pub enum Reference {
     Text {
         text: String,
     },
-    /// The reference turn called a tool. When it made several calls, only
-    /// the first is kept: a model answering with the right first call has
-    /// taken the right step, and comparing sets of parallel calls would
-    /// need a matching rule the metric does not have. Arguments are parsed
-    /// from the dataset's JSON text (kept as a JSON string when they are
-    /// not JSON) so scoring compares values, not spellings.
+    /// The reference turn called a tool (any text beside the call is not
+    /// compared: the call is what the turn did). When it made several
+    /// calls, only the first is kept: a model answering with the right
+    /// first call has taken the right step, and comparing sets of parallel
+    /// calls would need a matching rule the metric does not have.
+    /// Arguments are parsed from the dataset's JSON text (kept as a JSON
+    /// string when they are not JSON) so scoring compares values, not
+    /// spellings.
     ToolCall {
         name: String,
         arguments: Value,

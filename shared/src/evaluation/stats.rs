@@ -150,8 +150,8 @@ pub struct WinRate {
 /// out of n.
 ///
 /// Counting a tie as half a win keeps 0.5 the point of "no difference"
-/// whatever the share of ties. Treating the per-example outcome (0, ½ or
-/// 1) as a Bernoulli trial overstates its variance: an outcome of ½ with
+/// whatever the share of ties. Treating the per-example outcome (0, ½
+/// or 1) as a Bernoulli trial overstates its variance: an outcome of ½ with
 /// mean p varies less than a 0/1 outcome with the same mean, so the Wilson
 /// interval here is conservative (too wide, never too narrow) when there
 /// are ties, which is the safe side for gating an activation.
