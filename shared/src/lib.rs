@@ -6,6 +6,8 @@
 //! - [`blob`]: conversation exports and dataset files in S3.
 //! - [`chart`]: a run's loss curve as SVG.
 //! - [`dataset`]: conversations to a checked, token-counted training set.
+//! - [`evaluation`]: the pure core of judging a trained model against the
+//!   tenant's current one (examples, metric, statistics, decision).
 //! - [`config`]: every environment variable, read once.
 //! - [`provider`]: the `FineTuningProvider` port and its adapters.
 //! - [`api`]: the HTTP API's operations (start, read, cancel runs).
@@ -23,6 +25,7 @@ pub mod chart;
 pub mod config;
 pub mod dataset;
 pub mod domain;
+pub mod evaluation;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
