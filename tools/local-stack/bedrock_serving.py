@@ -827,7 +827,7 @@ def _local(environ, method):
                 unknown = set(update) - {"quality", "failNextDeployment", "getsWhileCreating"}
                 if unknown:
                     raise _validation(f"unknown knobs: {sorted(unknown)}")
-                if update.get("quality", "best") not in ("best", "worst"):
+                if update.get("quality") not in (None, "best", "worst"):
                     raise _validation("quality is best or worst")
                 for name, value in update.items():
                     if value is None:
