@@ -141,6 +141,58 @@ pub async fn finish_bedrock_job(
     }
 }
 
+/// A local-only URL of `tools/local-stack/bedrock_serving.py`: each
+/// segment percent-encoded (an ARN's `/` and `:` included).
+fn local_bedrock_url(segments: &[&str]) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(moto_endpoint()).map_err(|e| e.to_string())?;
+    url.path_segments_mut()
+        .map_err(|()| "moto's endpoint cannot take a path".to_owned())?
+        .extend(["_finetune", "bedrock"].iter().chain(segments));
+    Ok(url)
+}
+
+/// Sets knobs of a custom model (name or ARN) at the local stack, merged
+/// with those it has (`null` removes one): `quality` (`best` | `worst`:
+/// answer from the least similar training example), `failNextDeployment`
+/// (the model's next deployment ends `Failed` with this message),
+/// `getsWhileCreating` (how many Gets a new deployment answers `Creating`,
+/// default 1). Answers the model's knobs. Local-only.
+pub async fn bedrock_model_knobs(
+    model: &str,
+    knobs: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    finetune::tls::install_crypto_provider();
+    let reply = reqwest::Client::new()
+        .post(local_bedrock_url(&["custom-models", model])?)
+        .json(&knobs)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !reply.status().is_success() {
+        return Err(format!("moto answered {}", reply.status()));
+    }
+    reply.json().await.map_err(|e| e.to_string())
+}
+
+/// How many Converse calls the local stack has answered for `model_id`
+/// (as sent: a base model id or a deployment ARN), so a test can prove no
+/// answer was requested twice. Local-only.
+pub async fn converse_calls(model_id: &str) -> Result<u64, String> {
+    finetune::tls::install_crypto_provider();
+    let reply = reqwest::Client::new()
+        .get(local_bedrock_url(&["converse-calls", model_id])?)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !reply.status().is_success() {
+        return Err(format!("moto answered {}", reply.status()));
+    }
+    let body: serde_json::Value = reply.json().await.map_err(|e| e.to_string())?;
+    body["calls"]
+        .as_u64()
+        .ok_or_else(|| format!("no call count in {body}"))
+}
+
 /// An SDK config pointed at moto, with fake credentials. Built per test:
 /// SDK clients belong to the tokio runtime they were first used on.
 pub async fn sdk_config() -> SdkConfig {

@@ -20,6 +20,13 @@ Bedrock (model customization), two gaps filled for the tests:
   {"status": "Completed" | "Failed" | ..., "failureMessage": "..."}.
   Local-only; nothing like it exists on AWS.
 
+Bedrock serving, which moto lacks altogether: custom model deployments
+(Create/Get/List/Delete, tags) and Bedrock Runtime Converse, in the real
+wire format, with their local-only knobs and call counters under
+/_finetune/bedrock/. See bedrock_serving.py (answered before moto sees the
+request: both Bedrock services sign as `bedrock`, and these paths are
+theirs alone).
+
 Usage: python moto_serve.py -H 127.0.0.1 -p PORT
 """
 
@@ -29,6 +36,7 @@ import threading
 from datetime import datetime, timezone
 
 from werkzeug.serving import run_simple
+import bedrock_serving
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -94,11 +102,15 @@ def main() -> None:
     args = parser.parse_args()
 
     _patch_bedrock_times()
+    bedrock_serving.patch_moto()
     moto_app = DomainDispatcherApplication(create_backend_app)
 
     def app(environ, start_response):
         if environ.get("PATH_INFO", "").startswith(_BEDROCK_HOOK):
             return _bedrock_hook(environ, start_response)
+        served = bedrock_serving.handle(environ, start_response)
+        if served is not None:
+            return served
         if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             return moto_app(environ, start_response)
         with _dynamodb:
