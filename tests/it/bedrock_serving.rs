@@ -4,7 +4,7 @@
 //! format. Every call here goes through the real SDKs, so each parsed
 //! answer is proof of the wire format; the last test also checks the raw
 //! JSON against the shapes of botocore's service models
-//! (`../shared/reference/bedrock-*-service.json`).
+//! (`tests/contract/bedrock-*-service.json`, botocore's service models).
 
 use aws_sdk_bedrock::types::{
     CustomModelDeploymentStatus, OutputDataConfig, SortOrder, Tag, TrainingDataConfig,
@@ -775,13 +775,9 @@ async fn deployments_are_listed_a_page_at_a_time_oldest_first_when_asked() {
 
 // ---- raw answers against the service models --------------------------------
 
+/// botocore's service model, as the repository carries it (`tests/contract/`).
 fn service_model(file: &str) -> Value {
-    let path = finetune_tests::workspace_root()
-        .join("../shared/reference")
-        .join(file);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+    crate::contract_schemas::document(file)
 }
 
 /// Checks `value` against botocore shape `name`: types, required members,
