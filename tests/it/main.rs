@@ -11,6 +11,7 @@ mod openai;
 mod openai_contract;
 mod openapi;
 mod pipeline;
+mod sandbox_chat;
 mod secret;
 mod store;
 mod webhook;
