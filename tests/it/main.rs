@@ -14,6 +14,7 @@ mod openai;
 mod openai_contract;
 mod openapi;
 mod pipeline;
+mod sandbox_chat;
 mod secret;
 mod store;
 mod template;

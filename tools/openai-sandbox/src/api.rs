@@ -47,7 +47,11 @@ pub(crate) fn router(shared: AppState) -> Router {
             "/fine_tuning/jobs/{job_id}/checkpoints",
             get(list_checkpoints),
         )
-        .route("/models/{model}", delete(delete_model));
+        .route("/models/{model}", delete(delete_model))
+        .route(
+            "/chat/completions",
+            post(crate::chat::create_chat_completion),
+        );
     Router::new()
         .nest("/v1", v1)
         .fallback(not_found_route)
@@ -59,27 +63,27 @@ pub(crate) fn router(shared: AppState) -> Router {
 
 /// An OpenAI error answer: `{"error": {message, type, param, code}}`.
 pub(crate) struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-    param: Option<&'static str>,
-    code: Option<&'static str>,
-    headers: Vec<(&'static str, String)>,
+    pub(crate) status: StatusCode,
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
+    pub(crate) param: Option<String>,
+    pub(crate) code: Option<&'static str>,
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
-    fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             kind: "invalid_request_error",
             message: message.into(),
-            param,
+            param: param.map(str::to_owned),
             code: None,
             headers: Vec::new(),
         }
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             kind: "invalid_request_error",
@@ -90,7 +94,7 @@ impl ApiError {
         }
     }
 
-    fn server(message: impl Into<String>) -> Self {
+    pub(crate) fn server(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             kind: "server_error",
@@ -101,7 +105,7 @@ impl ApiError {
         }
     }
 
-    fn code(mut self, code: &'static str) -> Self {
+    pub(crate) fn code(mut self, code: &'static str) -> Self {
         self.code = Some(code);
         self
     }
@@ -125,14 +129,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-fn ok(value: Value) -> ApiResult {
+pub(crate) fn ok(value: Value) -> ApiResult {
     Ok(axum::Json(value).into_response())
 }
 
 async fn not_found_route() -> ApiError {
-    ApiError::not_found("Invalid URL: the sandbox serves OpenAI's fine-tuning API under /v1")
+    ApiError::not_found(
+        "Invalid URL: the sandbox serves OpenAI's fine-tuning and chat completions APIs under /v1",
+    )
 }
 
 /// Records the request, checks the key, adds latency, injects faults and
@@ -398,7 +404,7 @@ fn record_form(shared: &Shared, seq: RequestSeq, form: Value) {
     }
 }
 
-fn json_body<T>(body: Result<axum::Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn json_body<T>(body: Result<axum::Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|axum::Json(v)| v)
         .map_err(|e| ApiError::invalid(format!("Invalid request body: {}", e.body_text()), None))
 }
@@ -919,7 +925,7 @@ async fn create_job(
     check_hyperparameters(&hyperparameters)?;
 
     let mut inner = shared.lock();
-    let training_bytes = {
+    let (training_bytes, training_content) = {
         let file = inner.files.get(&req.training_file).ok_or_else(|| {
             ApiError::invalid(
                 format!("invalid training_file: {}", req.training_file),
@@ -935,7 +941,7 @@ async fn create_job(
                 Some("training_file"),
             ));
         }
-        file.bytes
+        (file.bytes, file.content.clone())
     };
     if let Some(v) = &req.validation_file
         && !inner.files.contains_key(v)
@@ -975,6 +981,9 @@ async fn create_job(
             _ => None,
         },
         training_bytes,
+        training_content,
+        quality: settings.fine_tuned_quality,
+        examples: None,
     };
     let model = job.model.clone();
     job.event(

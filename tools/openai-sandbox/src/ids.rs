@@ -21,3 +21,5 @@ pub const PART: &str = "part_";
 pub const EVENT: &str = "ftevent-";
 pub const CHECKPOINT: &str = "ftckpt_";
 pub const REQUEST: &str = "req_";
+pub const CHAT_COMPLETION: &str = "chatcmpl-";
+pub const TOOL_CALL: &str = "call_";

@@ -1,8 +1,9 @@
-//! A local server that speaks the subset of OpenAI's fine-tuning API the
-//! pipeline uses (files, uploads, fine-tuning jobs with events and
-//! checkpoints, cancel/pause/resume, model deletion), with the same paths
-//! under `/v1` and the same JSON shapes. The pipeline, the tests, the demo
-//! and OpenAI's own SDKs run against it with no account and no network.
+//! A local server that speaks the subset of OpenAI's API the pipeline
+//! uses (files, uploads, fine-tuning jobs with events and checkpoints,
+//! cancel/pause/resume, model deletion, chat completions), with the same
+//! paths under `/v1` and the same JSON shapes. The pipeline, the tests,
+//! the demo and OpenAI's own SDKs run against it with no account and no
+//! network.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), openai_sandbox::SandboxError> {
@@ -19,14 +20,58 @@
 //! any status) answers that error instead; `x-sandbox-latency-ms: 50` adds
 //! latency to one call. Config (or CLI flags) adds latency to every call,
 //! answers job creation with 403 (`deny_fine_tuning`) or fails jobs
-//! mid-training (`fail_training`).
+//! mid-training (`fail_training`). Injected faults ([`Fault`]) match by
+//! method and path, so `Fault::status("POST", "/chat/completions", 500, 2)`
+//! fails only chat completions.
 //!
 //! Auth is checked like OpenAI's: `Authorization: Bearer <key>` or Azure's
 //! `api-key: <key>`; any non-empty key unless one is configured.
+//!
+//! # Chat completions
+//!
+//! `POST /v1/chat/completions` answers deterministically (the same request
+//! gives the same message, whatever the temperature), so an evaluation
+//! against the sandbox shows an improvement for a reason:
+//!
+//! - **A fine-tuned model** (an `ft:` name of a job that succeeded, or one
+//!   of its checkpoints) answers with the last assistant turn of its most
+//!   similar training example: similarity ([`judge::similarity`]) between
+//!   the request's user and tool turns and the same turns of each
+//!   example's prompt (the messages before its last assistant turn; the
+//!   first example wins a tie). A tool-call turn is answered as that tool
+//!   call (`finish_reason: tool_calls`), unless `tool_choice` is `none`,
+//!   which restricts the search to text answers. The training file is the
+//!   one the job was created with, kept by the job even if the file is
+//!   deleted.
+//! - **A base model** ([`CHAT_BASE_MODELS`], or any model a job was created
+//!   on) answers with a fixed polite template quoting the first words of
+//!   the last user message, never from training data.
+//! - **[`Quality::Worse`]** (for negative tests; per job from
+//!   [`SandboxConfig::fine_tuned_quality`] / [`Sandbox::set_fine_tuned_quality`],
+//!   or per model with [`Sandbox::set_model_quality`]) makes a fine-tuned
+//!   model answer the base template with every word's letters reversed:
+//!   by any text metric further from every reference than the base model
+//!   (a least-similar training answer would not be, on templated data).
+//! - **A judge**: any model, asked with the markers of [`judge`], answers
+//!   exactly `A`, `B` or `TIE` by which answer is nearer the reference.
+//! - `tool_choice: required` or a named function makes a text answer a
+//!   call (the named function, else the first tool) with `{}` arguments.
+//!
+//! An unknown model answers 404 `model_not_found`; `stream: true`, `n`
+//! outside 1..=128, `logprobs: true` and malformed messages answer 400
+//! `invalid_request_error` with OpenAI's messages and `param`. `usage`
+//! counts with the workspace's exact BPE counter (the model's encoding)
+//! and the cookbook's convention of 3 tokens per message plus 3 to prime
+//! the reply (tool definitions counted as their JSON): close to OpenAI's
+//! figures, not equal. `max_tokens` / `max_completion_tokens` cut the
+//! answer to that many tokens (`finish_reason: length`). Every answered
+//! call is counted in [`Sandbox::chat_calls`].
 
 mod api;
+mod chat;
 mod content;
 mod ids;
+pub mod judge;
 mod state;
 pub mod validate;
 
@@ -37,6 +82,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+pub use chat::CHAT_BASE_MODELS;
 pub use state::model_name;
 use state::{Inner, Settings};
 
@@ -110,6 +156,36 @@ impl Fault {
     }
 }
 
+/// How well a fine-tuned model answers its chat completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quality {
+    /// From its most similar training example.
+    #[default]
+    Good,
+    /// Worse than its base model: the base answer, every word reversed.
+    Worse,
+}
+
+/// Who answered a chat completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKind {
+    FineTuned,
+    /// A fine-tuned model answering as [`Quality::Worse`].
+    FineTunedWorse,
+    Base,
+    Judge,
+}
+
+/// One chat completion the sandbox answered (200).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatCall {
+    pub model: String,
+    /// sha256 (hex) of the request's `messages` as JSON (keys sorted):
+    /// the same conversation asked twice has the same digest.
+    pub prompt_digest: String,
+    pub answered_as: AnswerKind,
+}
+
 /// One request as the sandbox received it. Credentials are reduced to
 /// which header carried them.
 #[derive(Debug, Clone)]
@@ -169,6 +245,11 @@ pub struct SandboxConfig {
     /// `GET /fine_tuning/jobs` ignores `metadata[...]` filters, as a
     /// careless OpenAI-compatible server might: clients must check.
     pub ignore_list_filters: bool,
+    /// How the models of jobs created from now on answer.
+    pub fine_tuned_quality: Quality,
+    /// Added to every chat completion, on top of `latency` (generation
+    /// takes longer than a metadata call).
+    pub chat_latency: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -189,6 +270,8 @@ impl Default for SandboxConfig {
             deny_fine_tuning: false,
             fail_training: false,
             ignore_list_filters: false,
+            fine_tuned_quality: Quality::Good,
+            chat_latency: Duration::ZERO,
         }
     }
 }
@@ -284,6 +367,8 @@ pub async fn spawn(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
             steps_per_epoch: config.steps_per_epoch.max(1),
             min_examples: config.min_examples,
             ignore_list_filters: config.ignore_list_filters,
+            fine_tuned_quality: config.fine_tuned_quality,
+            chat_latency: config.chat_latency,
         }),
         api_key: config.api_key.clone(),
         data_dir,
@@ -395,6 +480,41 @@ impl Sandbox {
     /// Jobs created from now on fail after their first epoch.
     pub fn set_fail_training(&self, fail: bool) {
         self.shared.update_settings(|s| s.fail_training = fail);
+    }
+
+    /// Jobs created from now on train models that answer with this
+    /// quality.
+    pub fn set_fine_tuned_quality(&self, quality: Quality) {
+        self.shared
+            .update_settings(|s| s.fine_tuned_quality = quality);
+    }
+
+    /// This fine-tuned model (or checkpoint) answers with this quality
+    /// from now on, whatever its job's.
+    pub fn set_model_quality(&self, model: &str, quality: Quality) {
+        self.shared
+            .lock()
+            .model_quality
+            .insert(model.to_owned(), quality);
+    }
+
+    /// Latency added to chat completions only, on top of the general one.
+    pub fn set_chat_latency(&self, latency: Duration) {
+        self.shared.update_settings(|s| s.chat_latency = latency);
+    }
+
+    /// Every chat completion answered (200), oldest first.
+    pub fn chat_calls(&self) -> Vec<ChatCall> {
+        self.shared.lock().chat_calls.clone()
+    }
+
+    /// How many chat completions each model answered.
+    pub fn chat_calls_per_model(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for call in &self.shared.lock().chat_calls {
+            *counts.entry(call.model.clone()).or_insert(0) += 1;
+        }
+        counts
     }
 
     /// The models deleted through `DELETE /models/{model}`.

@@ -1,4 +1,5 @@
-//! `cargo run -p openai-sandbox -- --port 8089`: OpenAI's fine-tuning API on
+//! `cargo run -p openai-sandbox -- --port 8089`: OpenAI's fine-tuning and
+//! chat completions APIs on
 //! loopback, for the demo and for OpenAI's own SDKs
 //! (`OPENAI_BASE_URL=http://127.0.0.1:8089/v1`).
 
@@ -6,10 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use openai_sandbox::{Progression, SandboxConfig};
+use openai_sandbox::{Progression, Quality, SandboxConfig};
 
 #[derive(Parser, Debug)]
-#[command(about = "A local server that speaks OpenAI's fine-tuning API")]
+#[command(about = "A local server that speaks OpenAI's fine-tuning and chat completions APIs")]
 struct Args {
     /// Loopback port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8089)]
@@ -37,6 +38,14 @@ struct Args {
     /// Fail every job after its first epoch.
     #[arg(long)]
     fail_training: bool,
+    /// Latency added to every chat completion, in milliseconds (on top of
+    /// --latency-ms).
+    #[arg(long, default_value_t = 0)]
+    chat_latency_ms: u64,
+    /// Fine-tuned models answer worse than their base model (for negative
+    /// demos).
+    #[arg(long)]
+    worse_fine_tunes: bool,
 }
 
 #[tokio::main]
@@ -62,6 +71,12 @@ async fn main() -> std::process::ExitCode {
         epochs: args.epochs,
         deny_fine_tuning: args.deny_fine_tuning,
         fail_training: args.fail_training,
+        chat_latency: Duration::from_millis(args.chat_latency_ms),
+        fine_tuned_quality: if args.worse_fine_tunes {
+            Quality::Worse
+        } else {
+            Quality::Good
+        },
         ..SandboxConfig::default()
     };
     match openai_sandbox::spawn(config).await {

@@ -2,15 +2,17 @@
 //! job walks through OpenAI's statuses.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use crate::chat::Example;
 use crate::content::{Content, Segment};
 use crate::ids;
 use crate::validate::validate_training_file;
-use crate::{Fault, Progression, RecordedRequest};
+use crate::{ChatCall, Fault, Progression, Quality, RecordedRequest};
 
 pub fn now_secs() -> i64 {
     SystemTime::now()
@@ -31,6 +33,8 @@ pub struct Settings {
     pub steps_per_epoch: u32,
     pub min_examples: u64,
     pub ignore_list_filters: bool,
+    pub fine_tuned_quality: Quality,
+    pub chat_latency: Duration,
 }
 
 #[derive(Debug)]
@@ -160,6 +164,13 @@ pub struct JobRec {
     pub fail_training: bool,
     pub next_step_at: Option<Instant>,
     pub training_bytes: u64,
+    /// The training file's content as the job was created with it, kept
+    /// even if the file is deleted afterwards: what its model answers from.
+    pub training_content: Content,
+    /// How well its model answers (fixed when the job is created).
+    pub quality: Quality,
+    /// The training examples, parsed on the model's first chat completion.
+    pub examples: Option<Arc<Vec<Example>>>,
 }
 
 impl JobRec {
@@ -230,6 +241,10 @@ pub struct Inner {
     pub models_deleted: Vec<String>,
     pub requests: Vec<RecordedRequest>,
     pub faults: Vec<Fault>,
+    /// Chat completions answered, oldest first.
+    pub chat_calls: Vec<ChatCall>,
+    /// Per-model overrides of the jobs' [`Quality`].
+    pub model_quality: HashMap<String, Quality>,
 }
 
 impl Inner {
