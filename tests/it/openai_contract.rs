@@ -41,7 +41,7 @@ fn spec() -> Value {
 
 /// Relaxation 1: every schema carrying `nullable: true` also accepts null;
 /// an `allOf` with a nullable member is wrapped as a whole.
-fn relax(value: &mut Value) {
+pub(crate) fn relax(value: &mut Value) {
     match value {
         Value::Array(items) => items.iter_mut().for_each(relax),
         Value::Object(map) => {

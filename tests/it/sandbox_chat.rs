@@ -90,31 +90,12 @@ fn training_jsonl() -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The chat-completions subset the repository carries, relaxed as the
+/// fine-tuning contract tests relax theirs (`nullable: true`).
 fn spec() -> Value {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("contract/openai-chat-completions-openapi.json");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut doc: Value = serde_json::from_str(&text).unwrap();
-    relax(&mut doc);
+    let mut doc = crate::contract_schemas::document("openai-chat-completions-openapi.json");
+    crate::openai_contract::relax(&mut doc);
     doc
-}
-
-/// Every schema carrying `nullable: true` also accepts null.
-fn relax(value: &mut Value) {
-    match value {
-        Value::Array(items) => items.iter_mut().for_each(relax),
-        Value::Object(map) => {
-            for v in map.values_mut() {
-                relax(v);
-            }
-            if map.remove("nullable") == Some(Value::Bool(true)) {
-                let inner = Value::Object(std::mem::take(map));
-                map.insert("anyOf".to_owned(), json!([inner, {"type": "null"}]));
-            }
-        }
-        _ => {}
-    }
 }
 
 fn schema_errors(doc: &Value, name: &str, instance: &Value) -> Vec<String> {
