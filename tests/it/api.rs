@@ -120,7 +120,12 @@ impl Api {
                 let secret = finetune::webhook::setup::SigningSecret::ready(WEBHOOK_SECRET);
                 // Boxed: the reconciler's future is large, and would otherwise
                 // sit inline in every caller's future.
-                Box::pin(finetune::http::webhook_handler(&pipeline, &secret, req)).await
+                Box::pin(finetune::http::webhook_handler(
+                    &pipeline.following_jobs(),
+                    &secret,
+                    req,
+                ))
+                .await
             }
             Function::Cancel => {
                 cancel_handler(

@@ -16,8 +16,8 @@ use finetune::config::Config;
 use finetune::domain::{
     AutoOr, Hyperparameters, JobStatus, ProviderKind, Run, RunId, RunStatus, TenantId,
 };
+use finetune::pipeline::Pipeline;
 use finetune::pipeline::monitor;
-use finetune::pipeline::{Pipeline, ProviderSteps};
 use finetune::provider::bedrock::{BedrockProvider, BedrockSettings, names};
 use finetune::provider::registry::Providers;
 use finetune::provider::{CreateJob, FineTuningProvider, JobControl, JobTags, ProviderFileRef};
@@ -393,12 +393,16 @@ async fn tick(world: &World) {
     context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
     let event = lambda_runtime::LambdaEvent::new(payload, context);
     // Both scheduled functions, as deployed: prepare, then the monitor.
-    monitor::on_prepare_schedule(&world.pipeline, &world.config, &event.context)
+    monitor::on_prepare_schedule(&world.pipeline.preparing(), &world.config, &event.context)
         .await
         .unwrap();
-    monitor::on_schedule::<ProviderSteps>(&world.pipeline, &world.config, &event.context)
-        .await
-        .unwrap();
+    monitor::on_schedule(
+        &world.pipeline.monitor().ticks,
+        &world.config,
+        &event.context,
+    )
+    .await
+    .unwrap();
 }
 
 async fn run(world: &World, id: &RunId) -> Run {
@@ -669,7 +673,7 @@ async fn bedrocks_eventbridge_job_event_completes_the_run_without_a_tick() {
     context.request_id = "req-bedrock-push".into();
     context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
     let answer = monitor::on_event(
-        &world.pipeline,
+        &world.pipeline.monitor(),
         &world.config,
         &event.source,
         &event.detail_type,

@@ -10,8 +10,8 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::config::Config;
 use finetune::domain::{ProviderKind, Run, RunId, RunStatus, TenantId};
 use finetune::metrics::{Metrics, Recorded};
+use finetune::pipeline::Pipeline;
 use finetune::pipeline::monitor::{self, Summary};
-use finetune::pipeline::{Pipeline, ProviderSteps};
 use finetune::provider::registry::Providers;
 use finetune::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderError,
@@ -158,11 +158,11 @@ pub(crate) async fn tick(world: &World) -> Summary {
     // Both scheduled functions, as deployed: the prepare function's tick,
     // then the monitor function's own dispatch (a scheduled event is a
     // tick). The monitor's summary is returned.
-    monitor::on_prepare_schedule(&world.pipeline, &world.config, &event.context)
+    monitor::on_prepare_schedule(&world.pipeline.preparing(), &world.config, &event.context)
         .await
         .unwrap();
     let invocation = monitor::on_event(
-        &world.pipeline,
+        &world.pipeline.monitor(),
         &world.config,
         &event.payload.source,
         &event.payload.detail_type,
@@ -442,19 +442,25 @@ async fn the_prepare_function_prepares_and_the_monitor_takes_over_from_uploading
     let id = start(&world, &run_body(10)).await;
 
     // WHEN only the monitor ticks
-    let monitor_only =
-        monitor::on_schedule::<ProviderSteps>(&world.pipeline, &world.config, &scheduled_context())
-            .await
-            .unwrap();
+    let monitor_only = monitor::on_schedule(
+        &world.pipeline.monitor().ticks,
+        &world.config,
+        &scheduled_context(),
+    )
+    .await
+    .unwrap();
     // THEN it leaves the queued run alone and does not count it
     assert_eq!(monitor_only.checked, 0, "{monitor_only:?}");
     assert_eq!(run(&world, &id).await.status, RunStatus::Queued);
 
     // WHEN the prepare function ticks
-    let prepared =
-        monitor::on_prepare_schedule(&world.pipeline, &world.config, &scheduled_context())
-            .await
-            .unwrap();
+    let prepared = monitor::on_prepare_schedule(
+        &world.pipeline.preparing(),
+        &world.config,
+        &scheduled_context(),
+    )
+    .await
+    .unwrap();
     // THEN the dataset is ready and nothing was sent to the provider
     assert_eq!(
         (prepared.checked, prepared.advanced),
@@ -466,15 +472,23 @@ async fn the_prepare_function_prepares_and_the_monitor_takes_over_from_uploading
     assert!(ready.dataset_id.is_some());
     assert!(world.sandbox.jobs().is_empty());
     // AND its next tick has nothing of the run's left to do
-    let again = monitor::on_prepare_schedule(&world.pipeline, &world.config, &scheduled_context())
-        .await
-        .unwrap();
+    let again = monitor::on_prepare_schedule(
+        &world.pipeline.preparing(),
+        &world.config,
+        &scheduled_context(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.checked, 0, "{again:?}");
 
     // WHEN the monitor ticks
-    monitor::on_schedule::<ProviderSteps>(&world.pipeline, &world.config, &scheduled_context())
-        .await
-        .unwrap();
+    monitor::on_schedule(
+        &world.pipeline.monitor().ticks,
+        &world.config,
+        &scheduled_context(),
+    )
+    .await
+    .unwrap();
     // THEN the run trains on one job
     assert_eq!(run(&world, &id).await.status, RunStatus::Training);
     assert_eq!(world.sandbox.jobs().len(), 1);
@@ -851,10 +865,13 @@ async fn a_run_held_by_a_crashed_tick_is_resumed_by_the_first_tick_after_its_dea
     assert!(taken.is_some());
 
     // WHEN a tick runs before the crashed invocation's deadline
-    let blocked =
-        monitor::on_prepare_schedule(&world.pipeline, &world.config, &scheduled_context())
-            .await
-            .unwrap();
+    let blocked = monitor::on_prepare_schedule(
+        &world.pipeline.preparing(),
+        &world.config,
+        &scheduled_context(),
+    )
+    .await
+    .unwrap();
     // THEN it leaves the run alone (the crashed one might still be alive)
     assert_eq!((blocked.skipped, blocked.advanced), (1, 0), "{blocked:?}");
 

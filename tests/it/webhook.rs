@@ -70,7 +70,9 @@ fn delivery(signer: &WebhookSecret, delivery_id: &str, timestamp: i64, body: &st
 
 async fn post(world: &World, event: ApiEvent) -> (u16, Value, String) {
     let secret = finetune::webhook::setup::SigningSecret::ready(SECRET);
-    let response = finetune::http::webhook_handler(&world.pipeline, &secret, event.build()).await;
+    let response =
+        finetune::http::webhook_handler(&world.pipeline.following_jobs(), &secret, event.build())
+            .await;
     let content_type = response
         .headers()
         .get("content-type")
@@ -263,7 +265,7 @@ async fn a_bedrock_job_event_from_eventbridge_takes_the_push_path_in_the_monitor
 
     // WHEN the monitor handles it
     let answer = monitor::on_event(
-        &world.pipeline,
+        &world.pipeline.monitor(),
         &world.config,
         &event.source,
         &event.detail_type,
@@ -285,7 +287,7 @@ async fn a_bedrock_job_event_from_eventbridge_takes_the_push_path_in_the_monitor
     // AND a Bedrock event of another type is ignored; one without a job
     // ARN is refused as malformed
     let other = webhook::receive_bedrock(
-        &world.pipeline,
+        &world.pipeline.following_jobs(),
         "aws.bedrock",
         "Bedrock Batch Inference Job State Change",
         &json!({}),
@@ -295,7 +297,7 @@ async fn a_bedrock_job_event_from_eventbridge_takes_the_push_path_in_the_monitor
     .unwrap();
     assert!(matches!(other, Handled::Ignored { .. }));
     let no_arn = webhook::receive_bedrock(
-        &world.pipeline,
+        &world.pipeline.following_jobs(),
         "aws.bedrock",
         "Bedrock Model Customization Job State Change",
         &json!({"status": "Completed"}),
@@ -373,7 +375,7 @@ async fn the_signing_secret_is_read_from_secrets_manager_by_the_first_delivery()
     let body = body("fine_tuning.job.succeeded", &job_id);
     let send = || async {
         let event = delivery(&secret(), "msg_sm", now(), &body);
-        finetune::http::webhook_handler(&world.pipeline, &signing, event.build())
+        finetune::http::webhook_handler(&world.pipeline.following_jobs(), &signing, event.build())
             .await
             .status()
             .as_u16()

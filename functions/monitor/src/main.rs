@@ -9,22 +9,22 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::config::Config;
-use finetune::pipeline::{Pipeline, monitor};
+use finetune::pipeline::monitor::{self, Monitor};
 use finetune::telemetry::MainError;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), MainError> {
     finetune::telemetry::init_lambda();
     let config = Config::from_env()?;
     let sdk = finetune::aws::lambda_sdk_config()?;
-    let pipeline = Pipeline::from_config(&config, &sdk).await?;
-    let (pipeline, config) = (&pipeline, &config);
+    let reconcilers = Monitor::from_config(&config, &sdk).await?;
+    let (reconcilers, config) = (&reconcilers, &config);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| async move {
             let payload = &event.payload;
             monitor::on_event(
-                pipeline,
+                reconcilers,
                 config,
                 &payload.source,
                 &payload.detail_type,
@@ -32,7 +32,6 @@ async fn main() -> Result<(), MainError> {
                 &event.context,
             )
             .await
-            .map_err(Error::from)
         },
     ))
     .await

@@ -9,9 +9,9 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::config::Config;
-use finetune::pipeline::{Pipeline, monitor};
+use finetune::pipeline::{DatasetSteps, Reconciler, monitor};
 use finetune::telemetry::MainError;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), MainError> {
@@ -20,13 +20,11 @@ async fn main() -> Result<(), MainError> {
     let sdk = finetune::aws::lambda_sdk_config()?;
     // The vocabularies come from the dictionaries layer, not the binary.
     finetune::dataset::dictionaries::use_directory(&config.dictionary_dir);
-    let pipeline = Pipeline::for_preparing(&config, &sdk);
-    let (pipeline, config) = (&pipeline, &config);
+    let reconciler = Reconciler::<DatasetSteps>::for_preparing(&config, &sdk);
+    let (reconciler, config) = (&reconciler, &config);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| async move {
-            monitor::on_prepare_schedule(pipeline, config, &event.context)
-                .await
-                .map_err(Error::from)
+            monitor::on_prepare_schedule(reconciler, config, &event.context).await
         },
     ))
     .await

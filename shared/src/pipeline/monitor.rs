@@ -1,7 +1,7 @@
 //! One tick: every active run whose status a set of steps covers,
 //! reconciled concurrently but bounded, stopping before the function's own
 //! deadline. Two functions tick every minute, each with its own steps: the
-//! prepare function ([`PrepareSteps`]: queued, preparing) and the monitor
+//! prepare function ([`DatasetSteps`]: queued, preparing) and the monitor
 //! ([`ProviderSteps`]: uploading, submitting, training). They never take
 //! the same run at the same status, so a tick of one never waits on the
 //! other's lease, and neither binary links the other's steps.
@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::{Outcome, Pipeline, PrepareSteps, ProviderSteps, Steps};
+use super::{DatasetSteps, JobSteps, Outcome, ProviderSteps, Reconciler, Steps};
 use crate::metrics::MonitorTick;
+use crate::store::StoreError;
 
 /// What a tick did, returned by the monitor function and logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -35,25 +36,26 @@ pub struct Summary {
     pub stalest_idle_seconds: u64,
 }
 
-/// Reconciles every active run `S` covers, with at most `concurrency` at
+/// Reconciles every active run the reconciler's steps cover, with at most `concurrency` at
 /// once. No run is started once less than `margin` is left before
 /// `deadline`; runs already started are allowed to finish. `lease_ends`
 /// is the invocation's deadline on the wall clock, which the leases it
 /// takes end with (`None`: the pipeline's fixed lease).
 pub async fn run_once<S: Steps>(
-    pipeline: &Pipeline,
+    reconciler: &Reconciler<S>,
     owner: &str,
     concurrency: usize,
     deadline: Instant,
     margin: Duration,
     lease_ends: Option<DateTime<Utc>>,
-) -> Result<Summary, crate::store::StoreError> {
-    let active = pipeline.store.list_active_runs().await?;
+) -> Result<Summary, StoreError> {
+    let store = &reconciler.ledger.store;
+    let active = store.list_active_runs().await?;
     // One read per hundred runs; a run that vanished since it was listed
     // counts as skipped.
-    let mut runs = pipeline.store.get_runs(&active).await?;
+    let mut runs = store.get_runs(&active).await?;
     let vanished = active.len().saturating_sub(runs.len());
-    runs.retain(|run| S::SET.covers(run.status));
+    runs.retain(|run| reconciler.steps.covers(run.status));
     let mut summary = Summary {
         checked: runs.len() + vanished,
         skipped: vanished,
@@ -65,7 +67,7 @@ pub async fn run_once<S: Steps>(
                 return None;
             }
             let (tenant_id, run_id) = (run.tenant_id.clone(), run.id.clone());
-            let outcome = pipeline.reconcile_run::<S>(run, owner, lease_ends).await;
+            let outcome = reconciler.reconcile_run(run, owner, lease_ends).await;
             if let Err(e) = &outcome {
                 tracing::error!(
                     tenant_id = %tenant_id,
@@ -107,31 +109,46 @@ pub async fn run_once<S: Steps>(
 /// run may need a few provider calls to finish its step.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
-/// A scheduled function's handler (monitor, prepare): one tick of `S`,
-/// owned by this invocation (its request id names the leases it takes).
-/// Logs and emits the tick's metrics (a tick that cannot list the active
-/// runs counts as errored); both functions emit the same metrics, so the
-/// alarms on them cover both.
+/// Why a scheduled tick did nothing: it could not list the active runs
+/// (each run's own failure is counted in its [`Summary`], never this).
+#[derive(Debug, thiserror::Error)]
+#[error("the tick could not read the active runs")]
+pub struct TickError(#[source] pub StoreError);
+
+impl TickError {
+    /// The stable code Lambda reports as the invocation's error type.
+    pub fn code(&self) -> &'static str {
+        "active_runs_unreadable"
+    }
+}
+
+/// A scheduled function's handler (monitor, prepare): one tick of the
+/// reconciler's steps, owned by this invocation (its request id names the
+/// leases it takes). Logs and emits the tick's metrics (a tick that cannot
+/// list the active runs counts as errored); both functions emit the same
+/// metrics, so the alarms on them cover both.
 pub async fn on_schedule<S: Steps>(
-    pipeline: &Pipeline,
+    reconciler: &Reconciler<S>,
     config: &crate::config::Config,
     context: &lambda_runtime::Context,
-) -> Result<Summary, crate::store::StoreError> {
-    let span = tracing::info_span!("tick", steps = S::NAME, request_id = %context.request_id);
-    tracing::Instrument::instrument(tick::<S>(pipeline, config, context), span).await
+) -> Result<Summary, TickError> {
+    let span =
+        tracing::info_span!("tick", steps = reconciler.name, request_id = %context.request_id);
+    tracing::Instrument::instrument(tick(reconciler, config, context), span).await
 }
 
 async fn tick<S: Steps>(
-    pipeline: &Pipeline,
+    reconciler: &Reconciler<S>,
     config: &crate::config::Config,
     context: &lambda_runtime::Context,
-) -> Result<Summary, crate::store::StoreError> {
+) -> Result<Summary, TickError> {
     let started = Instant::now();
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let left = Duration::from_millis(context.deadline.saturating_sub(now_ms));
-    let owner = format!("{}-{}", S::NAME, context.request_id);
-    let summary = run_once::<S>(
-        pipeline,
+    let owner = format!("{}-{}", reconciler.name, context.request_id);
+    let metrics = &reconciler.ledger.metrics;
+    let summary = run_once(
+        reconciler,
         &owner,
         config.monitor_concurrency,
         started + left,
@@ -142,15 +159,15 @@ async fn tick<S: Steps>(
     let summary = match summary {
         Ok(summary) => summary,
         Err(e) => {
-            pipeline.metrics.monitor_tick(&MonitorTick {
+            metrics.monitor_tick(&MonitorTick {
                 errored: 1,
                 duration: started.elapsed(),
                 ..MonitorTick::default()
             });
-            return Err(e);
+            return Err(TickError(e));
         }
     };
-    pipeline.metrics.monitor_tick(&MonitorTick {
+    metrics.monitor_tick(&MonitorTick {
         checked: summary.checked,
         advanced: summary.advanced,
         errored: summary.failed,
@@ -178,12 +195,69 @@ pub enum Invocation {
     Push(crate::webhook::Handled),
 }
 
+/// The monitor function's two reconcilers over the same clients: its
+/// ticks take uploading, submitting and training; a pushed job event only
+/// the job's steps (a push is about a job that exists; a run not there yet
+/// is left to the ticks).
+pub struct Monitor {
+    pub ticks: Reconciler<ProviderSteps>,
+    pub pushes: Reconciler<JobSteps>,
+}
+
+impl Monitor {
+    /// Built once per cold start from the deployment's config.
+    pub async fn from_config(
+        config: &crate::config::Config,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, crate::provider::ProviderError> {
+        Ok(super::Pipeline::from_config(config, sdk).await?.monitor())
+    }
+}
+
+/// Why a monitor invocation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     #[error(transparent)]
-    Tick(#[from] crate::store::StoreError),
+    Tick(#[from] TickError),
     #[error(transparent)]
     Push(#[from] crate::webhook::WebhookError),
+}
+
+impl MonitorError {
+    /// The stable code Lambda reports as the invocation's error type.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MonitorError::Tick(e) => e.code(),
+            MonitorError::Push(e) => e.code(),
+        }
+    }
+}
+
+/// Lambda's report of a failed scheduled invocation: the stable code as
+/// its error type, the sentence as its message. The whole source chain is
+/// logged here, where the failure leaves the function.
+fn diagnostic(
+    code: &'static str,
+    error: &(dyn std::error::Error + 'static),
+) -> lambda_runtime::Diagnostic {
+    let chain = crate::telemetry::chain(error);
+    tracing::error!(code, error = %chain, "invocation failed");
+    lambda_runtime::Diagnostic {
+        error_type: code.to_owned(),
+        error_message: chain.to_string(),
+    }
+}
+
+impl From<TickError> for lambda_runtime::Diagnostic {
+    fn from(error: TickError) -> Self {
+        diagnostic(error.code(), &error)
+    }
+}
+
+impl From<MonitorError> for lambda_runtime::Diagnostic {
+    fn from(error: MonitorError) -> Self {
+        diagnostic(error.code(), &error)
+    }
 }
 
 /// The monitor function's handler for every EventBridge event it gets:
@@ -191,7 +265,7 @@ pub enum MonitorError {
 /// job's run at once through the push path; anything else (the schedule)
 /// is a tick of [`ProviderSteps`].
 pub async fn on_event(
-    pipeline: &Pipeline,
+    monitor: &Monitor,
     config: &crate::config::Config,
     source: &str,
     detail_type: &str,
@@ -201,19 +275,54 @@ pub async fn on_event(
     if source == crate::webhook::BEDROCK_SOURCE {
         let owner = format!("eventbridge-{}", context.request_id);
         let handled =
-            crate::webhook::receive_bedrock(pipeline, source, detail_type, detail, &owner).await?;
+            crate::webhook::receive_bedrock(&monitor.pushes, source, detail_type, detail, &owner)
+                .await?;
         return Ok(Invocation::Push(handled));
     }
     Ok(Invocation::Tick(
-        on_schedule::<ProviderSteps>(pipeline, config, context).await?,
+        on_schedule(&monitor.ticks, config, context).await?,
     ))
 }
 
-/// The prepare function's handler: a tick of [`PrepareSteps`].
+/// The prepare function's handler: a tick of [`DatasetSteps`].
 pub async fn on_prepare_schedule(
-    pipeline: &Pipeline,
+    reconciler: &Reconciler<DatasetSteps>,
     config: &crate::config::Config,
     context: &lambda_runtime::Context,
-) -> Result<Summary, crate::store::StoreError> {
-    on_schedule::<PrepareSteps>(pipeline, config, context).await
+) -> Result<Summary, TickError> {
+    on_schedule(reconciler, config, context).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_that_cannot_read_the_runs_reports_its_stable_code_as_lambdas_error_type() {
+        // GIVEN a tick whose listing of the active runs failed
+        let error = TickError(StoreError::Unprocessed {
+            op: "BatchGetItem",
+            left: 3,
+        });
+        // WHEN the runtime turns it into its report
+        let diagnostic = lambda_runtime::Diagnostic::from(error);
+        // THEN the error type is the stable code, and the message names the
+        // cause, not just the outer sentence
+        assert_eq!(diagnostic.error_type, "active_runs_unreadable");
+        assert!(
+            diagnostic.error_message.contains("BatchGetItem"),
+            "{}",
+            diagnostic.error_message
+        );
+    }
+
+    #[test]
+    fn a_push_the_monitor_cannot_read_reports_the_webhooks_code() {
+        let error = MonitorError::Push(crate::webhook::WebhookError::MalformedBody(
+            "no jobArn".into(),
+        ));
+        let diagnostic = lambda_runtime::Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, "webhook_body_malformed");
+        assert!(diagnostic.error_message.contains("no jobArn"));
+    }
 }

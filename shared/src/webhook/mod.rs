@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ProviderKind, RunStatus};
-use crate::pipeline::{Outcome, Pipeline, PipelineError};
+use crate::pipeline::{JobSteps, Outcome, PipelineError, Reconciler};
 use crate::store::StoreError;
 use signature::{SignatureError, SignedHeaders, WebhookSecret};
 
@@ -70,6 +70,21 @@ pub enum WebhookError {
     },
 }
 
+impl WebhookError {
+    /// A stable code for logs and for Lambda's error type (a Bedrock push
+    /// reaches the monitor function as an EventBridge event).
+    pub fn code(&self) -> &'static str {
+        match self {
+            WebhookError::Signature(_) => "webhook_signature_invalid",
+            WebhookError::MalformedBody(_) => "webhook_body_malformed",
+            WebhookError::Store(_) => "store_error",
+            WebhookError::Pipeline(e) => e.code(),
+            WebhookError::Secret(_) => "webhook_secret_unavailable",
+            WebhookError::Transient { code, .. } => code,
+        }
+    }
+}
+
 /// OpenAI's webhook body: `{id, object, type, created_at, data: {id}}`.
 #[derive(Debug, Deserialize)]
 struct OpenAiEvent {
@@ -86,7 +101,7 @@ struct OpenAiEventData {
 /// `POST /webhooks/openai`: checks the signature over the raw body first,
 /// then handles each delivery (by its `webhook-id`) once.
 pub async fn receive_openai(
-    pipeline: &Pipeline,
+    reconciler: &Reconciler<JobSteps>,
     secret: &WebhookSecret,
     headers: SignedHeaders<'_>,
     body: &[u8],
@@ -109,7 +124,8 @@ pub async fn receive_openai(
     // verify() refused a delivery without an id, so this is always set.
     let delivery = headers.id.unwrap_or_default();
     let provider = ProviderKind::OpenAi;
-    if !pipeline
+    if !reconciler
+        .ledger
         .store
         .claim_delivery(provider, delivery, now)
         .await?
@@ -119,13 +135,18 @@ pub async fn receive_openai(
         });
     }
     let owner = format!("webhook-{delivery}");
-    match push_job_update(pipeline, provider, &event.data.id, &owner).await {
+    match push_job_update(reconciler, provider, &event.data.id, &owner).await {
         Ok(handled) => Ok(handled),
         Err(e) => {
             // Not processed (a transient failure while reconciling, or a
             // store error): let the provider's retry be handled rather
             // than ignored as a replay.
-            if let Err(release) = pipeline.store.release_delivery(provider, delivery).await {
+            if let Err(release) = reconciler
+                .ledger
+                .store
+                .release_delivery(provider, delivery)
+                .await
+            {
                 tracing::warn!(error = %crate::telemetry::chain(&release), "could not release a webhook delivery claim");
             }
             Err(e)
@@ -136,7 +157,7 @@ pub async fn receive_openai(
 /// A Bedrock job state change from EventBridge (`detail.jobName`,
 /// `detail.jobArn`). Events of another source or type are ignored.
 pub async fn receive_bedrock(
-    pipeline: &Pipeline,
+    reconciler: &Reconciler<JobSteps>,
     source: &str,
     detail_type: &str,
     detail: &serde_json::Value,
@@ -161,7 +182,7 @@ pub async fn receive_bedrock(
     }
     let mut handled = UNKNOWN_JOB;
     for id in ids {
-        handled = match push_job_update(pipeline, ProviderKind::Bedrock, id, owner).await {
+        handled = match push_job_update(reconciler, ProviderKind::Bedrock, id, owner).await {
             // EventBridge does not redeliver to the monitor (its failed
             // invocations go to the dead-letter queue and alarm): the
             // retry recorded on the run is taken by the next tick, as for
@@ -183,12 +204,17 @@ pub async fn receive_bedrock(
 /// created by hand). A reconcile that ended on a transient failure is
 /// [`WebhookError::Transient`]: the push was not processed.
 pub async fn push_job_update(
-    pipeline: &Pipeline,
+    reconciler: &Reconciler<JobSteps>,
     provider: ProviderKind,
     job_id: &str,
     owner: &str,
 ) -> Result<Handled, WebhookError> {
-    let Some(job_owner) = pipeline.store.find_job_owner(provider, job_id).await? else {
+    let Some(job_owner) = reconciler
+        .ledger
+        .store
+        .find_job_owner(provider, job_id)
+        .await?
+    else {
         tracing::info!(
             provider = provider.as_str(),
             job_id,
@@ -196,8 +222,8 @@ pub async fn push_job_update(
         );
         return Ok(UNKNOWN_JOB);
     };
-    let outcome = pipeline
-        .reconcile_job(&job_owner.tenant_id, &job_owner.run_id, owner)
+    let outcome = reconciler
+        .reconcile(&job_owner.tenant_id, &job_owner.run_id, owner)
         .await?;
     let status = match outcome {
         Outcome::Advanced { to, .. } => to,

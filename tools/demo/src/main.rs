@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use finetune::config::Config;
 use finetune::domain::{RunId, TenantId};
-use finetune::pipeline::{Pipeline, ProviderSteps, monitor};
+use finetune::pipeline::{Pipeline, monitor};
 use openai_sandbox::{Progression, SandboxConfig};
 
 const TENANT: &str = "acme-outfitters";
@@ -95,6 +95,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // The demo prints its own story; in Lambda these lines feed CloudWatch.
     pipeline.metrics = finetune::metrics::Metrics::discard();
     let store = pipeline.store.clone();
+    let (preparing, monitoring) = (pipeline.preparing(), pipeline.monitor());
 
     // POST /runs, as API Gateway delivers it to start-run.
     let mut body = serde_json::json!({
@@ -141,9 +142,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut training_since: Option<Instant> = None;
     loop {
         let tick = events::scheduled_tick(Duration::from_secs(60))?;
-        let prepared = monitor::on_prepare_schedule(&pipeline, &config, &tick.context).await?;
-        let summary =
-            monitor::on_schedule::<ProviderSteps>(&pipeline, &config, &tick.context).await?;
+        let prepared = monitor::on_prepare_schedule(&preparing, &config, &tick.context).await?;
+        let summary = monitor::on_schedule(&monitoring.ticks, &config, &tick.context).await?;
         let run = store.get_run(&tenant, &run_id).await?;
         let line = format!("{}: {}", run.status, run.phase);
         if line != last {

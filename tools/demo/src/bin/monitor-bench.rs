@@ -14,7 +14,7 @@ use chrono::Utc;
 use finetune::domain::{
     Filters, Hyperparameters, JobInfo, NewRun, ProviderKind, Run, RunConfig, RunStatus, TenantId,
 };
-use finetune::pipeline::{Pipeline, ProviderSteps, monitor};
+use finetune::pipeline::{Pipeline, monitor};
 use finetune::provider::openai::{ApiKey, ClientSettings, OpenAiClient, OpenAiProvider};
 use finetune::provider::registry::Providers;
 use finetune::provider::{CreateJob, DatasetFileSource, FineTuningProvider, JobTags};
@@ -154,6 +154,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         lease: Duration::from_secs(360),
         metrics: finetune::metrics::Metrics::discard(),
     };
+    let monitoring = pipeline.monitor();
     // Where a tick's time goes: the same number of bare reads of each kind.
     let ids: Vec<_> = pipeline.store.list_active_runs().await?;
     let started = Instant::now();
@@ -191,8 +192,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the second is the steady state of long jobs (nothing new).
     for label in ["first tick (new events)", "next tick (nothing new)"] {
         let started = Instant::now();
-        let summary = monitor::run_once::<ProviderSteps>(
-            &pipeline,
+        let summary = monitor::run_once(
+            &monitoring.ticks,
             "bench",
             concurrency,
             started + Duration::from_secs(300),

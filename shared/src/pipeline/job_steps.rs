@@ -1,179 +1,51 @@
-//! One function per status: what the run needs next, done once.
+//! The job's steps: `submitting` creates (or finds again) the provider's
+//! job, `training` follows it to its end and records the model. What a push
+//! about a job may advance, and the monitor's after uploading. Needs the
+//! table and the providers.
 
 use chrono::Utc;
 
-use super::{Pipeline, PipelineError, Step};
-use crate::dataset::{self, DatasetFormat, DatasetStats, PreparedDataset};
+use super::{Ledger, PipelineError, Step, Steps};
 use crate::domain::metrics::{MetricPoint, TrainingMetrics};
 use crate::domain::{
-    DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId,
-    ModelRecord, ModelStatus, ProviderFile, Run, RunEvent, RunStats, RunStatus,
+    EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId, ModelRecord, ModelStatus, Run,
+    RunEvent, RunStatus,
 };
 use crate::provider::{
-    CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderCheckpoint, ProviderFileRef,
-    ProviderJob,
+    CreateJob, FineTuningProvider, JobTags, ProviderCheckpoint, ProviderFileRef, ProviderJob,
+    Providers,
 };
 use crate::store::{JobOwner, StoreError};
 
 /// Provider events copied per tick; the rest follow on the next one.
 const EVENTS_PER_TICK: usize = 100;
 
-impl Pipeline {
-    /// queued: fix the dataset id before any work, so a crash while
-    /// preparing retries into the same keys; or go straight to uploading
-    /// when the run reuses a dataset.
-    pub(super) async fn start(&self, run: &Run) -> Result<Step, PipelineError> {
-        let mut run = run.clone();
-        if let Some(dataset_id) = &run.dataset_id {
-            let record = self.store.get_dataset(&run.tenant_id, dataset_id).await?;
-            let needed = DatasetFormat::for_provider(run.provider).as_str();
-            if record.format != needed {
-                return Err(PipelineError::DatasetFormatMismatch {
-                    dataset_id: dataset_id.to_string(),
-                    found: record.format.clone(),
-                    needed,
-                    provider: run.provider.as_str(),
-                });
-            }
-            run.stats = Some(run_stats(&stats_of(&record)));
-            let (next, phase) = if run.prepare_only {
-                (
-                    RunStatus::Completed,
-                    format!("dataset {dataset_id} already prepared"),
-                )
-            } else {
-                (
-                    RunStatus::Uploading,
-                    format!("reusing dataset {dataset_id}"),
-                )
-            };
-            // Queued may not jump to completed directly; go via preparing.
-            if next == RunStatus::Completed {
-                let run = self
-                    .transition(run, RunStatus::Preparing, "checking dataset")
-                    .await?;
-                return Ok(Step::Continue(self.transition(run, next, phase).await?));
-            }
-            return Ok(Step::Continue(self.transition(run, next, phase).await?));
+/// The statuses these steps take a run out of.
+pub(super) const COVERS: [RunStatus; 2] = [RunStatus::Submitting, RunStatus::Training];
+
+/// Submitting and training.
+pub struct JobSteps {
+    pub providers: Providers,
+}
+
+impl Steps for JobSteps {
+    fn covers(&self, status: RunStatus) -> bool {
+        COVERS.contains(&status)
+    }
+
+    async fn step(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
+        match run.status {
+            RunStatus::Submitting => self.submit(ledger, run).await,
+            RunStatus::Training => self.sync_training(ledger, run).await,
+            _ => Ok(Step::Wait(run.clone())),
         }
-        run.dataset_id = Some(DatasetId::generate());
-        let run = self
-            .transition(
-                run,
-                RunStatus::Preparing,
-                "preparing the dataset from conversation exports",
-            )
-            .await?;
-        Ok(Step::Continue(run))
     }
+}
 
-    /// preparing: read the exports, write the dataset files and record the
-    /// dataset. A dataset already recorded (a crash after the write) is
-    /// taken as it is.
-    pub(super) async fn prepare(&self, run: &Run) -> Result<Step, PipelineError> {
-        let dataset_id = run
-            .dataset_id
-            .clone()
-            .ok_or_else(|| PipelineError::Inconsistent("preparing without a dataset id".into()))?;
-        let record = match self.store.get_dataset(&run.tenant_id, &dataset_id).await {
-            Ok(record) => record,
-            Err(StoreError::NotFound { .. }) => {
-                let prepared = dataset::prepare_from_s3(
-                    &self.blobs,
-                    &run.tenant_id,
-                    &dataset_id,
-                    &run.config,
-                    DatasetFormat::for_provider(run.provider),
-                )
-                .await?;
-                self.metrics.dataset_prepared(
-                    run.provider,
-                    prepared.stats.train_examples + prepared.stats.validation_examples,
-                    prepared.stats.billing_tokens,
-                );
-                let record = dataset_record(run, &dataset_id, prepared)?;
-                match self.store.put_dataset(&record).await {
-                    Ok(()) => record,
-                    Err(StoreError::AlreadyExists { .. }) => {
-                        self.store.get_dataset(&run.tenant_id, &dataset_id).await?
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let stats = stats_of(&record);
-        let mut run = run.clone();
-        run.stats = Some(run_stats(&stats));
-        let summary = format!(
-            "dataset ready: {} training and {} validation examples, about ${:.2}",
-            stats.train_examples, stats.validation_examples, stats.estimated_cost_usd
-        );
-        let (next, phase) = if run.prepare_only {
-            (RunStatus::Completed, format!("{summary} (prepare only)"))
-        } else {
-            (RunStatus::Uploading, summary)
-        };
-        Ok(Step::Continue(self.transition(run, next, phase).await?))
-    }
-
-    /// uploading: give the provider each dataset file it does not have
-    /// yet, recording each against its sha256 as soon as it is there.
-    pub(super) async fn upload(&self, run: &Run) -> Result<Step, PipelineError> {
-        let provider = self.providers.get(run.provider)?;
-        let dataset_id = run
-            .dataset_id
-            .clone()
-            .ok_or_else(|| PipelineError::Inconsistent("uploading without a dataset".into()))?;
-        let mut record = self.store.get_dataset(&run.tenant_id, &dataset_id).await?;
-        let files: Vec<(&str, crate::domain::DatasetFile)> =
-            std::iter::once(("train", record.train.clone()))
-                .chain(record.validation.clone().map(|v| ("validation", v)))
-                .collect();
-        for (role, file) in files {
-            if record.provider_file(run.provider, &file.sha256).is_some() {
-                continue;
-            }
-            let source = DatasetFileSource {
-                bucket: self.blobs.bucket().to_owned(),
-                key: file.key.clone(),
-                bytes: file.bytes,
-                sha256: file.sha256.clone(),
-                filename: format!("{dataset_id}-{role}.jsonl"),
-            };
-            let uploaded = provider.prepare_file(&source).await?;
-            record.provider_files.push(ProviderFile {
-                provider: run.provider,
-                sha256: file.sha256.clone(),
-                provider_file_id: uploaded.id.clone(),
-                uploaded_at: Utc::now(),
-            });
-            record = self.store.update_dataset(&record).await?;
-            self.event(
-                run,
-                EventLevel::Info,
-                "file_uploaded",
-                format!(
-                    "{role} file ready at {}: {}",
-                    run.provider.as_str(),
-                    uploaded.id
-                ),
-            )
-            .await;
-        }
-        let run = self
-            .transition(
-                run.clone(),
-                RunStatus::Submitting,
-                "creating the fine-tuning job",
-            )
-            .await?;
-        Ok(Step::Continue(run))
-    }
-
+impl JobSteps {
     /// submitting: find the job this run may already have (a crash after
     /// creating it), or create it; then record it.
-    pub(super) async fn submit(&self, run: &Run) -> Result<Step, PipelineError> {
+    async fn submit(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
         let provider = self.providers.get(run.provider)?;
         let tags = JobTags {
             tenant_id: run.tenant_id.clone(),
@@ -183,7 +55,7 @@ impl Pipeline {
         let (job, adopted) = match existing.into_iter().next() {
             Some(job) => (job, true),
             None => {
-                let request = self.create_request(run, tags).await?;
+                let request = self.create_request(ledger, run, tags).await?;
                 (provider.create_job(&request).await?, false)
             }
         };
@@ -193,46 +65,49 @@ impl Pipeline {
             tenant_id: run.tenant_id.clone(),
             run_id: run.id.clone(),
         };
-        self.store
+        ledger
+            .store
             .put_job_owner(run.provider, &job.id, &owner)
             .await?;
         let mut next = run.clone();
         next.job = Some(job_info(&job, None));
         let phase = format!("job {} {}", job.id, job.provider_status);
-        match self.transition(next, RunStatus::Training, phase).await {
+        match ledger.transition(next, RunStatus::Training, phase).await {
             Ok(stored) => {
                 if adopted {
-                    self.event(
-                        &stored,
-                        EventLevel::Warn,
-                        "job_adopted",
-                        format!(
-                            "found job {} created before an interruption; not creating another",
-                            job.id
-                        ),
-                    )
-                    .await;
+                    ledger
+                        .event(
+                            &stored,
+                            EventLevel::Warn,
+                            "job_adopted",
+                            format!(
+                                "found job {} created before an interruption; not creating another",
+                                job.id
+                            ),
+                        )
+                        .await;
                 }
                 Ok(Step::Continue(stored))
             }
             Err(PipelineError::Store(StoreError::VersionConflict { .. })) => {
                 // Cancelled while we were creating the job: stop the job
                 // we just made rather than let it train unpaid-for.
-                let mut current = self.store.get_run(&run.tenant_id, &run.id).await?;
+                let mut current = ledger.store.get_run(&run.tenant_id, &run.id).await?;
                 if current.status == RunStatus::Cancelled && current.job.is_none() {
                     let cancelled = provider.cancel_job(&job.id).await?;
                     current.job = Some(job_info(&cancelled, None));
-                    let stored = self.store.update_run(&current).await?;
-                    self.event(
-                        &stored,
-                        EventLevel::Warn,
-                        "job_cancelled",
-                        format!(
-                            "run was cancelled while job {} was being created; job cancelled",
-                            job.id
-                        ),
-                    )
-                    .await;
+                    let stored = ledger.store.update_run(&current).await?;
+                    ledger
+                        .event(
+                            &stored,
+                            EventLevel::Warn,
+                            "job_cancelled",
+                            format!(
+                                "run was cancelled while job {} was being created; job cancelled",
+                                job.id
+                            ),
+                        )
+                        .await;
                     return Ok(Step::Wait(stored));
                 }
                 Ok(Step::Wait(current))
@@ -241,12 +116,20 @@ impl Pipeline {
         }
     }
 
-    async fn create_request(&self, run: &Run, tags: JobTags) -> Result<CreateJob, PipelineError> {
+    async fn create_request(
+        &self,
+        ledger: &Ledger,
+        run: &Run,
+        tags: JobTags,
+    ) -> Result<CreateJob, PipelineError> {
         let dataset_id = run
             .dataset_id
             .clone()
             .ok_or_else(|| PipelineError::Inconsistent("submitting without a dataset".into()))?;
-        let record = self.store.get_dataset(&run.tenant_id, &dataset_id).await?;
+        let record = ledger
+            .store
+            .get_dataset(&run.tenant_id, &dataset_id)
+            .await?;
         let file_ref = |sha: &str| {
             record
                 .provider_file(run.provider, sha)
@@ -269,7 +152,7 @@ impl Pipeline {
 
     /// training: copy the job's state and its new events; finish the run
     /// when the job ends.
-    pub(super) async fn sync_training(&self, run: &Run) -> Result<Step, PipelineError> {
+    async fn sync_training(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
         let provider = self.providers.get(run.provider)?;
         let known = run
             .job
@@ -278,7 +161,7 @@ impl Pipeline {
         // Two independent reads at the provider: one round trip, not two.
         let (job, copied) = futures::try_join!(
             async { Ok::<_, PipelineError>(provider.get_job(&known.provider_job_id).await?) },
-            self.copy_events(run, provider.as_ref(), &known),
+            self.copy_events(ledger, run, provider.as_ref(), &known),
         )?;
         let now = Utc::now();
         let mut info = job_info(&job, copied.cursor);
@@ -286,7 +169,7 @@ impl Pipeline {
         if !copied.points.is_empty() {
             // Before the run's cursor moves past these events: a crash in
             // between lists them again, and merging is idempotent.
-            let metrics = self
+            let metrics = ledger
                 .store
                 .merge_metrics(&run.tenant_id, &run.id, &copied.points, copied.total_steps)
                 .await?;
@@ -303,7 +186,7 @@ impl Pipeline {
         next.retries = 0;
         let checkpoints = if job.status.is_terminal() {
             let (checkpoints, metrics) = self
-                .collect_final_metrics(run, provider.as_ref(), &job)
+                .collect_final_metrics(ledger, run, provider.as_ref(), &job)
                 .await?;
             if let Some(metrics) = metrics
                 && let Some(info) = next.job.as_mut()
@@ -320,15 +203,16 @@ impl Pipeline {
                 // Recorded before the run completes: a crash between the
                 // two records it again (same id, kept once), while a run
                 // completed first would never come back to record it.
-                self.record_model(&next, &job, checkpoints).await?;
+                self.record_model(ledger, &next, &job, checkpoints).await?;
                 let model = job.fine_tuned_model.clone().unwrap_or_default();
                 Step::Continue(
-                    self.transition(
-                        next,
-                        RunStatus::Completed,
-                        format!("fine-tuned model ready: {model}"),
-                    )
-                    .await?,
+                    ledger
+                        .transition(
+                            next,
+                            RunStatus::Completed,
+                            format!("fine-tuned model ready: {model}"),
+                        )
+                        .await?,
                 )
             }
             JobStatus::Failed => {
@@ -342,24 +226,26 @@ impl Pipeline {
                     format!("job {} failed: {message}", job.id),
                     Utc::now(),
                 )?;
-                let stored = self.store.update_run(&next).await?;
-                self.metrics.run_ended(stored.provider, stored.status);
-                self.event(
-                    &stored,
-                    EventLevel::Error,
-                    "status_changed",
-                    format!("failed: {message}"),
-                )
-                .await;
+                let stored = ledger.store.update_run(&next).await?;
+                ledger.metrics.run_ended(stored.provider, stored.status);
+                ledger
+                    .event(
+                        &stored,
+                        EventLevel::Error,
+                        "status_changed",
+                        format!("failed: {message}"),
+                    )
+                    .await;
                 Step::Continue(stored)
             }
             JobStatus::Cancelled => Step::Continue(
-                self.transition(next, RunStatus::Cancelled, "job cancelled at the provider")
+                ledger
+                    .transition(next, RunStatus::Cancelled, "job cancelled at the provider")
                     .await?,
             ),
             _ => {
                 next.phase = format!("job {} {}", job.id, job.provider_status);
-                Step::Wait(self.store.update_run(&next).await?)
+                Step::Wait(ledger.store.update_run(&next).await?)
             }
         };
         // Counted once the ended run is recorded: a write that fails before
@@ -367,7 +253,7 @@ impl Pipeline {
         if job.status.is_terminal()
             && let Some(tokens) = job.trained_tokens
         {
-            self.metrics.billed_tokens(run.provider, tokens);
+            ledger.metrics.billed_tokens(run.provider, tokens);
         }
         Ok(step)
     }
@@ -379,6 +265,7 @@ impl Pipeline {
     /// checkpoints, and the curve when it changed.
     async fn collect_final_metrics(
         &self,
+        ledger: &Ledger,
         run: &Run,
         provider: &dyn FineTuningProvider,
         job: &ProviderJob,
@@ -413,7 +300,7 @@ impl Pipeline {
         if points.is_empty() {
             return Ok((checkpoints, None));
         }
-        let metrics = self
+        let metrics = ledger
             .store
             .merge_metrics(&run.tenant_id, &run.id, &points, None)
             .await?;
@@ -424,6 +311,7 @@ impl Pipeline {
     /// the provider named no model).
     async fn record_model(
         &self,
+        ledger: &Ledger,
         run: &Run,
         job: &ProviderJob,
         checkpoints: Vec<ProviderCheckpoint>,
@@ -431,7 +319,7 @@ impl Pipeline {
         let Some(provider_model) = job.fine_tuned_model.clone() else {
             return Ok(());
         };
-        let metrics = self.store.get_metrics(&run.tenant_id, &run.id).await?;
+        let metrics = ledger.store.get_metrics(&run.tenant_id, &run.id).await?;
         let model = ModelRecord {
             id: ModelId::for_run(&run.id),
             tenant_id: run.tenant_id.clone(),
@@ -460,7 +348,7 @@ impl Pipeline {
                 })
                 .collect(),
         };
-        if self.store.put_model(&model).await? {
+        if ledger.store.put_model(&model).await? {
             tracing::info!(run_id = %run.id, model_id = %model.id, "model recorded");
         }
         Ok(())
@@ -470,6 +358,7 @@ impl Pipeline {
     /// once, and returns the new cursor.
     async fn copy_events(
         &self,
+        ledger: &Ledger,
         run: &Run,
         provider: &dyn FineTuningProvider,
         known: &JobInfo,
@@ -509,7 +398,7 @@ impl Pipeline {
             copies.push(event);
             cursor = Some(e.id);
         }
-        self.store.put_events(&run.tenant_id, &copies).await?;
+        ledger.store.put_events(&run.tenant_id, &copies).await?;
         Ok(CopiedEvents {
             cursor,
             points,
@@ -524,48 +413,6 @@ struct CopiedEvents {
     cursor: Option<String>,
     points: Vec<MetricPoint>,
     total_steps: Option<u64>,
-}
-
-/// The record of a freshly prepared dataset.
-fn dataset_record(
-    run: &Run,
-    dataset_id: &DatasetId,
-    prepared: PreparedDataset,
-) -> Result<DatasetRecord, PipelineError> {
-    let stats = serde_json::to_value(&prepared.stats)
-        .map_err(|e| PipelineError::Inconsistent(format!("dataset stats do not serialise: {e}")))?;
-    Ok(DatasetRecord {
-        id: dataset_id.clone(),
-        tenant_id: run.tenant_id.clone(),
-        run_id: run.id.clone(),
-        start_date: run.config.start_date,
-        end_date: run.config.end_date,
-        format: prepared.format.as_str().to_owned(),
-        train: prepared.train,
-        validation: prepared.validation,
-        manifest_key: prepared.manifest_key,
-        stats,
-        provider_files: Vec::new(),
-        created_at: Utc::now(),
-        version: 0,
-    })
-}
-
-/// The dataset's stats as the preparation wrote them. A record written by
-/// an older version with fewer fields still reads (missing ones default).
-fn stats_of(record: &DatasetRecord) -> DatasetStats {
-    serde_json::from_value(record.stats.clone()).unwrap_or_default()
-}
-
-fn run_stats(stats: &DatasetStats) -> RunStats {
-    RunStats {
-        train_examples: stats.train_examples,
-        validation_examples: stats.validation_examples,
-        train_tokens: stats.billing_tokens,
-        epochs: stats.epochs,
-        estimated_billed_tokens: stats.estimated_charged_tokens,
-        estimated_cost_usd: stats.estimated_cost_usd,
-    }
 }
 
 /// How long a training run may go without its record being rewritten when

@@ -1,0 +1,71 @@
+//! Step sets made of step sets, and the sets the functions run.
+//!
+//! | set | statuses | run by |
+//! |---|---|---|
+//! | [`DatasetSteps`] | queued, preparing | the prepare function |
+//! | [`ProviderSteps`] = [`UploadSteps`] + [`JobSteps`] | uploading, submitting, training | the monitor |
+//! | [`JobSteps`] | submitting, training | pushes (webhook, Bedrock's job events) |
+//! | [`AllSteps`] = [`DatasetSteps`] + [`ProviderSteps`] | every active status | tests, the demo, tools |
+
+use std::future::Future;
+
+use futures::future::Either;
+
+use super::{DatasetSteps, JobSteps, Ledger, PipelineError, Step, Steps, UploadSteps};
+use crate::domain::{Run, RunStatus};
+
+/// The steps of `A` where it covers the run's status, else those of `B`.
+/// Its step future is one of the two (no box): a binary instantiating a
+/// `Both` links both sets' steps and nothing else.
+pub struct Both<A, B>(pub A, pub B);
+
+impl<A: Steps, B: Steps> Steps for Both<A, B> {
+    fn covers(&self, status: RunStatus) -> bool {
+        self.0.covers(status) || self.1.covers(status)
+    }
+
+    fn step<'a>(
+        &'a self,
+        ledger: &'a Ledger,
+        run: &'a Run,
+    ) -> impl Future<Output = Result<Step, PipelineError>> + Send + 'a {
+        if self.0.covers(run.status) {
+            Either::Left(self.0.step(ledger, run))
+        } else {
+            Either::Right(self.1.step(ledger, run))
+        }
+    }
+}
+
+/// Uploading, submitting and training: the monitor's.
+pub type ProviderSteps = Both<UploadSteps, JobSteps>;
+
+/// Every step, queued to the end.
+pub type AllSteps = Both<DatasetSteps, ProviderSteps>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statuses a set's `covers` answers for, without building one:
+    /// the same rules as the sets' own, checked against each other.
+    fn dataset(status: RunStatus) -> bool {
+        super::super::dataset_steps::COVERS.contains(&status)
+    }
+    fn upload(status: RunStatus) -> bool {
+        super::super::upload_steps::COVERS.contains(&status)
+    }
+    fn job(status: RunStatus) -> bool {
+        super::super::job_steps::COVERS.contains(&status)
+    }
+
+    #[test]
+    fn the_prepare_function_and_the_monitor_split_every_active_status_between_them() {
+        for status in RunStatus::ALL {
+            let provider = upload(status) || job(status);
+            let takers = usize::from(dataset(status)) + usize::from(provider);
+            assert_eq!(takers, usize::from(!status.is_terminal()), "{status}");
+            assert!(!(upload(status) && job(status)), "{status}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The dataset's steps, the prepare function's: `queued` fixes the
+//! dataset id (or takes the reused dataset), `preparing` reads the exports
+//! and writes the dataset. They need the bucket and the table, no provider:
+//! the prepare binary links the tokenizer and no adapter.
+
+use chrono::Utc;
+
+use super::{Ledger, PipelineError, Step, Steps};
+use crate::blob::Blobs;
+use crate::dataset::{self, DatasetFormat, DatasetStats, PreparedDataset};
+use crate::domain::{DatasetId, DatasetRecord, Run, RunStats, RunStatus};
+use crate::store::StoreError;
+
+/// The statuses these steps take a run out of.
+pub(super) const COVERS: [RunStatus; 2] = [RunStatus::Queued, RunStatus::Preparing];
+
+/// Queued and preparing.
+pub struct DatasetSteps {
+    pub blobs: Blobs,
+}
+
+impl Steps for DatasetSteps {
+    fn covers(&self, status: RunStatus) -> bool {
+        COVERS.contains(&status)
+    }
+
+    async fn step(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
+        match run.status {
+            RunStatus::Queued => self.start(ledger, run).await,
+            RunStatus::Preparing => self.prepare(ledger, run).await,
+            _ => Ok(Step::Wait(run.clone())),
+        }
+    }
+}
+
+impl DatasetSteps {
+    /// queued: fix the dataset id before any work, so a crash while
+    /// preparing retries into the same keys; or go straight to uploading
+    /// when the run reuses a dataset.
+    async fn start(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
+        let mut run = run.clone();
+        if let Some(dataset_id) = &run.dataset_id {
+            let record = ledger.store.get_dataset(&run.tenant_id, dataset_id).await?;
+            let needed = DatasetFormat::for_provider(run.provider).as_str();
+            if record.format != needed {
+                return Err(PipelineError::DatasetFormatMismatch {
+                    dataset_id: dataset_id.to_string(),
+                    found: record.format.clone(),
+                    needed,
+                    provider: run.provider.as_str(),
+                });
+            }
+            run.stats = Some(run_stats(&stats_of(&record)));
+            let (next, phase) = if run.prepare_only {
+                (
+                    RunStatus::Completed,
+                    format!("dataset {dataset_id} already prepared"),
+                )
+            } else {
+                (
+                    RunStatus::Uploading,
+                    format!("reusing dataset {dataset_id}"),
+                )
+            };
+            // Queued may not jump to completed directly; go via preparing.
+            if next == RunStatus::Completed {
+                let run = ledger
+                    .transition(run, RunStatus::Preparing, "checking dataset")
+                    .await?;
+                return Ok(Step::Continue(ledger.transition(run, next, phase).await?));
+            }
+            return Ok(Step::Continue(ledger.transition(run, next, phase).await?));
+        }
+        run.dataset_id = Some(DatasetId::generate());
+        let run = ledger
+            .transition(
+                run,
+                RunStatus::Preparing,
+                "preparing the dataset from conversation exports",
+            )
+            .await?;
+        Ok(Step::Continue(run))
+    }
+
+    /// preparing: read the exports, write the dataset files and record the
+    /// dataset. A dataset already recorded (a crash after the write) is
+    /// taken as it is.
+    async fn prepare(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
+        let dataset_id = run
+            .dataset_id
+            .clone()
+            .ok_or_else(|| PipelineError::Inconsistent("preparing without a dataset id".into()))?;
+        let record = match ledger.store.get_dataset(&run.tenant_id, &dataset_id).await {
+            Ok(record) => record,
+            Err(StoreError::NotFound { .. }) => {
+                let prepared = dataset::prepare_from_s3(
+                    &self.blobs,
+                    &run.tenant_id,
+                    &dataset_id,
+                    &run.config,
+                    DatasetFormat::for_provider(run.provider),
+                )
+                .await?;
+                ledger.metrics.dataset_prepared(
+                    run.provider,
+                    prepared.stats.train_examples + prepared.stats.validation_examples,
+                    prepared.stats.billing_tokens,
+                );
+                let record = dataset_record(run, &dataset_id, prepared)?;
+                match ledger.store.put_dataset(&record).await {
+                    Ok(()) => record,
+                    Err(StoreError::AlreadyExists { .. }) => {
+                        ledger
+                            .store
+                            .get_dataset(&run.tenant_id, &dataset_id)
+                            .await?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let stats = stats_of(&record);
+        let mut run = run.clone();
+        run.stats = Some(run_stats(&stats));
+        let summary = format!(
+            "dataset ready: {} training and {} validation examples, about ${:.2}",
+            stats.train_examples, stats.validation_examples, stats.estimated_cost_usd
+        );
+        let (next, phase) = if run.prepare_only {
+            (RunStatus::Completed, format!("{summary} (prepare only)"))
+        } else {
+            (RunStatus::Uploading, summary)
+        };
+        Ok(Step::Continue(ledger.transition(run, next, phase).await?))
+    }
+}
+
+/// The record of a freshly prepared dataset.
+fn dataset_record(
+    run: &Run,
+    dataset_id: &DatasetId,
+    prepared: PreparedDataset,
+) -> Result<DatasetRecord, PipelineError> {
+    let stats = serde_json::to_value(&prepared.stats)
+        .map_err(|e| PipelineError::Inconsistent(format!("dataset stats do not serialise: {e}")))?;
+    Ok(DatasetRecord {
+        id: dataset_id.clone(),
+        tenant_id: run.tenant_id.clone(),
+        run_id: run.id.clone(),
+        start_date: run.config.start_date,
+        end_date: run.config.end_date,
+        format: prepared.format.as_str().to_owned(),
+        train: prepared.train,
+        validation: prepared.validation,
+        manifest_key: prepared.manifest_key,
+        stats,
+        provider_files: Vec::new(),
+        created_at: Utc::now(),
+        version: 0,
+    })
+}
+
+/// The dataset's stats as the preparation wrote them. A record written by
+/// an older version with fewer fields still reads (missing ones default).
+fn stats_of(record: &DatasetRecord) -> DatasetStats {
+    serde_json::from_value(record.stats.clone()).unwrap_or_default()
+}
+
+fn run_stats(stats: &DatasetStats) -> RunStats {
+    RunStats {
+        train_examples: stats.train_examples,
+        validation_examples: stats.validation_examples,
+        train_tokens: stats.billing_tokens,
+        epochs: stats.epochs,
+        estimated_billed_tokens: stats.estimated_charged_tokens,
+        estimated_cost_usd: stats.estimated_cost_usd,
+    }
+}
