@@ -47,16 +47,16 @@ const EXAMPLES: [(&str, &str); 6] = [
 ];
 
 /// A custom model whose customization job trained on [`EXAMPLES`].
-struct Trained {
-    bedrock: aws_sdk_bedrock::Client,
+pub(crate) struct Trained {
+    pub(crate) bedrock: aws_sdk_bedrock::Client,
     runtime: aws_sdk_bedrockruntime::Client,
-    job_name: String,
-    model_arn: String,
+    pub(crate) job_name: String,
+    pub(crate) model_arn: String,
 }
 
 /// GIVEN a customization job on `bedrock-conversation-2024` training data
 /// in S3, ended `Completed` when `complete`.
-async fn trained(complete: bool) -> Trained {
+pub(crate) async fn trained(complete: bool) -> Trained {
     let env = TestEnv::new().await;
     let bedrock = aws_sdk_bedrock::Client::new(&env.sdk);
     let runtime = aws_sdk_bedrockruntime::Client::new(&env.sdk);

@@ -2,6 +2,7 @@
 
 mod api;
 mod bedrock;
+mod bedrock_deployment;
 mod bedrock_serving;
 mod blob;
 mod contract_schemas;

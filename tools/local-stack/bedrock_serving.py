@@ -242,8 +242,11 @@ def _deployments(backend) -> dict:
 
 
 def patch_moto():
-    """Lets moto's tagging see deployment ARNs, and refuses to delete a
-    custom model that still has a deployment."""
+    """Lets moto's tagging see deployment ARNs, refuses to delete a custom
+    model that still has a deployment, and deletes a model by its ARN as
+    well as by its name."""
+    from urllib.parse import unquote
+
     from moto.bedrock import models
 
     list_arns = models.BedrockBackend._list_arns
@@ -256,8 +259,14 @@ def patch_moto():
     delete_custom_model = models.BedrockBackend.delete_custom_model
 
     def _delete_custom_model(self, model_identifier):
-        model = self.custom_models.get(model_identifier)
+        # Bedrock takes the model's name or its ARN; moto keys models by
+        # name and hands over the last path segment still percent-encoded.
+        identifier = unquote(model_identifier)
+        model = self.custom_models.get(identifier) or next(
+            (m for m in self.custom_models.values() if m.model_arn == identifier), None
+        )
         if model is not None:
+            model_identifier = model.model_name
             with _lock:
                 used = [d.name for d in _deployments(self).values() if d.model_arn == model.model_arn]
             if used:

@@ -22,6 +22,7 @@ use crate::domain::metrics::MetricPoint;
 use crate::domain::{Hyperparameters, JobStatus, ProviderKind, RunId, TenantId};
 
 pub mod registry;
+pub mod serving;
 pub mod setup;
 
 pub use registry::{Controls, Providers, Registry};

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod names;
 
+mod deployment;
 mod error;
 
 use async_trait::async_trait;

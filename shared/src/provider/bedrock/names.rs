@@ -27,6 +27,18 @@ pub fn client_request_token(run: &RunId) -> String {
     format!("finetune-{}", run.as_str())
 }
 
+/// `ft-run-{32 hex}-serving`: deployment names match
+/// `([0-9a-zA-Z][_-]?){1,63}`; one per run, like the job.
+pub fn deployment_name(run: &RunId) -> String {
+    format!("{}-serving", job_name(run))
+}
+
+/// `finetune-deploy-run-{32 hex}`: deployment tokens match
+/// `[a-zA-Z0-9]([-a-zA-Z0-9]{0,254}[a-zA-Z0-9])?` (no `_`, unlike a job's).
+pub fn deployment_token(run: &RunId) -> String {
+    format!("finetune-deploy-{}", run.as_str().replace('_', "-"))
+}
+
 /// Where Bedrock writes the job's output (metrics, logs): under the run, in
 /// the prefix the service role may write and nothing else.
 pub fn output_prefix(tenant: &TenantId, run: &RunId) -> String {
@@ -63,6 +75,26 @@ mod tests {
         assert!(matches_bedrock_pattern(&token, |c| c
             .is_ascii_alphanumeric()
             || matches!(c, '-' | '_')));
+    }
+
+    #[test]
+    fn deployment_names_and_tokens_fit_their_own_bedrock_patterns() {
+        let run = RunId::generate();
+        let name = deployment_name(&run);
+        assert_eq!(name, deployment_name(&run));
+        assert!(name.len() <= 63, "{name}");
+        // `([0-9a-zA-Z][_-]?){1,63}`: no two separators in a row, none first
+        assert!(matches_bedrock_pattern(&name, |c| c
+            .is_ascii_alphanumeric()
+            || matches!(c, '-' | '_')));
+        assert!(!name.contains("--") && !name.contains("_-") && !name.contains("-_"));
+        let token = deployment_token(&run);
+        assert!(token.len() <= 256, "{token}");
+        assert!(matches_bedrock_pattern(&token, |c| c
+            .is_ascii_alphanumeric()
+            || c == '-'));
+        assert!(!token.ends_with('-'));
+        assert_ne!(deployment_name(&RunId::generate()), name);
     }
 
     #[test]
