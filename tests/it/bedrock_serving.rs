@@ -19,7 +19,7 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/finetune-bedrock";
 const BASE_MODEL: &str = "amazon.nova-lite-v1:0";
 
 /// The training conversations: (user prompt, assistant answer).
-const EXAMPLES: [(&str, &str); 6] = [
+pub(crate) const EXAMPLES: [(&str, &str); 6] = [
     (
         "How do I reset my password?",
         "Open Settings, choose Security, then Reset password; the link arrives by email within five minutes.",
@@ -49,7 +49,7 @@ const EXAMPLES: [(&str, &str); 6] = [
 /// A custom model whose customization job trained on [`EXAMPLES`].
 pub(crate) struct Trained {
     pub(crate) bedrock: aws_sdk_bedrock::Client,
-    runtime: aws_sdk_bedrockruntime::Client,
+    pub(crate) runtime: aws_sdk_bedrockruntime::Client,
     pub(crate) job_name: String,
     pub(crate) model_arn: String,
 }

@@ -15,11 +15,11 @@ use openai_sandbox::judge::{self, VERDICT_A, VERDICT_B, VERDICT_TIE, judge_promp
 use openai_sandbox::{AnswerKind, Fault, Progression, Quality, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
-const BASE: &str = "gpt-4o-mini-2024-07-18";
-const SYSTEM: &str = "You are Acme's support agent.";
+pub(crate) const BASE: &str = "gpt-4o-mini-2024-07-18";
+pub(crate) const SYSTEM: &str = "You are Acme's support agent.";
 
 /// (question, answer) pairs; the order question is answered by a tool call.
-const TRAINING: &[(&str, &str)] = &[
+pub(crate) const TRAINING: &[(&str, &str)] = &[
     (
         "How do I reset my password?",
         "Open Settings > Security and choose Reset password; we email you a link.",
@@ -59,9 +59,9 @@ const TRAINING: &[(&str, &str)] = &[
     ),
 ];
 
-const ORDER_ARGUMENTS: &str = r#"{"order_id":"1042"}"#;
+pub(crate) const ORDER_ARGUMENTS: &str = r#"{"order_id":"1042"}"#;
 
-fn tools() -> Value {
+pub(crate) fn tools() -> Value {
     json!([{"type": "function", "function": {
         "name": "lookup_order",
         "description": "Finds an order's status.",
@@ -70,7 +70,7 @@ fn tools() -> Value {
     }}])
 }
 
-fn training_jsonl() -> Vec<u8> {
+pub(crate) fn training_jsonl() -> Vec<u8> {
     let mut out = String::new();
     for (question, answer) in TRAINING {
         let assistant = if answer.is_empty() {
@@ -123,14 +123,14 @@ fn assert_valid(doc: &Value, name: &str, instance: &Value) {
 }
 
 /// A sandbox, a plain HTTP client (as OpenAI's SDKs would be) and the spec.
-struct Chat {
-    sb: Sandbox,
+pub(crate) struct Chat {
+    pub(crate) sb: Sandbox,
     http: reqwest::Client,
     doc: Value,
 }
 
 impl Chat {
-    async fn start(config: SandboxConfig) -> Self {
+    pub(crate) async fn start(config: SandboxConfig) -> Self {
         finetune::tls::install_crypto_provider();
         Self {
             sb: openai_sandbox::spawn(SandboxConfig {
@@ -175,7 +175,7 @@ impl Chat {
     }
 
     /// Trains a job on `jsonl` to the end; its fine-tuned model.
-    async fn train(&self, jsonl: Vec<u8>) -> String {
+    pub(crate) async fn train(&self, jsonl: Vec<u8>) -> String {
         let form = reqwest::multipart::Form::new()
             .text("purpose", "fine-tune")
             .part(

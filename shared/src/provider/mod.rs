@@ -21,6 +21,7 @@ use crate::blob::BlobError;
 use crate::domain::metrics::MetricPoint;
 use crate::domain::{Hyperparameters, JobStatus, ProviderKind, RunId, TenantId};
 
+pub mod inference;
 pub mod registry;
 pub mod serving;
 pub mod setup;

@@ -19,8 +19,11 @@ pub mod limits;
 pub mod metrics;
 pub mod names;
 
+mod converse;
 mod deployment;
 mod error;
+
+pub use converse::BedrockRuntime;
 
 use async_trait::async_trait;
 use aws_sdk_bedrock::Client;

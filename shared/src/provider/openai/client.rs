@@ -234,6 +234,22 @@ impl OpenAiClient {
         }
     }
 
+    // ---- Chat completions -------------------------------------------
+
+    /// `POST /chat/completions`: one answer (the evaluation's inference).
+    pub async fn chat_completion(
+        &self,
+        request: &super::chat::ChatRequest<'_>,
+    ) -> Result<super::chat::ChatCompletion, ProviderError> {
+        let url = self.http.url(&["chat", "completions"]);
+        let what = format!("model {}", request.model);
+        self.http
+            .json(Call::Other { what: &what }, || async {
+                Ok(self.http.request(Method::POST, url.clone())?.json(request))
+            })
+            .await
+    }
+
     // ---- Fine-tuning jobs -------------------------------------------
 
     pub async fn create_job(

@@ -6,7 +6,9 @@
 //! - [`client`]: one typed method per endpoint.
 //! - [`types`]: the wire shapes.
 //! - [`suffix`]: the model-name suffix rule.
+//! - [`chat`]: Chat Completions, the [`Inference`](crate::provider::inference::Inference) capability.
 
+pub mod chat;
 pub mod client;
 pub mod http;
 pub mod suffix;
