@@ -947,6 +947,9 @@ impl JobControl for RecordingProvider {
     async fn delete_model(&self, _: &str) -> Result<(), ProviderError> {
         unimplemented!("not used by cancel")
     }
+    fn serving(&self) -> Option<&dyn finetune::provider::serving::ModelServing> {
+        None
+    }
 }
 
 #[async_trait]

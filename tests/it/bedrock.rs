@@ -503,6 +503,138 @@ async fn a_bedrock_run_goes_from_post_to_a_custom_model() {
     assert_eq!(shown["provider"], "bedrock");
     assert_eq!(shown["status"], "completed");
     assert_eq!(shown["job"]["provider_status"], "Completed");
+
+    // AND GET /models/{id} gives the chat system a custom model deployment
+    // to call, the custom model itself beside it
+    let model_id = finetune::domain::ModelId::for_run(&id);
+    let shown = get_model(&world, &model_id).await;
+    assert_eq!(shown["status"], "ready", "{shown}");
+    let endpoint = shown["model"].as_str().unwrap();
+    assert!(endpoint.contains(":custom-model-deployment/"), "{shown}");
+    assert_eq!(shown["deployment"], endpoint);
+    assert_eq!(shown["trained_model"], model.as_str());
+}
+
+async fn get_model(world: &World, model_id: &finetune::domain::ModelId) -> Value {
+    let request = ApiEvent::get(&format!("/models/{model_id}"))
+        .tenant(TENANT)
+        .build();
+    let response = finetune::http::models_handler(
+        &world.pipeline.store,
+        &world.pipeline.providers.controls(),
+        &world.config,
+        request,
+    )
+    .await;
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    serde_json::from_slice(response.body().as_ref()).unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_deployment_fails_the_run_with_bedrocks_reason_and_its_model_cannot_be_activated()
+{
+    // GIVEN a Bedrock run whose job has just completed, and a model Bedrock
+    // will not be able to deploy
+    let world = world().await;
+    seed(&world, 30).await;
+    let id = start(&world).await;
+    let training = drive_to(&world, &id, RunStatus::Training, 10).await;
+    finish_job(&training.job.unwrap().provider_job_id, "Completed", None).await;
+    finetune_tests::bedrock_model_knobs(
+        &names::custom_model_name(&id),
+        json!({"failNextDeployment": "Insufficient capacity for on-demand deployment."}),
+    )
+    .await
+    .unwrap();
+
+    // WHEN the monitor follows the run
+    let failed = drive_to(&world, &id, RunStatus::Failed, 5).await;
+
+    // THEN the run failed with Bedrock's reason and a stable code
+    assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
+    let error = failed.error.clone().unwrap();
+    assert_eq!(error.code, "deployment_failed");
+    assert!(
+        error
+            .message
+            .contains("Insufficient capacity for on-demand deployment."),
+        "{}",
+        error.message
+    );
+
+    // AND its model is on record as failed, and activating it is refused
+    let model_id = finetune::domain::ModelId::for_run(&id);
+    assert_eq!(get_model(&world, &model_id).await["status"], "failed");
+    let request = ApiEvent::post(&format!("/models/{model_id}/activate"))
+        .tenant(TENANT)
+        .build();
+    let response = finetune::http::models_handler(
+        &world.pipeline.store,
+        &world.pipeline.providers.controls(),
+        &world.config,
+        request,
+    )
+    .await;
+    assert_eq!(response.status(), 409, "{:?}", response.body());
+}
+
+#[tokio::test]
+async fn deleting_a_deployed_model_removes_its_deployment_then_the_model() {
+    // GIVEN a completed Bedrock run whose model is served by a deployment
+    let world = world().await;
+    seed(&world, 30).await;
+    let id = start(&world).await;
+    let training = drive_to(&world, &id, RunStatus::Training, 10).await;
+    finish_job(&training.job.unwrap().provider_job_id, "Completed", None).await;
+    let done = drive_to(&world, &id, RunStatus::Completed, 5).await;
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    let model_id = finetune::domain::ModelId::for_run(&id);
+    let deployment = get_model(&world, &model_id).await["deployment"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // WHEN the tenant deletes the model
+    let request = ApiEvent::new("DELETE", &format!("/models/{model_id}"))
+        .tenant(TENANT)
+        .build();
+    let response = finetune::http::models_handler(
+        &world.pipeline.store,
+        &world.pipeline.providers.controls(),
+        &world.config,
+        request,
+    )
+    .await;
+
+    // THEN it is deleted, and Bedrock has neither the deployment nor the
+    // custom model any more (the model could not go while deployed)
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    let bedrock = aws_sdk_bedrock::Client::new(&world.env.sdk);
+    let gone = bedrock
+        .get_custom_model_deployment()
+        .custom_model_deployment_identifier(&deployment)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        gone.as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception(),
+        "{gone:?}"
+    );
+    let model = bedrock
+        .get_custom_model()
+        .model_identifier(names::custom_model_name(&id))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        model
+            .as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception(),
+        "{model:?}"
+    );
 }
 
 #[tokio::test]
@@ -643,7 +775,7 @@ async fn cancelling_a_bedrock_run_stops_its_job() {
 }
 
 #[tokio::test]
-async fn bedrocks_eventbridge_job_event_completes_the_run_without_a_tick() {
+async fn bedrocks_eventbridge_job_event_moves_the_run_on_without_a_tick() {
     // GIVEN a Bedrock run in training whose job Bedrock has just finished
     let world = world().await;
     seed(&world, 30).await;
@@ -683,18 +815,45 @@ async fn bedrocks_eventbridge_job_event_completes_the_run_without_a_tick() {
     .await
     .unwrap();
 
-    // THEN that run completed at once, and its model is on record
+    // THEN that run moved on at once: its model is on record and its
+    // on-demand deployment was asked for (a Nova custom model answers only
+    // through one), without waiting for a tick
     let answer = serde_json::to_value(&answer).unwrap();
     assert_eq!(answer["action"], "reconciled", "{answer}");
-    assert_eq!(answer["status"], "completed");
-    let done = run(&world, &id).await;
-    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(answer["status"], "deploying");
+    let deploying = run(&world, &id).await;
+    assert_eq!(deploying.status, RunStatus::Deploying);
+    assert!(
+        deploying.phase.contains(":custom-model-deployment/"),
+        "{}",
+        deploying.phase
+    );
+    let model_id = finetune::domain::ModelId::for_run(&id);
     let model = world
         .pipeline
         .store
-        .get_model(&done.tenant_id, &finetune::domain::ModelId::for_run(&id))
+        .get_model(&deploying.tenant_id, &model_id)
         .await
         .unwrap();
     assert_eq!(model.provider, ProviderKind::Bedrock);
     assert!(model.provider_model.contains(":custom-model/"));
+    assert_eq!(model.status, finetune::domain::ModelStatus::Deploying);
+
+    // AND the next tick finds the deployment serving and completes the run
+    // with the deployment as the model's endpoint
+    let done = drive_to(&world, &id, RunStatus::Completed, 3).await;
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    let model = world
+        .pipeline
+        .store
+        .get_model(&done.tenant_id, &model_id)
+        .await
+        .unwrap();
+    assert_eq!(model.status, finetune::domain::ModelStatus::Ready);
+    let deployment = model.deployment.clone().unwrap();
+    assert!(
+        deployment.contains(":custom-model-deployment/"),
+        "{deployment}"
+    );
+    assert_eq!(model.endpoint(), deployment);
 }

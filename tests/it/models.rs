@@ -244,6 +244,7 @@ async fn the_listing_pages_newest_first_with_an_opaque_cursor() {
                 "ft:gpt-4o-mini-2024-07-18:org:acme:{}",
                 &run_id.as_str()[4..12]
             ),
+            deployment: None,
             run_id,
             dataset_id: None,
             created_at: chrono::Utc::now(),

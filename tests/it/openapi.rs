@@ -384,6 +384,9 @@ async fn every_route_answers_as_the_document_says() {
         job.finished_at = Some(Utc::now());
     }
     finished
+        .move_to(RunStatus::Deploying, "fine-tuned model trained", Utc::now())
+        .unwrap();
+    finished
         .move_to(RunStatus::Completed, "fine-tuned model ready", Utc::now())
         .unwrap();
     d.api.store().update_run(&finished).await.unwrap();
@@ -444,6 +447,7 @@ async fn models_metrics_and_webhooks(
         provider: finetune::domain::ProviderKind::OpenAi,
         base_model: "gpt-4o-mini-2024-07-18".into(),
         provider_model: format!("ft:gpt-4o-mini-2024-07-18:org:acme:{}", run.as_str()),
+        deployment: None,
         run_id: run.clone(),
         dataset_id: None,
         created_at: Utc::now(),

@@ -378,6 +378,9 @@ macro_rules! provider_wrapper {
             async fn delete_model(&self, model: &str) -> Result<(), ProviderError> {
                 self.inner.delete_model(model).await
             }
+            fn serving(&self) -> Option<&dyn finetune::provider::serving::ModelServing> {
+                self.inner.serving()
+            }
         }
         #[async_trait]
         impl FineTuningProvider for $wrapper {

@@ -243,8 +243,9 @@ def _deployments(backend) -> dict:
 
 def patch_moto():
     """Lets moto's tagging see deployment ARNs, refuses to delete a custom
-    model that still has a deployment, and deletes a model by its ARN as
-    well as by its name."""
+    model that still has a deployment, deletes a model by its ARN as well
+    as by its name, and gives a job's output model the ARN of the custom
+    model it made."""
     from urllib.parse import unquote
 
     from moto.bedrock import models
@@ -280,6 +281,18 @@ def patch_moto():
         return delete_custom_model(self, model_identifier)
 
     models.BedrockBackend.delete_custom_model = _delete_custom_model
+
+    # moto names a job's output model `{customModelName}-{jobName}`, an ARN
+    # no custom model has; on Bedrock a job's `outputModelArn` is the ARN of
+    # the custom model it made (what is then deployed or deleted).
+    job_init = models.ModelCustomizationJob.__init__
+
+    def _job_init(self, *args, **kwargs):
+        job_init(self, *args, **kwargs)
+        self.output_model_name = self.custom_model_name
+        self.output_model_arn = self.output_model_arn.rsplit("/", 1)[0] + "/" + self.custom_model_name
+
+    models.ModelCustomizationJob.__init__ = _job_init
 
 
 def _caller(environ):

@@ -148,6 +148,10 @@ pub enum DeleteModelError {
     NotFound,
     #[error("model {0} is the tenant's active model; activate another one before deleting it")]
     Active(String),
+    /// Its run is deploying it: deleting now could leave a deployment
+    /// behind that nothing records.
+    #[error("model {0} is still being deployed; delete it once its run has ended")]
+    Deploying(String),
     /// The provider could not be reached or asked us to wait; the model
     /// stays `deleting` and the same DELETE finishes the job later.
     #[error("could not delete the model at the provider right now: {0}")]
@@ -176,6 +180,9 @@ pub async fn delete_model(
     if model.status == ModelStatus::Deleted {
         return Ok(model);
     }
+    if model.status == ModelStatus::Deploying {
+        return Err(DeleteModelError::Deploying(model.id.to_string()));
+    }
     match store.mark_model_deleting(tenant, &model.id).await {
         Ok(()) => {}
         Err(StoreError::ConditionFailed { .. }) => {
@@ -186,6 +193,15 @@ pub async fn delete_model(
     let provider = providers
         .get(model.provider)
         .map_err(DeleteModelError::ProviderUnavailable)?;
+    // The deployment first: a provider refuses to delete a model that is
+    // still served (Bedrock's ConflictException).
+    if let (Some(deployment), Some(serving)) = (&model.deployment, provider.serving()) {
+        match serving.delete_deployment(deployment).await {
+            Ok(()) => {}
+            Err(e) if e.is_transient() => return Err(DeleteModelError::ProviderUnavailable(e)),
+            Err(e) => return Err(DeleteModelError::ProviderRefused(e)),
+        }
+    }
     match provider.delete_model(&model.provider_model).await {
         // Already gone at the provider (a retried DELETE): the same end.
         Ok(()) | Err(ProviderError::NotFound { .. }) => {}

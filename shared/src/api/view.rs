@@ -187,7 +187,12 @@ pub struct ModelView {
     pub id: String,
     pub provider: ProviderKind,
     pub base_model: String,
+    /// What to call: the deployment when the model is served through one.
     pub model: String,
+    /// The provider's name for the trained model itself.
+    pub trained_model: String,
+    /// The deployment serving it (Bedrock), if any.
+    pub deployment: Option<String>,
     pub run_id: String,
     pub dataset_id: Option<String>,
     pub status: ModelStatus,
@@ -208,7 +213,9 @@ impl ModelView {
             id: m.id.to_string(),
             provider: m.provider,
             base_model: m.base_model.clone(),
-            model: m.provider_model.clone(),
+            model: m.endpoint().to_owned(),
+            trained_model: m.provider_model.clone(),
+            deployment: m.deployment.clone(),
             run_id: m.run_id.to_string(),
             dataset_id: m.dataset_id.as_ref().map(ToString::to_string),
             status: m.status,

@@ -6,13 +6,17 @@ use serde::{Deserialize, Serialize};
 use super::ids::{DatasetId, ModelId, RunId, TenantId};
 use super::run::ProviderKind;
 
-/// A model's life here. `Deleting` is recorded before the provider is
-/// asked to delete it, so a model being deleted can never be activated,
+/// A model's life here. Only a `Ready` model can be activated: one still
+/// `Deploying` cannot answer yet, one whose deployment `Failed` never will
+/// (delete it, or train again). `Deleting` is recorded before the provider
+/// is asked to delete it, so a model being deleted can never be activated,
 /// and a failed provider call is finished by repeating the DELETE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelStatus {
+    Deploying,
     Ready,
+    Failed,
     Deleting,
     Deleted,
 }
@@ -20,7 +24,9 @@ pub enum ModelStatus {
 impl ModelStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            ModelStatus::Deploying => "deploying",
             ModelStatus::Ready => "ready",
+            ModelStatus::Failed => "failed",
             ModelStatus::Deleting => "deleting",
             ModelStatus::Deleted => "deleted",
         }
@@ -34,9 +40,13 @@ pub struct ModelRecord {
     pub tenant_id: TenantId,
     pub provider: ProviderKind,
     pub base_model: String,
-    /// The provider's name for it (`ft:gpt-4o-mini:…`, a Bedrock ARN):
-    /// what the chat system calls.
+    /// The provider's name for the trained model (`ft:gpt-4o-mini:…`, a
+    /// Bedrock custom model ARN).
     pub provider_model: String,
+    /// The deployment serving it, when the provider serves trained models
+    /// only through one (Bedrock: the custom model deployment's ARN).
+    #[serde(default)]
+    pub deployment: Option<String>,
     pub run_id: RunId,
     #[serde(default)]
     pub dataset_id: Option<DatasetId>,
@@ -59,6 +69,14 @@ pub struct ModelRecord {
     pub checkpoints: Vec<ModelCheckpoint>,
 }
 
+impl ModelRecord {
+    /// What the tenant's chat system calls: the deployment when there is
+    /// one, else the trained model itself.
+    pub fn endpoint(&self) -> &str {
+        self.deployment.as_deref().unwrap_or(&self.provider_model)
+    }
+}
+
 /// One checkpoint of a model's job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCheckpoint {
@@ -77,6 +95,8 @@ pub struct ModelCheckpoint {
 pub struct ActiveModel {
     pub model_id: ModelId,
     pub provider: ProviderKind,
+    /// What the chat system calls ([`ModelRecord::endpoint`]: the
+    /// deployment when the model is served through one).
     pub provider_model: String,
     pub base_model: String,
     pub activated_at: DateTime<Utc>,

@@ -17,18 +17,22 @@ pub enum RunStatus {
     Uploading,
     Submitting,
     Training,
+    /// The trained model is being made callable (Bedrock: an on-demand
+    /// custom model deployment; OpenAI: nothing to wait for).
+    Deploying,
     Completed,
     Failed,
     Cancelled,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 8] = [
+    pub const ALL: [RunStatus; 9] = [
         RunStatus::Queued,
         RunStatus::Preparing,
         RunStatus::Uploading,
         RunStatus::Submitting,
         RunStatus::Training,
+        RunStatus::Deploying,
         RunStatus::Completed,
         RunStatus::Failed,
         RunStatus::Cancelled,
@@ -41,6 +45,7 @@ impl RunStatus {
             RunStatus::Uploading => "uploading",
             RunStatus::Submitting => "submitting",
             RunStatus::Training => "training",
+            RunStatus::Deploying => "deploying",
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
@@ -72,8 +77,9 @@ impl RunStatus {
             Uploading => matches!(self, Queued | Preparing),
             Submitting => self == Uploading,
             Training => self == Submitting,
+            Deploying => self == Training,
             // prepare_only runs complete straight after preparation.
-            Completed => matches!(self, Preparing | Training),
+            Completed => matches!(self, Preparing | Deploying),
             Queued => false,
         }
     }
@@ -404,6 +410,7 @@ mod tests {
             RunStatus::Uploading,
             RunStatus::Submitting,
             RunStatus::Training,
+            RunStatus::Deploying,
             RunStatus::Completed,
         ] {
             r.move_to(next, next.as_str(), Utc::now()).unwrap();

@@ -203,7 +203,9 @@ impl From<DeleteModelError> for ApiError {
     fn from(e: DeleteModelError) -> Self {
         match e {
             DeleteModelError::NotFound => model_not_found(),
-            e @ DeleteModelError::Active(_) => ApiError::Conflict(e.to_string()),
+            e @ (DeleteModelError::Active(_) | DeleteModelError::Deploying(_)) => {
+                ApiError::Conflict(e.to_string())
+            }
             DeleteModelError::ProviderUnavailable(p) => ApiError::Unavailable {
                 detail: format!(
                     "could not delete the model at the provider right now ({}); it is marked \

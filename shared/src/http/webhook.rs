@@ -12,7 +12,7 @@ use super::handlers::json;
 use super::problem::ApiError;
 use super::request;
 use super::routes::{Route, not_found, route};
-use crate::pipeline::{JobSteps, Reconciler};
+use crate::pipeline::{PushSteps, Reconciler};
 use crate::webhook::setup::SigningSecret;
 use crate::webhook::signature::{ID_HEADER, SIGNATURE_HEADER, SignedHeaders, TIMESTAMP_HEADER};
 use crate::webhook::{WebhookError, receive_openai};
@@ -25,7 +25,7 @@ use crate::webhook::{WebhookError, receive_openai};
 /// 429/5xx/timeout, DynamoDB; the retry is also counted on the run), 500
 /// for any other failure on our side.
 pub async fn webhook_handler(
-    pipeline: &Reconciler<JobSteps>,
+    pipeline: &Reconciler<PushSteps>,
     secret: &SigningSecret,
     req: Request,
 ) -> Response<Body> {

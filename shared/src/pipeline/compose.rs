@@ -3,15 +3,15 @@
 //! | set | statuses | run by |
 //! |---|---|---|
 //! | [`DatasetSteps`] | queued, preparing | the prepare function |
-//! | [`ProviderSteps`] = [`UploadSteps`] + [`JobSteps`] | uploading, submitting, training | the monitor |
-//! | [`JobSteps`] | submitting, training | pushes (webhook, Bedrock's job events) |
+//! | [`ProviderSteps`] = [`UploadSteps`] + [`JobSteps`] + [`DeploySteps`] | uploading, submitting, training, deploying | the monitor |
+//! | [`PushSteps`] = [`JobSteps`] + [`DeploySteps`] | submitting, training, deploying | pushes (webhook, Bedrock's job events) |
 //! | [`AllSteps`] = [`DatasetSteps`] + [`ProviderSteps`] | every active status | tests, the demo, tools |
 
 use std::future::Future;
 
 use futures::future::Either;
 
-use super::{DatasetSteps, JobSteps, Ledger, PipelineError, Step, Steps, UploadSteps};
+use super::{DatasetSteps, DeploySteps, JobSteps, Ledger, PipelineError, Step, Steps, UploadSteps};
 use crate::domain::{Run, RunStatus};
 
 /// The steps of `A` where it covers the run's status, else those of `B`.
@@ -37,8 +37,14 @@ impl<A: Steps, B: Steps> Steps for Both<A, B> {
     }
 }
 
-/// Uploading, submitting and training: the monitor's.
-pub type ProviderSteps = Both<UploadSteps, JobSteps>;
+/// Uploading, submitting, training and deploying: the monitor's.
+pub type ProviderSteps = Both<UploadSteps, Both<JobSteps, DeploySteps>>;
+
+/// Submitting, training and deploying: what a push about a job may
+/// advance (a push is about a job that exists; a run not there yet is left
+/// to the ticks). Deploying follows so that a model callable at once
+/// (OpenAI) completes its run with the push that says the job succeeded.
+pub type PushSteps = Both<JobSteps, DeploySteps>;
 
 /// Every step, queued to the end.
 pub type AllSteps = Both<DatasetSteps, ProviderSteps>;
@@ -58,14 +64,16 @@ mod tests {
     fn job(status: RunStatus) -> bool {
         super::super::job_steps::COVERS.contains(&status)
     }
+    fn deploy(status: RunStatus) -> bool {
+        super::super::deploy_steps::COVERS.contains(&status)
+    }
 
     #[test]
     fn the_prepare_function_and_the_monitor_split_every_active_status_between_them() {
         for status in RunStatus::ALL {
-            let provider = upload(status) || job(status);
-            let takers = usize::from(dataset(status)) + usize::from(provider);
+            let provider = [upload(status), job(status), deploy(status)];
+            let takers = usize::from(dataset(status)) + provider.iter().filter(|t| **t).count();
             assert_eq!(takers, usize::from(!status.is_terminal()), "{status}");
-            assert!(!(upload(status) && job(status)), "{status}");
         }
     }
 }

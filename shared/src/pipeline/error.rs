@@ -20,6 +20,9 @@ pub enum PipelineError {
     /// bug or a hand edit; the run fails with this rather than looping.
     #[error("run record is inconsistent: {0}")]
     Inconsistent(String),
+    /// The provider could not make the trained model callable.
+    #[error("the provider could not deploy the trained model ({deployment}): {reason}")]
+    DeploymentFailed { deployment: String, reason: String },
     /// A reused dataset written for another provider's format.
     #[error(
         "dataset {dataset_id} is in the {found} format but {provider} trains on {needed}: \
@@ -47,6 +50,7 @@ impl PipelineError {
             PipelineError::Prepare(e) => prepare_is_transient(e),
             PipelineError::Transition(_)
             | PipelineError::Inconsistent(_)
+            | PipelineError::DeploymentFailed { .. }
             | PipelineError::DatasetFormatMismatch { .. } => false,
         }
     }
@@ -59,6 +63,7 @@ impl PipelineError {
             PipelineError::Prepare(e) => prepare_code(e),
             PipelineError::Transition(_) => "invalid_transition",
             PipelineError::Inconsistent(_) => "inconsistent_record",
+            PipelineError::DeploymentFailed { .. } => "deployment_failed",
             PipelineError::DatasetFormatMismatch { .. } => "dataset_format_mismatch",
         }
     }

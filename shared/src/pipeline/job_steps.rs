@@ -200,17 +200,20 @@ impl JobSteps {
         };
         let step = match job.status {
             JobStatus::Succeeded => {
-                // Recorded before the run completes: a crash between the
+                // Recorded before the run moves on: a crash between the
                 // two records it again (same id, kept once), while a run
-                // completed first would never come back to record it.
-                self.record_model(ledger, &next, &job, checkpoints).await?;
+                // moved first would never come back to record it. Then the
+                // deploying step makes it callable.
+                let serving = provider.serving().is_some();
+                self.record_model(ledger, &next, &job, checkpoints, serving)
+                    .await?;
                 let model = job.fine_tuned_model.clone().unwrap_or_default();
                 Step::Continue(
                     ledger
                         .transition(
                             next,
-                            RunStatus::Completed,
-                            format!("fine-tuned model ready: {model}"),
+                            RunStatus::Deploying,
+                            format!("fine-tuned model trained: {model}"),
                         )
                         .await?,
                 )
@@ -315,6 +318,7 @@ impl JobSteps {
         run: &Run,
         job: &ProviderJob,
         checkpoints: Vec<ProviderCheckpoint>,
+        needs_deployment: bool,
     ) -> Result<(), PipelineError> {
         let Some(provider_model) = job.fine_tuned_model.clone() else {
             return Ok(());
@@ -336,7 +340,13 @@ impl JobSteps {
                 run.provider,
                 &run.config.base_model,
             ),
-            status: ModelStatus::Ready,
+            // Not activatable until it can answer.
+            status: if needs_deployment {
+                ModelStatus::Deploying
+            } else {
+                ModelStatus::Ready
+            },
+            deployment: None,
             deleted_at: None,
             checkpoints: checkpoints
                 .into_iter()

@@ -10,11 +10,12 @@
 //! Where to look: [`Reconciler`] (reconciler.rs) owns the lease, retries,
 //! failure and the step budget; [`Ledger`] (ledger.rs) what a transition
 //! records; each step set is a file holding its steps
-//! ([`DatasetSteps`], [`UploadSteps`], [`JobSteps`]) and compose.rs says
+//! ([`DatasetSteps`], [`UploadSteps`], [`JobSteps`], [`DeploySteps`]) and compose.rs says
 //! which function runs which; monitor.rs is the scheduled ticks.
 
 mod compose;
 mod dataset_steps;
+mod deploy_steps;
 mod error;
 mod job_steps;
 mod ledger;
@@ -32,8 +33,9 @@ use crate::metrics::Metrics;
 use crate::provider::registry::Providers;
 use crate::store::Store;
 
-pub use compose::{AllSteps, Both, ProviderSteps};
+pub use compose::{AllSteps, Both, ProviderSteps, PushSteps};
 pub use dataset_steps::DatasetSteps;
+pub use deploy_steps::DeploySteps;
 pub use error::PipelineError;
 pub use job_steps::JobSteps;
 pub use ledger::Ledger;
@@ -149,7 +151,7 @@ impl Pipeline {
                         blobs: self.blobs.clone(),
                         providers: self.providers.clone(),
                     },
-                    self.job_steps(),
+                    Both(self.job_steps(), self.deploy_steps()),
                 ),
             ),
             pushes: self.following_jobs(),
@@ -157,8 +159,13 @@ impl Pipeline {
     }
 
     /// The reconciler of pushes about a job (the webhook function).
-    pub fn following_jobs(&self) -> Reconciler<JobSteps> {
-        Reconciler::new(self.ledger(), self.lease, "job", self.job_steps())
+    pub fn following_jobs(&self) -> Reconciler<PushSteps> {
+        Reconciler::new(
+            self.ledger(),
+            self.lease,
+            "job",
+            Both(self.job_steps(), self.deploy_steps()),
+        )
     }
 
     /// Every step, queued to the end (tests, the demo, tools).
@@ -176,10 +183,16 @@ impl Pipeline {
                         blobs: self.blobs.clone(),
                         providers: self.providers.clone(),
                     },
-                    self.job_steps(),
+                    Both(self.job_steps(), self.deploy_steps()),
                 ),
             ),
         )
+    }
+
+    fn deploy_steps(&self) -> DeploySteps {
+        DeploySteps {
+            providers: self.providers.clone(),
+        }
     }
 
     fn job_steps(&self) -> JobSteps {
@@ -207,7 +220,7 @@ impl Reconciler<DatasetSteps> {
     }
 }
 
-impl Reconciler<JobSteps> {
+impl Reconciler<PushSteps> {
     /// The webhook function's reconciler: the table and the providers.
     pub async fn for_pushes(
         config: &crate::config::Config,
@@ -222,7 +235,12 @@ impl Reconciler<JobSteps> {
             ),
             config.run_lease,
             "job",
-            JobSteps { providers },
+            Both(
+                JobSteps {
+                    providers: providers.clone(),
+                },
+                DeploySteps { providers },
+            ),
         ))
     }
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::{DatasetSteps, JobSteps, Outcome, ProviderSteps, Reconciler, Steps};
+use super::{DatasetSteps, Outcome, ProviderSteps, PushSteps, Reconciler, Steps};
 use crate::metrics::MonitorTick;
 use crate::store::StoreError;
 
@@ -201,7 +201,7 @@ pub enum Invocation {
 /// is left to the ticks).
 pub struct Monitor {
     pub ticks: Reconciler<ProviderSteps>,
-    pub pushes: Reconciler<JobSteps>,
+    pub pushes: Reconciler<PushSteps>,
 }
 
 impl Monitor {

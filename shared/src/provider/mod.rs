@@ -224,8 +224,15 @@ pub trait JobControl: Send + Sync {
     /// ended is not an error: the job is returned as it is.
     async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError>;
 
-    /// Deletes a fine-tuned model (retiring it).
+    /// Deletes a fine-tuned model (retiring it). A model served through a
+    /// deployment is deleted after it (see [`JobControl::serving`]).
     async fn delete_model(&self, model: &str) -> Result<(), ProviderError>;
+
+    /// How the provider makes a trained model callable: `None` when it is
+    /// callable as soon as its job succeeds (OpenAI), else its deployments
+    /// (Bedrock). Part of the job controls because retiring a model starts
+    /// with its deployment.
+    fn serving(&self) -> Option<&dyn serving::ModelServing>;
 }
 
 /// A fine-tuning service. Every method is safe to call again after a

@@ -122,7 +122,7 @@ impl Store {
         let active = ActiveModel {
             model_id: model.id.clone(),
             provider: model.provider,
-            provider_model: model.provider_model.clone(),
+            provider_model: model.endpoint().to_owned(),
             base_model: model.base_model.clone(),
             activated_at: now,
         };
@@ -181,9 +181,10 @@ impl Store {
             .key(PK, s(&pk))
             .key(SK, s(model_sk(id)))
             .update_expression("SET #status = :deleting")
-            .condition_expression("#status IN (:ready, :deleting)")
+            .condition_expression("#status IN (:ready, :failed, :deleting)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":ready", s(ModelStatus::Ready.as_str()))
+            .expression_attribute_values(":failed", s(ModelStatus::Failed.as_str()))
             .expression_attribute_values(":deleting", s(ModelStatus::Deleting.as_str()))
             .build()
             .map_err(|e| StoreError::dynamo("build update", e))?;
@@ -198,6 +199,39 @@ impl Store {
             ],
         )
         .await
+    }
+
+    /// Records how the model's deployment ended: `Ready` and served at
+    /// `deployment`, or `Failed`. Only a model still `deploying` changes;
+    /// `false` when it no longer was (a step retried after a crash finds
+    /// its own earlier write), which is not an error.
+    pub async fn finish_deployment(
+        &self,
+        tenant: &TenantId,
+        id: &ModelId,
+        status: ModelStatus,
+        deployment: &str,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(model_sk(id)))
+            .update_expression("SET #status = :status, #deployment = :deployment")
+            .condition_expression("#status = :deploying")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#deployment", "deployment")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":deployment", s(deployment))
+            .expression_attribute_values(":deploying", s(ModelStatus::Deploying.as_str()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
     }
 
     /// Records that the provider no longer has the model.

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ProviderKind, RunStatus};
-use crate::pipeline::{JobSteps, Outcome, PipelineError, Reconciler};
+use crate::pipeline::{Outcome, PipelineError, PushSteps, Reconciler};
 use crate::store::StoreError;
 use signature::{SignatureError, SignedHeaders, WebhookSecret};
 
@@ -101,7 +101,7 @@ struct OpenAiEventData {
 /// `POST /webhooks/openai`: checks the signature over the raw body first,
 /// then handles each delivery (by its `webhook-id`) once.
 pub async fn receive_openai(
-    reconciler: &Reconciler<JobSteps>,
+    reconciler: &Reconciler<PushSteps>,
     secret: &WebhookSecret,
     headers: SignedHeaders<'_>,
     body: &[u8],
@@ -157,7 +157,7 @@ pub async fn receive_openai(
 /// A Bedrock job state change from EventBridge (`detail.jobName`,
 /// `detail.jobArn`). Events of another source or type are ignored.
 pub async fn receive_bedrock(
-    reconciler: &Reconciler<JobSteps>,
+    reconciler: &Reconciler<PushSteps>,
     source: &str,
     detail_type: &str,
     detail: &serde_json::Value,
@@ -204,7 +204,7 @@ pub async fn receive_bedrock(
 /// created by hand). A reconcile that ended on a transient failure is
 /// [`WebhookError::Transient`]: the push was not processed.
 pub async fn push_job_update(
-    reconciler: &Reconciler<JobSteps>,
+    reconciler: &Reconciler<PushSteps>,
     provider: ProviderKind,
     job_id: &str,
     owner: &str,

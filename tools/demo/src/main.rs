@@ -206,6 +206,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("\nGET /runs/{run_id} -> {}", response.status());
     println!("{}", serde_json::to_string_pretty(&run)?);
     println!("{}", serde_json::to_string(&run)?);
+
+    // GET /models/{id}: what the tenant's chat system would call (on
+    // Bedrock, the custom model deployment's ARN).
+    if run["status"] == "completed" && run["job"].is_object() {
+        let model_id = finetune::domain::ModelId::for_run(&run_id);
+        let request =
+            events::http_request("GET", &format!("/models/{model_id}"), None, TENANT, None)?;
+        let controls = pipeline.providers.controls();
+        let response = finetune::http::models_handler(&store, &controls, &config, request).await;
+        let model: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
+        println!("\nGET /models/{model_id} -> {}", response.status());
+        println!("{}", serde_json::to_string_pretty(&model)?);
+    }
     Ok(())
 }
 

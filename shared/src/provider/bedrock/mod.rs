@@ -232,6 +232,12 @@ fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
 
 #[async_trait]
 impl JobControl for BedrockJobs {
+    /// A Nova custom model answers on demand only through a custom model
+    /// deployment.
+    fn serving(&self) -> Option<&dyn crate::provider::serving::ModelServing> {
+        Some(self)
+    }
+
     fn kind(&self) -> ProviderKind {
         ProviderKind::Bedrock
     }
@@ -268,6 +274,10 @@ impl JobControl for BedrockJobs {
 impl JobControl for BedrockProvider {
     fn kind(&self) -> ProviderKind {
         self.jobs.kind()
+    }
+
+    fn serving(&self) -> Option<&dyn crate::provider::serving::ModelServing> {
+        self.jobs.serving()
     }
 
     async fn cancel_job(&self, job_id: &str) -> Result<ProviderJob, ProviderError> {

@@ -193,6 +193,11 @@ fn provider_event(e: JobEventObject) -> ProviderEvent {
 
 #[async_trait]
 impl JobControl for OpenAiControl {
+    /// An `ft:` model is callable the moment its job succeeds.
+    fn serving(&self) -> Option<&dyn crate::provider::serving::ModelServing> {
+        None
+    }
+
     fn kind(&self) -> ProviderKind {
         ProviderKind::OpenAi
     }
@@ -230,6 +235,10 @@ impl JobControl for OpenAiControl {
 
 #[async_trait]
 impl JobControl for OpenAiProvider {
+    fn serving(&self) -> Option<&dyn crate::provider::serving::ModelServing> {
+        self.control.serving()
+    }
+
     fn kind(&self) -> ProviderKind {
         self.control.kind()
     }
