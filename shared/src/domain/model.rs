@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{DatasetId, ModelId, RunId, TenantId};
-use super::run::ProviderKind;
+use super::provider::ProviderKind;
 
 /// A model's life here. `Deleting` is recorded before the provider is
 /// asked to delete it, so a model being deleted can never be activated,
