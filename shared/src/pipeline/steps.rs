@@ -3,12 +3,13 @@
 use chrono::Utc;
 
 use super::{Pipeline, PipelineError, Step};
-use crate::dataset::{self, DatasetFormat, DatasetStats, PreparedDataset};
+use crate::dataset::{self, DatasetStats, PreparedDataset};
 use crate::domain::metrics::{MetricPoint, TrainingMetrics};
 use crate::domain::{
     DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId,
     ModelRecord, ModelStatus, ProviderFile, Run, RunEvent, RunStats, RunStatus,
 };
+use crate::provider::profiles::profile;
 use crate::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobTags, ProviderCheckpoint, ProviderFileRef,
     ProviderJob,
@@ -26,7 +27,7 @@ impl Pipeline {
         let mut run = run.clone();
         if let Some(dataset_id) = &run.dataset_id {
             let record = self.store.get_dataset(&run.tenant_id, dataset_id).await?;
-            let needed = DatasetFormat::for_provider(run.provider).as_str();
+            let needed = profile(run.provider).dataset_format().as_str();
             if record.format != needed {
                 return Err(PipelineError::DatasetFormatMismatch {
                     dataset_id: dataset_id.to_string(),
@@ -83,7 +84,7 @@ impl Pipeline {
                     &run.tenant_id,
                     &dataset_id,
                     &run.config,
-                    DatasetFormat::for_provider(run.provider),
+                    profile(run.provider).dataset_format(),
                 )
                 .await?;
                 self.metrics.dataset_prepared(

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod http;
+pub mod profile;
 pub mod suffix;
 pub mod types;
 
