@@ -3,9 +3,11 @@
 //! A missing or malformed variable is a [`ConfigError`] naming it, so a bad
 //! deploy fails at cold start with a sentence instead of at the first event.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::domain::ProviderKind;
+use crate::provider::profiles;
 
 /// A variable that is missing or does not parse. Displayed as one sentence
 /// an operator can act on, naming the variable and what it must be:
@@ -81,9 +83,6 @@ pub struct BedrockConfig {
     /// `BEDROCK_ROLE_ARN`: the service role Bedrock assumes to read the
     /// dataset and write its output. Unset: Bedrock is not registered.
     pub role_arn: Option<String>,
-    /// `BEDROCK_ALLOWED_BASE_MODELS`: comma-separated Bedrock base models
-    /// (model ids as Bedrock's fine-tuning takes them).
-    pub allowed_base_models: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,8 +93,11 @@ pub struct Config {
     pub bucket_name: String,
     /// `TENANT_CLAIM`: the JWT claim that names the tenant, default `tenant_id`.
     pub tenant_claim: String,
-    /// `ALLOWED_BASE_MODELS`: comma-separated OpenAI base models a run may use.
-    pub allowed_base_models: Vec<String>,
+    /// The base models a run on each provider may name, from the variable
+    /// its profile names (`ALLOWED_BASE_MODELS` for OpenAI,
+    /// `BEDROCK_ALLOWED_BASE_MODELS` for Bedrock: comma-separated ids as the
+    /// provider's fine-tuning takes them), else the profile's default.
+    pub allowed_base_models: BTreeMap<ProviderKind, Vec<String>>,
     /// `DEFAULT_PROVIDER`: `openai` (default) or `bedrock`, for runs that
     /// do not name one.
     pub default_provider: ProviderKind,
@@ -126,11 +128,6 @@ pub struct Config {
 }
 
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
-/// Amazon Nova understanding models, as Bedrock's fine-tuning names them
-/// (the context-length suffix is part of the id).
-pub const DEFAULT_BEDROCK_BASE_MODELS: &str =
-    "amazon.nova-micro-v1:0:128k,amazon.nova-lite-v1:0:300k,amazon.nova-pro-v1:0:300k";
-pub const DEFAULT_BASE_MODELS: &str = "gpt-4o-mini-2024-07-18,gpt-4o-2024-08-06,gpt-4.1-2025-04-14,gpt-4.1-mini-2025-04-14,gpt-4.1-nano-2025-04-14";
 
 impl Config {
     /// Reads the process environment.
@@ -179,9 +176,11 @@ impl Config {
                 });
             }
         };
-        let allowed_base_models = vars.list("ALLOWED_BASE_MODELS", DEFAULT_BASE_MODELS)?;
-        let bedrock_models =
-            vars.list("BEDROCK_ALLOWED_BASE_MODELS", DEFAULT_BEDROCK_BASE_MODELS)?;
+        let mut allowed_base_models = BTreeMap::new();
+        for profile in profiles::all() {
+            let models = profile.base_models();
+            allowed_base_models.insert(profile.kind(), vars.list(models.variable, models.default)?);
+        }
         let role_arn = vars.optional("BEDROCK_ROLE_ARN");
         if let Some(arn) = &role_arn
             && !(arn.starts_with("arn:") && arn.contains(":role/"))
@@ -191,15 +190,12 @@ impl Config {
                 problem: format!("must be an IAM role ARN, got {arn:?}"),
             });
         }
-        let default_provider = match vars.optional("DEFAULT_PROVIDER").as_deref() {
-            None | Some("openai") => ProviderKind::OpenAi,
-            Some("bedrock") => ProviderKind::Bedrock,
-            Some(other) => {
-                return Err(ConfigError {
-                    var: "DEFAULT_PROVIDER",
-                    problem: format!("must be 'openai' or 'bedrock', got {other:?}"),
-                });
-            }
+        let default_provider = match vars.optional("DEFAULT_PROVIDER") {
+            None => ProviderKind::OpenAi,
+            Some(name) => ProviderKind::parse(&name).map_err(|e| ConfigError {
+                var: "DEFAULT_PROVIDER",
+                problem: format!("must be {}, got {:?}", ProviderKind::choices('\''), e.given),
+            })?,
         };
         let enforce_shutdown_dates = match vars.optional("MODEL_SHUTDOWN_DATES").as_deref() {
             None | Some("published") => true,
@@ -238,18 +234,25 @@ impl Config {
                 max_retries: vars.number("OPENAI_MAX_RETRIES", 3, 0..=10)?,
             },
             openai_webhook_secret,
-            bedrock: BedrockConfig {
-                role_arn,
-                allowed_base_models: bedrock_models,
-            },
+            bedrock: BedrockConfig { role_arn },
         })
     }
 
     /// The base models a run on `provider` may name.
     pub fn allowed_models(&self, provider: ProviderKind) -> &[String] {
+        self.allowed_base_models
+            .get(&provider)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Why runs on `provider` cannot start in this deployment, when they
+    /// cannot: its adapter needs a setting the deployment lacks.
+    pub fn provider_unavailable(&self, provider: ProviderKind) -> Option<&'static str> {
         match provider {
-            ProviderKind::OpenAi => &self.allowed_base_models,
-            ProviderKind::Bedrock => &self.bedrock.allowed_base_models,
+            ProviderKind::Bedrock if self.bedrock.role_arn.is_none() => {
+                Some("bedrock is not enabled in this deployment (it has no BEDROCK_ROLE_ARN)")
+            }
+            _ => None,
         }
     }
 }
@@ -360,7 +363,7 @@ mod tests {
         assert_eq!(c.run_lease, Duration::from_secs(120));
         assert_eq!(c.openai.api_key, ApiKeySource::None);
         assert!(
-            c.allowed_base_models
+            c.allowed_models(ProviderKind::OpenAi)
                 .contains(&"gpt-4o-mini-2024-07-18".to_owned())
         );
     }

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use finetune::blob::{DatasetObject, dataset_key};
 use finetune::dataset::{CheckOptions, DatasetFormat, PrepareError, check_jsonl, prepare_from_s3};
-use finetune::domain::{DatasetId, Filters, Hyperparameters, RunConfig, TenantId};
+use finetune::domain::{DatasetId, Filters, Hyperparameters, RunConfig, TenantId, TrainSplit};
 use finetune_tests::{MEMORY_MEASUREMENT, TestEnv};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -16,7 +16,7 @@ fn config() -> RunConfig {
         base_model: "gpt-4o-mini-2024-07-18".into(),
         min_examples: 5,
         max_examples: 1000,
-        train_split: 0.8,
+        train_split: TrainSplit::new(0.8).unwrap(),
         system_prompt: Some("You are Acme's support assistant.".into()),
         seed: 42,
         hyperparameters: Hyperparameters::default(),
@@ -166,7 +166,7 @@ async fn preparation_needs_a_date_range_and_enough_examples() {
         .await
         .unwrap();
     let mut cfg = config();
-    cfg.train_split = 1.0;
+    cfg.train_split = TrainSplit::new(1.0).unwrap();
     let err = prepare_from_s3(
         &env.blobs,
         &tenant,

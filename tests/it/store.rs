@@ -3,7 +3,7 @@
 use chrono::{NaiveDate, Utc};
 use finetune::domain::{
     DatasetFile, DatasetId, DatasetRecord, EventLevel, Filters, Hyperparameters, IdempotencyKey,
-    NewRun, ProviderKind, Run, RunConfig, RunEvent, RunId, RunStatus, TenantId,
+    NewRun, ProviderKind, Run, RunConfig, RunEvent, RunId, RunStatus, TenantId, TrainSplit,
 };
 use finetune::store::{CreateOutcome, IdempotentRequest, StoreError};
 use finetune_tests::TestEnv;
@@ -19,7 +19,7 @@ fn config() -> RunConfig {
         base_model: "gpt-4o-mini-2024-07-18".into(),
         min_examples: 10,
         max_examples: 1000,
-        train_split: 0.9,
+        train_split: TrainSplit::DEFAULT,
         system_prompt: Some("You are helpful.".into()),
         seed: 7,
         hyperparameters: Hyperparameters::default(),

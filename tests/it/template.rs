@@ -1,7 +1,8 @@
 //! `template.yaml` against the code: where both state a default, they
 //! state the same one, so a deployment behaves as the README says.
 
-use finetune::config::{DEFAULT_BASE_MODELS, DEFAULT_BEDROCK_BASE_MODELS};
+use finetune::provider::bedrock::profile::DEFAULT_BASE_MODELS as DEFAULT_BEDROCK_BASE_MODELS;
+use finetune::provider::openai::profile::DEFAULT_BASE_MODELS;
 
 const TEMPLATE: &str = include_str!("../../template.yaml");
 

@@ -341,7 +341,7 @@ mod tests {
                     base_model: "m".into(),
                     min_examples: 10,
                     max_examples: 100,
-                    train_split: 0.9,
+                    train_split: crate::domain::TrainSplit::DEFAULT,
                     system_prompt: None,
                     seed: 1,
                     hyperparameters: Hyperparameters::default(),

@@ -42,19 +42,11 @@ use serde_json::value::RawValue;
 use super::stats::{Distribution, default_epochs};
 pub use super::tokens::Encoding;
 use super::tokens::TokenCounter;
+use crate::domain::ProviderKind;
+use crate::provider::profiles::profile;
 
 /// The notebook's limit; also the default for models not in the table.
 pub const DEFAULT_MAX_TOKENS_PER_EXAMPLE: usize = 16_385;
-
-/// Per-example token limits of fine-tunable base models (longest prefix
-/// first), from OpenAI's fine-tuning guide ("Token limits"), 2025.
-const MAX_TOKENS_BY_MODEL: &[(&str, usize)] = &[
-    ("gpt-4.1", 65_536),
-    ("gpt-4o-mini", 65_536),
-    ("gpt-4o", 65_536),
-    ("gpt-3.5-turbo-0613", 4_096),
-    ("gpt-3.5-turbo", 16_385),
-];
 
 /// How many line errors a report lists; counts stay exact beyond it.
 const MAX_LINE_ERRORS: usize = 1_000;
@@ -76,16 +68,16 @@ impl Default for CheckOptions {
 }
 
 impl CheckOptions {
-    /// The encoding and per-example limit of a base model.
+    /// The encoding and per-example limit of an OpenAI base model, as
+    /// OpenAI's profile states them (this checker is OpenAI's; a model
+    /// OpenAI does not list gets the notebook's limit).
     pub fn for_model(model: &str) -> Self {
-        let m = model.strip_prefix("ft:").unwrap_or(model);
-        let max = MAX_TOKENS_BY_MODEL
-            .iter()
-            .find(|(prefix, _)| m.starts_with(prefix))
-            .map_or(DEFAULT_MAX_TOKENS_PER_EXAMPLE, |&(_, n)| n);
-        Self {
-            encoding: Encoding::for_model(m),
-            max_tokens_per_example: max,
+        match profile(ProviderKind::OpenAi).dataset_limits(model) {
+            Ok(limits) => Self {
+                encoding: limits.encoding,
+                max_tokens_per_example: limits.max_tokens_per_example,
+            },
+            Err(_) => Self::default(),
         }
     }
 }

@@ -5,10 +5,10 @@
 //! [`io::ExportSource`] and an [`io::DatasetSink`], so the pipeline (S3)
 //! and the `finetune prepare` command (a local folder) share every rule.
 
-pub mod bedrock;
 pub mod check;
 pub mod conversation;
 pub mod dictionaries;
+pub mod format;
 pub mod io;
 pub mod prepare;
 pub mod redact;
@@ -20,39 +20,11 @@ mod window;
 mod tests;
 
 pub use check::{CheckOptions, CheckReport, Encoding, LineError, check_jsonl};
+pub use format::{DatasetFormat, ExampleFormat};
 pub use prepare::{DatasetStats, FORMAT, PrepareSettings};
 
 use crate::blob::{BlobError, Blobs, DatasetObject, dataset_key};
-use crate::domain::{DatasetFile, DatasetId, ProviderKind, RunConfig, TenantId};
-
-/// The file format a dataset is written in: each provider reads its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub enum DatasetFormat {
-    /// OpenAI's chat fine-tuning format (`{"messages": [...]}`).
-    #[default]
-    #[serde(rename = "openai-chat")]
-    OpenAiChat,
-    /// Amazon Nova's `bedrock-conversation-2024` schema.
-    #[serde(rename = "bedrock-conversation-2024")]
-    BedrockConversation,
-}
-
-impl DatasetFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DatasetFormat::OpenAiChat => FORMAT,
-            DatasetFormat::BedrockConversation => bedrock::SCHEMA_VERSION,
-        }
-    }
-
-    /// The format `provider` trains on.
-    pub fn for_provider(provider: ProviderKind) -> Self {
-        match provider {
-            ProviderKind::OpenAi => DatasetFormat::OpenAiChat,
-            ProviderKind::Bedrock => DatasetFormat::BedrockConversation,
-        }
-    }
-}
+use crate::domain::{DatasetFile, DatasetId, DateRange, RunConfig, TenantId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -109,10 +81,13 @@ impl PrepareSettings {
         let (Some(start_date), Some(end_date)) = (config.start_date, config.end_date) else {
             return Err(PrepareError::NoDateRange);
         };
+        // The start-run checker refused a reversed range; a stored run
+        // that holds one anyway is refused here with the range's words.
+        let dates = DateRange::new(start_date, end_date)
+            .map_err(|e| PrepareError::InvalidSettings(e.to_string()))?;
         Ok(Self {
             tenant: tenant.clone(),
-            start_date,
-            end_date,
+            dates,
             base_model: config.base_model.clone(),
             system_prompt: config.system_prompt.clone(),
             train_split: config.train_split,

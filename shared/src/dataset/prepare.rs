@@ -16,28 +16,31 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt;
 
-use super::bedrock::{self, ESTIMATE_ENCODING};
-use super::check::{CheckOptions, check_example, trim_line};
-use super::conversation::{Conversation, Message, Rules, content_digest};
+use super::check::{CheckOptions, trim_line};
+use super::conversation::{Conversation, Rules, content_digest};
 use super::io::{DatasetSink, ExportSource, TempFile, Written};
 use super::redact::Redactions;
-use super::stats::{Distribution, default_epochs, estimated_cost_usd, training_price_per_million};
+use super::stats::Distribution;
 use super::tokens::{Encoding, TokenCounter};
 use super::window::windows;
 use super::{DatasetFormat, PrepareError};
 use crate::blob::DatasetObject;
-use crate::domain::{Filters, TenantId};
-use crate::provider::bedrock::limits::{ModelLimits, limits_for};
+use crate::domain::{DateRange, Filters, TenantId, TrainSplit};
+use crate::provider::profile::estimated_cost_usd;
+use crate::provider::profiles;
 
 /// Everything a preparation needs to know, from a `RunConfig` or the CLI.
+/// The date range and the split checked themselves when built, so the
+/// preparation takes them as they are.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PrepareSettings {
     pub tenant: TenantId,
-    pub start_date: NaiveDate,
-    pub end_date: NaiveDate,
+    /// Written as `start_date` and `end_date`.
+    #[serde(flatten)]
+    pub dates: DateRange,
     pub base_model: String,
     pub system_prompt: Option<String>,
-    pub train_split: f64,
+    pub train_split: TrainSplit,
     pub min_examples: u32,
     pub max_examples: u32,
     pub seed: u64,
@@ -84,7 +87,7 @@ pub struct DatasetStats {
     pub billing_tokens: u64,
     pub estimated_charged_tokens: u64,
     /// USD per 1M training tokens used for the estimate (None: unknown
-    /// model, cost 0). An estimate; see `stats::TRAINING_PRICE_USD_PER_1M`.
+    /// model, cost 0). An estimate; see the provider profile's price table.
     pub price_usd_per_1m_tokens: Option<f64>,
     pub estimated_cost_usd: f64,
 }
@@ -123,7 +126,9 @@ struct FileEntry {
     examples: u64,
 }
 
-pub const FORMAT: &str = "openai-chat";
+/// The name of the default format (OpenAI chat), kept for callers that
+/// compare manifests with it.
+pub const FORMAT: &str = DatasetFormat::OpenAiChat.as_str();
 
 /// One accepted example, as remembered between the passes.
 struct Candidate {
@@ -160,32 +165,21 @@ pub async fn prepare(
     sink: &DatasetSink,
     settings: &PrepareSettings,
 ) -> Result<Output, PrepareError> {
-    if !(settings.train_split > 0.0 && settings.train_split <= 1.0) {
-        return Err(PrepareError::InvalidSettings(format!(
-            "train_split must be in (0, 1], got {}",
-            settings.train_split
-        )));
-    }
-    if settings.start_date > settings.end_date {
-        return Err(PrepareError::InvalidSettings(format!(
-            "start_date {} is after end_date {}",
-            settings.start_date, settings.end_date
-        )));
-    }
-    let mut options = CheckOptions::for_model(&settings.base_model);
-    let bedrock_limits: Option<&ModelLimits> = match settings.format {
-        DatasetFormat::OpenAiChat => None,
-        DatasetFormat::BedrockConversation => {
-            let limits = limits_for(&settings.base_model).ok_or_else(|| {
-                PrepareError::InvalidSettings(format!(
-                    "{} is not a Bedrock model this service can prepare data for",
-                    settings.base_model
-                ))
-            })?;
-            options.encoding = ESTIMATE_ENCODING;
-            options.max_tokens_per_example = limits.max_tokens_per_record;
-            Some(limits)
-        }
+    // The rules of the provider that trains on this format: its model's
+    // limits, its example writer and checker, its epochs and price.
+    let profile = profiles::for_format(settings.format).ok_or_else(|| {
+        PrepareError::InvalidSettings(format!(
+            "no provider trains on {}",
+            settings.format.as_str()
+        ))
+    })?;
+    let limits = profile
+        .dataset_limits(&settings.base_model)
+        .map_err(|e| PrepareError::InvalidSettings(e.to_string()))?;
+    let example_format = profile.example_format();
+    let mut options = CheckOptions {
+        encoding: limits.encoding,
+        max_tokens_per_example: limits.max_tokens_per_example,
     };
     if let Some(max) = settings.max_tokens_per_example {
         options.max_tokens_per_example = max;
@@ -193,8 +187,8 @@ pub async fn prepare(
     let limit = options.max_tokens_per_example as u64;
     let rules = Rules {
         tenant: settings.tenant.as_str().to_owned(),
-        start: settings.start_date,
-        end: settings.end_date,
+        start: settings.dates.start(),
+        end: settings.dates.end(),
         filters: settings.filters.clone(),
         system_prompt: settings
             .system_prompt
@@ -216,7 +210,11 @@ pub async fn prepare(
 
     // Pass 1: every export line through the rules, into the spill file.
     let files = source
-        .files(&settings.tenant, settings.start_date, settings.end_date)
+        .files(
+            &settings.tenant,
+            settings.dates.start(),
+            settings.dates.end(),
+        )
         .await?;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut example_line = Vec::with_capacity(64 * 1024);
@@ -268,34 +266,19 @@ pub async fn prepare(
                 stats.examples_over_limit += 1;
                 stats.windows_made += parts.len() as u64;
             }
-            let train = is_train(settings.seed, &id, settings.train_split);
+            let train = is_train(settings.seed, &id, settings.train_split.get());
             // Check every window before keeping any, so a conversation
             // is used whole or not at all.
             let mut lines = Vec::with_capacity(parts.len());
             let mut failed = None;
             for part in &parts {
                 example_line.clear();
-                let checked = match settings.format {
-                    DatasetFormat::OpenAiChat => {
-                        write_example(&mut example_line, part);
-                        let text = std::str::from_utf8(&example_line).unwrap_or_default();
-                        let check = check_example(text, &mut counter);
-                        match check.errors.first() {
-                            Some(category) => Err(*category),
-                            None => Ok(check.tokens.unwrap_or(0)),
-                        }
-                    }
-                    DatasetFormat::BedrockConversation => {
-                        bedrock::write_record(&mut example_line, part).and_then(|()| {
-                            let text = std::str::from_utf8(&example_line).unwrap_or_default();
-                            let check = bedrock::check_record(text, &mut counter, limit as usize);
-                            match check.errors.first() {
-                                Some(category) => Err(*category),
-                                None => Ok(check.tokens.unwrap_or(0)),
-                            }
-                        })
-                    }
-                };
+                let checked = example_format.write_checked(
+                    &mut example_line,
+                    part,
+                    &mut counter,
+                    limit as usize,
+                );
                 match checked {
                     Ok(tokens) => lines.push((example_line.clone(), tokens)),
                     Err(category) => {
@@ -332,8 +315,8 @@ pub async fn prepare(
 
     // The seeded sample: the max_examples lowest priorities.
     let mut keep = sample(&candidates, settings.max_examples as usize);
-    if let Some(limits) = bedrock_limits {
-        cap_validation(&candidates, &mut keep, limits.max_validation_records);
+    if let Some(max) = limits.max_validation_records {
+        cap_validation(&candidates, &mut keep, max);
     }
     stats.sampled_out = (candidates.len() - keep.iter().filter(|&&k| k).count()) as u64;
     let mut train_tokens = Vec::new();
@@ -360,15 +343,16 @@ pub async fn prepare(
     }
     stats.train_tokens = Distribution::of(&train_tokens);
     stats.validation_tokens = Distribution::of(&validation_tokens);
-    stats.epochs = settings.n_epochs.unwrap_or_else(|| match bedrock_limits {
-        Some(limits) => limits.default_epochs,
-        None => default_epochs(stats.train_examples),
-    });
+    stats.epochs = settings
+        .n_epochs
+        .unwrap_or_else(|| profile.default_epochs(&settings.base_model, stats.train_examples));
     stats.billing_tokens = train_tokens.iter().map(|&t| u64::from(t).min(limit)).sum();
     stats.estimated_charged_tokens = u64::from(stats.epochs) * stats.billing_tokens;
-    stats.price_usd_per_1m_tokens = training_price_per_million(&settings.base_model);
-    stats.estimated_cost_usd =
-        estimated_cost_usd(&settings.base_model, stats.estimated_charged_tokens);
+    stats.price_usd_per_1m_tokens = profile.training_price_per_million(&settings.base_model);
+    stats.estimated_cost_usd = estimated_cost_usd(
+        stats.price_usd_per_1m_tokens,
+        stats.estimated_charged_tokens,
+    );
 
     // Pass 2: the kept examples from the spill into their files.
     let mut train_out = sink.create(DatasetObject::Train).await?;
@@ -444,8 +428,8 @@ pub async fn prepare(
         settings,
         source: Source {
             tenant: settings.tenant.as_str(),
-            start_date: settings.start_date,
-            end_date: settings.end_date,
+            start_date: settings.dates.start(),
+            end_date: settings.dates.end(),
             files: stats.files_read,
         },
         files: entries,
@@ -470,16 +454,7 @@ pub async fn prepare(
     })
 }
 
-fn write_example(out: &mut Vec<u8>, messages: &[Message]) {
-    #[derive(Serialize)]
-    struct Example<'a> {
-        messages: &'a [Message],
-    }
-    // Serializing plain strings and enums into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &Example { messages });
-}
-
-/// Bedrock takes a limited number of validation records: keep the
+/// Some providers (Bedrock) take a limited number of validation records: keep the
 /// `max` kept validation examples of lowest priority (the same seeded
 /// order as the sample), leave the rest out.
 fn cap_validation(candidates: &[Candidate], keep: &mut [bool], max: u64) {

@@ -1,5 +1,6 @@
-//! Figures about a set of examples: distributions, OpenAI's default epoch
-//! heuristic, and the estimated training cost.
+//! Figures about a set of examples: distributions and OpenAI's default
+//! epoch heuristic (the cookbook checker's, which this crate's chat
+//! checker reproduces). Prices are each provider's: see its profile.
 
 use serde::{Deserialize, Serialize};
 
@@ -66,36 +67,6 @@ pub fn default_epochs(train_examples: u64) -> u32 {
     epochs as u32
 }
 
-/// USD per 1M training tokens, by model-name prefix (longest first).
-///
-/// ESTIMATE: taken from OpenAI's public pricing page (platform.openai.com/
-/// docs/pricing, "Fine-tuning" table) as last seen in 2025-06; it could not
-/// be re-checked offline and OpenAI changes prices. Unknown models get
-/// `None` and a cost of 0 in the stats.
-pub const TRAINING_PRICE_USD_PER_1M: &[(&str, f64)] = &[
-    ("gpt-4.1-nano", 1.50),
-    ("gpt-4.1-mini", 5.00),
-    ("gpt-4.1", 25.00),
-    ("gpt-4o-mini", 3.00),
-    ("gpt-4o", 25.00),
-    ("gpt-3.5-turbo", 8.00),
-    ("davinci-002", 6.00),
-    ("babbage-002", 0.40),
-];
-
-pub fn training_price_per_million(model: &str) -> Option<f64> {
-    TRAINING_PRICE_USD_PER_1M
-        .iter()
-        .find(|(prefix, _)| model.starts_with(prefix))
-        .map(|&(_, price)| price)
-}
-
-/// Cost of training on `charged_tokens`, rounded to cents.
-pub fn estimated_cost_usd(model: &str, charged_tokens: u64) -> f64 {
-    let price = training_price_per_million(model).unwrap_or(0.0);
-    (charged_tokens as f64 * price / 1_000_000.0 * 100.0).round() / 100.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,16 +95,5 @@ mod tests {
         assert!((d.mean - 1648.4).abs() < 1e-9);
         let even = Distribution::of(&[1, 2, 3, 4]);
         assert_eq!(even.p50, 2.5);
-    }
-
-    #[test]
-    fn cost_uses_the_longest_matching_price() {
-        assert_eq!(
-            training_price_per_million("gpt-4o-mini-2024-07-18"),
-            Some(3.0)
-        );
-        assert_eq!(training_price_per_million("gpt-4o-2024-08-06"), Some(25.0));
-        assert_eq!(estimated_cost_usd("gpt-4o-mini-2024-07-18", 1_000_000), 3.0);
-        assert_eq!(estimated_cost_usd("unknown", 1_000_000), 0.0);
     }
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::io::{DatasetSink, ExportSource};
 use super::prepare::{PrepareSettings, is_train, prepare};
 use super::{CheckOptions, PrepareError, check_jsonl};
-use crate::domain::{Filters, TenantId};
+use crate::domain::{DateRange, Filters, TenantId, TrainSplit};
 
 struct Dir(PathBuf);
 
@@ -38,14 +38,17 @@ fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 10, d).unwrap()
 }
 
+fn split(share: f64) -> TrainSplit {
+    TrainSplit::new(share).unwrap()
+}
+
 fn settings() -> PrepareSettings {
     PrepareSettings {
         tenant: TenantId::parse("acme").unwrap(),
-        start_date: day(1),
-        end_date: day(31),
+        dates: DateRange::new(day(1), day(31)).unwrap(),
         base_model: "gpt-4o-mini-2024-07-18".into(),
         system_prompt: None,
-        train_split: 0.8,
+        train_split: split(0.8),
         min_examples: 1,
         max_examples: 100_000,
         seed: 7,
@@ -145,7 +148,7 @@ async fn messy_exports_are_counted_not_fatal() {
 
     // WHEN prepared
     let mut s = settings();
-    s.train_split = 1.0;
+    s.train_split = split(1.0);
     let r = run(&input.0, &out.0, &s).await.unwrap();
 
     // THEN each problem has its own counter and the good ones are kept
@@ -211,7 +214,7 @@ async fn the_configured_system_prompt_replaces_or_is_added() {
     let out = Dir::new();
     let mut s = settings();
     s.system_prompt = Some("You are Acme's assistant.".into());
-    s.train_split = 1.0;
+    s.train_split = split(1.0);
     run(&input.0, &out.0, &s).await.unwrap();
     let train = out.read("train.jsonl");
     assert_eq!(train.lines().count(), 2);
@@ -236,7 +239,7 @@ async fn pii_is_redacted_and_counted_by_kind() {
     input.write("conversations/acme/2026/10/05/a.jsonl", &lines(&[c]));
     let out = Dir::new();
     let mut s = settings();
-    s.train_split = 1.0;
+    s.train_split = split(1.0);
     let r = run(&input.0, &out.0, &s).await.unwrap();
     let train = out.read("train.jsonl");
     assert!(
@@ -267,7 +270,7 @@ async fn a_card_email_or_phone_ending_a_sentence_never_reaches_the_dataset() {
     input.write("conversations/acme/2026/10/05/a.jsonl", &lines(&[c, d]));
     let out = Dir::new();
     let mut s = settings();
-    s.train_split = 1.0;
+    s.train_split = split(1.0);
     // WHEN the dataset is prepared
     let r = run(&input.0, &out.0, &s).await.unwrap();
     // THEN no run of their digits and no address is in any file written
@@ -328,7 +331,7 @@ async fn too_few_examples_says_how_many_there_were() {
     );
     let out = Dir::new();
     let mut s = settings();
-    s.train_split = 1.0;
+    s.train_split = split(1.0);
     s.min_examples = 10;
     let err = run(&input.0, &out.0, &s).await.unwrap_err();
     assert!(
@@ -415,7 +418,7 @@ async fn no_conversation_lands_in_both_train_and_validation() {
     input.write("conversations/acme/2026/10/05/a.jsonl", &many(300));
     let out = Dir::new();
     let mut s = settings();
-    s.train_split = 0.5;
+    s.train_split = split(0.5);
     let r = run(&input.0, &out.0, &s).await.unwrap();
     let (train, validation) = (out.read("train.jsonl"), out.read("validation.jsonl"));
     assert!(r.stats.train_examples > 100 && r.stats.validation_examples > 100);
@@ -433,7 +436,7 @@ async fn the_cap_is_a_seeded_sample_not_the_first_n() {
     input.write("conversations/acme/2026/10/05/a.jsonl", &many(200));
     let mut s = settings();
     s.max_examples = 20;
-    s.train_split = 1.0;
+    s.train_split = split(1.0);
     let (a, b) = (Dir::new(), Dir::new());
     let r = run(&input.0, &a.0, &s).await.unwrap();
     assert_eq!(r.stats.train_examples, 20);

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{DatasetId, RunId, TenantId};
-use super::run::ProviderKind;
+use super::provider::ProviderKind;
 
 /// One file of the dataset in S3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

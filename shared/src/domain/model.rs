@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{DatasetId, ModelId, RunId, TenantId};
-use super::run::ProviderKind;
+use super::provider::ProviderKind;
 
 /// A model's life here. Only a `Ready` model can be activated: one still
 /// `Deploying` cannot answer yet, one whose deployment `Failed` never will

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{DatasetId, RunId, TenantId};
 use super::job::JobInfo;
+use super::provider::ProviderKind;
+use super::split::TrainSplit;
 
 /// Where a run is in the pipeline. The order is the happy path; the last
 /// three are terminal and take the run out of the active-runs index.
@@ -88,25 +90,6 @@ impl RunStatus {
 impl std::fmt::Display for RunStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Which fine-tuning service trains the run. Recorded per run, because
-/// OpenAI stops taking new jobs after 2027-01-06 and tenants move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    #[serde(rename = "openai")]
-    OpenAi,
-    Bedrock,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Bedrock => "bedrock",
-        }
     }
 }
 
@@ -219,7 +202,7 @@ pub struct RunConfig {
     pub base_model: String,
     pub min_examples: u32,
     pub max_examples: u32,
-    pub train_split: f64,
+    pub train_split: TrainSplit,
     pub system_prompt: Option<String>,
     pub seed: u64,
     pub hyperparameters: Hyperparameters,
@@ -379,7 +362,7 @@ mod tests {
             base_model: "gpt-4o-mini-2024-07-18".into(),
             min_examples: 10,
             max_examples: 1000,
-            train_split: 0.9,
+            train_split: TrainSplit::DEFAULT,
             system_prompt: None,
             seed: 42,
             hyperparameters: Hyperparameters::default(),

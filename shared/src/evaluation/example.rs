@@ -10,7 +10,7 @@
 //! Rules shared by both formats:
 //! - the last assistant *turn* is the reference: in OpenAI lines,
 //!   consecutive text-only assistant messages at the end form one turn and
-//!   are joined with `"\n"`, exactly as [`crate::dataset::bedrock::to_record`]
+//!   are joined with `"\n"`, exactly as [`crate::provider::bedrock::format::to_record`]
 //!   merges them into one Bedrock turn of several blocks (whose texts are
 //!   joined with `"\n"` here too), so both files of one conversation give
 //!   the same example;
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::dataset::DatasetFormat;
-use crate::dataset::bedrock::{Record, SCHEMA_VERSION};
+use crate::provider::bedrock::format::{Record, SCHEMA_VERSION, TextBlock};
 
 /// Who speaks in a prompt turn (the system prompt is kept apart, as
 /// Converse takes it).
@@ -337,7 +337,7 @@ fn bedrock_messages(line: &str) -> Result<Parsed, ExampleError> {
             found: record.schema_version,
         });
     }
-    let join = |blocks: &[crate::dataset::bedrock::TextBlock]| {
+    let join = |blocks: &[TextBlock]| {
         blocks
             .iter()
             .map(|b| b.text.as_str())
@@ -380,8 +380,8 @@ fn bedrock_messages(line: &str) -> Result<Parsed, ExampleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::bedrock::write_record;
     use crate::dataset::conversation::{Message as DatasetMessage, Role as DatasetRole};
+    use crate::provider::bedrock::format::write_record;
     use serde_json::json;
 
     fn openai(line: Value) -> Result<EvalExample, ExampleError> {

@@ -7,8 +7,9 @@ use chrono::Utc;
 
 use super::{Ledger, PipelineError, Step, Steps};
 use crate::blob::Blobs;
-use crate::dataset::{self, DatasetFormat, DatasetStats, PreparedDataset};
+use crate::dataset::{self, DatasetStats, PreparedDataset};
 use crate::domain::{DatasetId, DatasetRecord, Run, RunStats, RunStatus};
+use crate::provider::profiles::profile;
 use crate::store::StoreError;
 
 /// The statuses these steps take a run out of.
@@ -41,7 +42,7 @@ impl DatasetSteps {
         let mut run = run.clone();
         if let Some(dataset_id) = &run.dataset_id {
             let record = ledger.store.get_dataset(&run.tenant_id, dataset_id).await?;
-            let needed = DatasetFormat::for_provider(run.provider).as_str();
+            let needed = profile(run.provider).dataset_format().as_str();
             if record.format != needed {
                 return Err(PipelineError::DatasetFormatMismatch {
                     dataset_id: dataset_id.to_string(),
@@ -98,7 +99,7 @@ impl DatasetSteps {
                     &run.tenant_id,
                     &dataset_id,
                     &run.config,
-                    DatasetFormat::for_provider(run.provider),
+                    profile(run.provider).dataset_format(),
                 )
                 .await?;
                 ledger.metrics.dataset_prepared(

@@ -3,11 +3,16 @@
 //! id, metadata) and Amazon Bedrock (S3 URIs, job ARNs, tags).
 //!
 //! OpenAI takes no new fine-tuning jobs after 2027-01-06, so no code outside
-//! an adapter may depend on one provider's shapes: the reconciler sees only
-//! these types, and each run records which provider it used.
+//! a provider's folder may depend on one provider's shapes: the reconciler
+//! sees only these types, each run records which provider it used, and
+//! every per-provider rule (dataset format, limits, hyperparameters,
+//! shutdown dates, prices, serving) is asked of the run's [`Profile`]
+//! through [`profiles::profile`].
 
 pub mod bedrock;
 pub mod openai;
+pub mod profile;
+pub mod profiles;
 pub mod shutdown;
 pub mod status;
 
@@ -26,6 +31,7 @@ pub mod registry;
 pub mod serving;
 pub mod setup;
 
+pub use profile::Profile;
 pub use registry::{Controls, Providers, Registry};
 
 /// One of our dataset files (in our bucket) to be made available to the

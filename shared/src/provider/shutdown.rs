@@ -5,6 +5,10 @@
 //! fine-tunes stop on 2027-01-14), so training one that will live only days
 //! wastes the tenant's money. `POST /runs` refuses such a run, with the date,
 //! unless the request says it knows (`acknowledge_shutdown`).
+//!
+//! The table is one file keyed by provider name; each provider's profile
+//! hands out its own entry ([`published`]), and the checks here ask the
+//! run's profile, so a provider without an entry simply has no dates.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -12,24 +16,36 @@ use std::sync::LazyLock;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
+use super::profiles::profile;
 use crate::domain::ProviderKind;
 
 const TABLE_JSON: &str = include_str!("shutdown_dates.json");
 
-#[derive(Debug, Clone, Default, Deserialize)]
-struct ProviderDates {
-    new_jobs_until: Option<NaiveDate>,
+/// One provider's dates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ProviderDates {
+    /// The last day the provider takes new fine-tuning jobs.
+    pub new_jobs_until: Option<NaiveDate>,
+    /// The day each base model (and its fine-tunes) shuts down.
     #[serde(default)]
-    models: BTreeMap<String, NaiveDate>,
+    pub models: BTreeMap<String, NaiveDate>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 struct Table {
-    #[serde(default)]
-    openai: ProviderDates,
-    #[serde(default)]
-    bedrock: ProviderDates,
+    /// The file's note for people.
+    #[serde(default, rename = "about")]
+    _about: Option<String>,
+    /// Every other key is a provider's name.
+    #[serde(flatten)]
+    providers: BTreeMap<String, ProviderDates>,
 }
+
+/// No dates: what a provider missing from the table has.
+static NONE: ProviderDates = ProviderDates {
+    new_jobs_until: None,
+    models: BTreeMap::new(),
+};
 
 static TABLE: LazyLock<Table> = LazyLock::new(|| {
     serde_json::from_str(TABLE_JSON).unwrap_or_else(|e| {
@@ -39,11 +55,13 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
     })
 });
 
+/// The compiled-in dates of `provider` (what its profile answers).
+pub fn published(provider: ProviderKind) -> &'static ProviderDates {
+    TABLE.providers.get(provider.as_str()).unwrap_or(&NONE)
+}
+
 fn dates(provider: ProviderKind) -> &'static ProviderDates {
-    match provider {
-        ProviderKind::OpenAi => &TABLE.openai,
-        ProviderKind::Bedrock => &TABLE.bedrock,
-    }
+    profile(provider).shutdown_dates()
 }
 
 /// The day `model` shuts down at `provider`, if one is announced.
@@ -137,7 +155,8 @@ mod tests {
     #[test]
     fn the_compiled_in_table_parses_and_knows_the_gpt_4o_family_date() {
         let table: Table = serde_json::from_str(TABLE_JSON).unwrap();
-        assert_eq!(table.openai.new_jobs_until, Some(day("2027-01-06")));
+        let openai = &table.providers["openai"];
+        assert_eq!(openai.new_jobs_until, Some(day("2027-01-06")));
         assert_eq!(
             shutdown_date(ProviderKind::OpenAi, "gpt-4o-mini-2024-07-18"),
             Some(day("2027-01-14"))

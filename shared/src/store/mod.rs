@@ -10,6 +10,7 @@ mod batch;
 pub mod cursor;
 mod datasets;
 mod events;
+pub mod idempotency;
 pub mod keys;
 mod metrics;
 mod models;
@@ -26,8 +27,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::domain::IdError;
 
 pub use active::ActiveRun;
+pub use idempotency::{IdempotentRequest, request_hash};
 pub use push::{DELIVERY_TTL, JobOwner};
-pub use runs::{CreateOutcome, IdempotentRequest, Page};
+pub use runs::{CreateOutcome, Page};
 
 /// What a store call can fail with. Conflicts are their own variants so
 /// callers decide (retry, 409, skip) instead of parsing messages.

@@ -5,24 +5,17 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Duration, Utc};
 
+use super::idempotency::IdempotentRequest;
 use super::keys::{
     ACTIVE_PARTITION, ACTIVE_PK, ACTIVE_SK, PK, RUN_PREFIX, SK, idempotency_sk, run_sk, tenant_pk,
 };
 use super::{
     Item, Store, StoreError, cursor, from_item, is_condition_failure, n, s, string_attr, to_item,
 };
-use crate::domain::{IdempotencyKey, Run, RunId, RunStatus, TenantId};
+use crate::domain::{Run, RunId, RunStatus, TenantId};
 
 /// How long an `Idempotency-Key` is remembered (DynamoDB TTL attribute).
 const IDEMPOTENCY_TTL_HOURS: i64 = 24;
-
-/// An `Idempotency-Key` and a fingerprint of the request it came with, so
-/// the same key with another body can be told apart from a retry.
-#[derive(Debug, Clone)]
-pub struct IdempotentRequest {
-    pub key: IdempotencyKey,
-    pub request_hash: String,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateOutcome {

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use finetune::dataset::io::{DatasetSink, ExportSource};
 use finetune::dataset::prepare::prepare;
 use finetune::dataset::{CheckOptions, Encoding, PrepareSettings, check_jsonl};
-use finetune::domain::{Filters, TenantId};
+use finetune::domain::{DateRange, Filters, TenantId, TrainSplit};
 
 #[derive(Parser)]
 #[command(name = "finetune", about = "Fine-tuning dataset tools")]
@@ -101,10 +101,21 @@ fn main() -> ExitCode {
                 Ok(t) => t,
                 Err(e) => return fail(&e.to_string()),
             };
+            let dates = match DateRange::new(start_date, end_date) {
+                Ok(d) => d,
+                Err(e) => return fail(&format!("invalid preparation settings: {e}")),
+            };
+            let train_split = match TrainSplit::new(train_split) {
+                Ok(s) => s,
+                Err(_) => {
+                    return fail(&format!(
+                        "invalid preparation settings: train_split must be in (0, 1], got {train_split}"
+                    ));
+                }
+            };
             let settings = PrepareSettings {
                 tenant,
-                start_date,
-                end_date,
+                dates,
                 base_model: model,
                 system_prompt,
                 train_split,

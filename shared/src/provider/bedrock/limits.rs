@@ -1,7 +1,8 @@
 //! What Bedrock accepts per base model: hyperparameter names and ranges,
-//! record counts and per-record size. One table, read by the API (to refuse
-//! a bad request with every problem listed), the dataset preparation (to
-//! write records Bedrock will take) and the adapter (to build the call).
+//! record counts and per-record size. One table, read through the Bedrock
+//! profile by the API (to refuse a bad request with every problem listed)
+//! and the dataset preparation (to write records Bedrock will take), and
+//! by the adapter (to build the call).
 //!
 //! Hyperparameters, from Bedrock's "Amazon Nova Understanding model
 //! customization hyperparameters" page (docs.aws.amazon.com/bedrock/latest/
@@ -20,6 +21,7 @@
 use std::collections::HashMap;
 
 use crate::domain::{AutoOr, Hyperparameters};
+use crate::provider::profile::FieldProblem;
 
 /// An inclusive range of a numeric hyperparameter.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,17 +91,10 @@ pub fn limits_for(base_model: &str) -> Option<&'static ModelLimits> {
 
 /// A hyperparameter a model does not take, or takes in another range:
 /// the field as the API names it, and a sentence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HyperparameterProblem {
-    pub field: &'static str,
-    pub message: String,
-}
+pub type HyperparameterProblem = FieldProblem;
 
 fn problem(field: &'static str, message: impl Into<String>) -> HyperparameterProblem {
-    HyperparameterProblem {
-        field,
-        message: message.into(),
-    }
+    FieldProblem::new(field, message)
 }
 
 /// Every problem with `h` for `base_model` on Bedrock (empty: fine).

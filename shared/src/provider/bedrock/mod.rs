@@ -15,9 +15,11 @@
 //! adopts that job instead of failing, and the reconciler first looks for
 //! the job by name and tags.
 
+pub mod format;
 pub mod limits;
 pub mod metrics;
 pub mod names;
+pub mod profile;
 
 mod converse;
 mod deployment;

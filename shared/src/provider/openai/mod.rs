@@ -11,6 +11,7 @@
 pub mod chat;
 pub mod client;
 pub mod http;
+pub mod profile;
 pub mod suffix;
 pub mod types;
 

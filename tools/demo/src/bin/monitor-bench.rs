@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use finetune::domain::{
     Filters, Hyperparameters, JobInfo, NewRun, ProviderKind, Run, RunConfig, RunStatus, TenantId,
+    TrainSplit,
 };
 use finetune::pipeline::{Pipeline, monitor};
 use finetune::provider::openai::{ApiKey, ClientSettings, OpenAiClient, OpenAiProvider};
@@ -92,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             base_model: "gpt-4o-mini-2024-07-18".into(),
                             min_examples: 10,
                             max_examples: 100,
-                            train_split: 1.0,
+                            train_split: TrainSplit::new(1.0).unwrap_or(TrainSplit::DEFAULT),
                             system_prompt: None,
                             seed: 1,
                             hyperparameters: Hyperparameters::default(),

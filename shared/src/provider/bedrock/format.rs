@@ -10,7 +10,12 @@
 //! format they follow does), the system turn is optional, and a user or
 //! system prompt must not start with a reserved keyword (`User:`, `Bot:`,
 //! `Assistant:`, `System:`, `<image>`, `<video>`, `[EOS]`). Record and
-//! token limits per model are in [`crate::provider::bedrock::limits`].
+//! token limits per model are in [`super::limits`].
+//!
+//! It lives with the Bedrock adapter because only Bedrock reads it; the
+//! preparation reaches it through the Bedrock profile
+//! ([`super::profile::BedrockProfile`]) as an [`ExampleFormat`], and the
+//! evaluation reads its [`Record`]s back.
 //!
 //! Like the OpenAI checker, every violation is a counted category, never
 //! fatal: a conversation that breaks one is dropped as `format:<category>`.
@@ -20,13 +25,17 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::{LineError, trim_line};
-use super::conversation::{Message, Role};
-use super::stats::Distribution;
-use super::tokens::{Encoding, TokenCounter};
-use crate::provider::bedrock::limits::ModelLimits;
+use super::limits::ModelLimits;
+use crate::dataset::DatasetFormat;
+use crate::dataset::check::{LineError, trim_line};
+use crate::dataset::conversation::{Message, Role};
+use crate::dataset::dictionaries::DictionaryError;
+use crate::dataset::format::ExampleFormat;
+use crate::dataset::stats::Distribution;
+use crate::dataset::tokens::{Encoding, TokenCounter};
 
-pub const SCHEMA_VERSION: &str = "bedrock-conversation-2024";
+/// The `schemaVersion` of every record (the format's name).
+pub const SCHEMA_VERSION: &str = DatasetFormat::BedrockConversation.as_str();
 
 /// Words Nova reserves at the start of a user or system prompt.
 const RESERVED_PREFIXES: &[&str] = &[
@@ -114,6 +123,29 @@ pub fn write_record(out: &mut Vec<u8>, messages: &[Message]) -> Result<(), &'sta
     // Plain strings into a Vec: serialisation cannot fail.
     let _ = serde_json::to_writer(&mut *out, &record);
     Ok(())
+}
+
+/// The `bedrock-conversation-2024` format as the preparation writes it:
+/// one record per example, checked against Nova's rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConversationFormat;
+
+impl ExampleFormat for ConversationFormat {
+    fn write_checked(
+        &self,
+        out: &mut Vec<u8>,
+        messages: &[Message],
+        counter: &mut TokenCounter,
+        max_tokens: usize,
+    ) -> Result<u64, &'static str> {
+        write_record(out, messages)?;
+        let text = std::str::from_utf8(out).unwrap_or_default();
+        let check = check_record(text, counter, max_tokens);
+        match check.errors.first() {
+            Some(category) => Err(*category),
+            None => Ok(check.tokens.unwrap_or(0)),
+        }
+    }
 }
 
 /// What the checker found in one record.
@@ -221,7 +253,7 @@ pub fn check_records<R: BufRead>(
     mut reader: R,
     limits: &ModelLimits,
     role: FileRole,
-) -> Result<RecordReport, super::dictionaries::DictionaryError> {
+) -> Result<RecordReport, DictionaryError> {
     const MAX_LINE_ERRORS: usize = 1_000;
     let mut counter = TokenCounter::new(ESTIMATE_ENCODING)?;
     let mut report = RecordReport {
