@@ -12,12 +12,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::api::input::{FieldError, IDEMPOTENCY_KEY_HEADER};
 use crate::config::Config;
 use crate::domain::{
     AutoOr, DatasetId, Filters, Hyperparameters, IdempotencyKey, NewRun, ProviderKind, Run,
     RunConfig, TenantId,
 };
-use crate::http::{FieldError, IDEMPOTENCY_KEY_HEADER};
 use crate::provider::bedrock::limits as bedrock_limits;
 use crate::provider::shutdown;
 use crate::store::{CreateOutcome, IdempotentRequest, Store, StoreError};
