@@ -17,7 +17,8 @@ use finetune::domain::RunStatus;
 use serde_json::Value;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::pipeline::{TENANT, drive, run_body, seed, start, world};
+use crate::pipeline::{run_body, seed, start, world};
+use crate::world::{TENANT, drive};
 
 /// Everything the subscriber writes, kept for the test to read.
 #[derive(Clone, Default)]

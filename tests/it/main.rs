@@ -19,3 +19,4 @@ mod secret;
 mod store;
 mod template;
 mod webhook;
+mod world;

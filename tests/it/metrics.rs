@@ -5,9 +5,8 @@ use finetune::domain::{ModelId, ProviderKind, RunId, RunStatus};
 use finetune_tests::ApiEvent;
 use serde_json::Value;
 
-use crate::pipeline::{
-    TENANT, World, drive, quick_sandbox, run, run_body, seed, start, world_with,
-};
+use crate::pipeline::{quick_sandbox, run_body, seed, start, world_with};
+use crate::world::{TENANT, World, drive, run};
 
 /// A completed run whose job reported 2 epochs of 3 steps.
 async fn trained() -> (World, RunId) {
