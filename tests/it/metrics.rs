@@ -202,9 +202,9 @@ async fn racing_writers_of_one_series_lose_no_point() {
     let env = finetune_tests::TestEnv::new().await;
     let tenant = finetune::domain::TenantId::parse(TENANT).unwrap();
     let run_id = RunId::generate();
-    let point = |step: u64| finetune::domain::metrics::MetricPoint {
+    let point = |step: u64| finetune::domain::curve::MetricPoint {
         train_loss: Some(1.0 / step as f64),
-        ..finetune::domain::metrics::MetricPoint::at(step)
+        ..finetune::domain::curve::MetricPoint::at(step)
     };
 
     // WHEN they merge concurrently

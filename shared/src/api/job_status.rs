@@ -3,7 +3,7 @@
 //! the caller's tenant, so another tenant's ids are simply not found.
 
 use crate::api::input::{FieldError, PageParams};
-use crate::domain::metrics::TrainingMetrics;
+use crate::domain::curve::TrainingMetrics;
 use crate::domain::{DatasetId, DatasetRecord, Run, RunEvent, RunId, RunStatus, TenantId};
 use crate::store::{Page, Store, StoreError};
 

@@ -1,11 +1,12 @@
-//! The pipeline's vocabulary: runs, datasets, jobs, events and their ids.
+//! The pipeline's vocabulary: runs, datasets, jobs, events, training
+//! curves, models and their ids.
 //! Pure data and rules; every I/O module speaks in these types.
 
+pub mod curve;
 pub mod dataset;
 pub mod event;
 pub mod ids;
 pub mod job;
-pub mod metrics;
 pub mod model;
 pub mod run;
 

@@ -4,7 +4,7 @@ use chrono::Utc;
 
 use super::{Pipeline, PipelineError, Step};
 use crate::dataset::{self, DatasetFormat, DatasetStats, PreparedDataset};
-use crate::domain::metrics::{MetricPoint, TrainingMetrics};
+use crate::domain::curve::{MetricPoint, TrainingMetrics};
 use crate::domain::{
     DatasetId, DatasetRecord, EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId,
     ModelRecord, ModelStatus, ProviderFile, Run, RunEvent, RunStats, RunStatus,
