@@ -25,8 +25,8 @@
 //!
 //! No `unwrap`/`expect` outside tests: a panic in a function ends its
 //! container (the release profile aborts), so every failure is a typed
-//! error. The few at init, on values fixed at build time, say why with an
-//! `allow` and its reason.
+//! error. An exception at init, on a value fixed at build time, would say
+//! why with an `allow` and its reason (there is none today).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
