@@ -1,4 +1,8 @@
-//! AWS SDK clients, built once at init and shared by every invocation.
+//! The functions' AWS SDK config and clients: the config from the
+//! variables Lambda sets, one HTTPS client on ring made by the first call
+//! ([`LazyHttpsClient`]), and clients a function only sometimes needs made
+//! on first use ([`LazyClient`]). Whatever is built is kept for the
+//! container's life and shared by every invocation.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;

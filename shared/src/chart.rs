@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use crate::domain::metrics::{MetricPoint, TrainingMetrics};
+use crate::domain::curve::{MetricPoint, TrainingMetrics};
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 400.0;

@@ -10,13 +10,25 @@
 //!   tenant's current one (examples, metric, statistics, decision).
 //! - [`config`]: every environment variable, read once.
 //! - [`provider`]: the `FineTuningProvider` port and its adapters.
-//! - [`api`]: the HTTP API's operations (start, read, cancel runs).
+//! - [`api`]: the HTTP API's operations (runs, datasets, models), free of
+//!   HTTP types.
 //! - [`http`]: API Gateway plumbing: tenant, routes, problem+json, handlers.
-//! - [`pipeline`]: the reconciler that advances runs, and the monitor tick.
-//! - [`metrics`]: CloudWatch Embedded Metric Format lines.
+//! - [`pipeline`]: the reconciler that advances runs, and the scheduled
+//!   ticks of the prepare and monitor functions.
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines (a run's training
+//!   curve is [`domain::curve`] and its record `store::curve`).
 //! - [`secret`]: the API key and webhook secret, read on first use.
 //! - [`telemetry`]: logging set-up for the functions.
 //! - [`webhook`]: provider pushes (signed OpenAI webhooks, Bedrock events).
+//! - [`aws`], [`tls`]: the SDK's configuration and HTTPS client, ring as
+//!   the one TLS crypto provider.
+//!
+//! No `unwrap`/`expect` outside tests: a panic in a function ends its
+//! container (the release profile aborts), so every failure is a typed
+//! error. An exception at init, on a value fixed at build time, would say
+//! why with an `allow` and its reason (there is none today).
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
 pub mod aws;

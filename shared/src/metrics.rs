@@ -1,7 +1,8 @@
 //! CloudWatch metrics as Embedded Metric Format (EMF) lines: one JSON
 //! object per line on stdout, which CloudWatch Logs turns into metrics. No
 //! API calls (no latency, no IAM, nothing to fail at the end of an
-//! invocation), and the numbers stay readable in the logs.
+//! invocation), and the numbers stay readable in the logs. (A run's
+//! training curve, the loss per step, is `domain::curve`/`store::curve`.)
 //!
 //! Every metric name, unit and dimension lives here, so `template.yaml`'s
 //! alarms and the dashboards have one place to agree with. Namespace

@@ -5,6 +5,11 @@
 //! leaves that to this harness). A watchdog shell stops it when the test
 //! process exits, however it exits. Every test gets its own table and
 //! bucket, because one moto server's state is shared by all its clients.
+//! The events Lambda delivers come from one set of samples ([`events`]).
+
+pub mod events;
+
+pub use events::ApiEvent;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -319,145 +324,5 @@ impl PeakMemory {
             let _ = t.join();
         }
         self.peak.load(Ordering::Relaxed).max(resident_bytes())
-    }
-}
-
-/// Builds API Gateway HTTP API (payload format 2.0) events exactly as
-/// Lambda receives them, JWT authorizer claims included, and turns them
-/// into the `lambda_http::Request` a handler gets. Going through the real
-/// JSON keeps the tests honest about what API Gateway sends.
-#[derive(Debug, Clone)]
-pub struct ApiEvent {
-    method: String,
-    path: String,
-    query: String,
-    headers: serde_json::Map<String, serde_json::Value>,
-    body: Option<String>,
-    claims: Option<serde_json::Value>,
-    stage: String,
-}
-
-impl ApiEvent {
-    /// `path` may carry a query string (`/runs?limit=2`).
-    pub fn new(method: &str, path: &str) -> Self {
-        let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let mut headers = serde_json::Map::new();
-        headers.insert("content-type".into(), "application/json".into());
-        headers.insert("host".into(), "api.example.com".into());
-        Self {
-            method: method.to_owned(),
-            path: path.to_owned(),
-            query: query.to_owned(),
-            headers,
-            body: None,
-            claims: None,
-            stage: "$default".to_owned(),
-        }
-    }
-
-    pub fn get(path: &str) -> Self {
-        Self::new("GET", path)
-    }
-
-    pub fn post(path: &str) -> Self {
-        Self::new("POST", path)
-    }
-
-    /// A JWT authorizer context naming `tenant` in the `tenant_id` claim.
-    pub fn tenant(self, tenant: &str) -> Self {
-        self.claims(serde_json::json!({
-            "sub": "user-1",
-            "iss": "https://auth.example.com/",
-            "tenant_id": tenant,
-            "scope": "runs:write",
-        }))
-    }
-
-    pub fn claims(mut self, claims: serde_json::Value) -> Self {
-        self.claims = Some(claims);
-        self
-    }
-
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .insert(name.to_ascii_lowercase(), value.to_owned().into());
-        self
-    }
-
-    pub fn body(mut self, body: impl Into<String>) -> Self {
-        self.body = Some(body.into());
-        self
-    }
-
-    pub fn json(self, body: &serde_json::Value) -> Self {
-        self.body(body.to_string())
-    }
-
-    pub fn stage(mut self, stage: &str) -> Self {
-        self.stage = stage.to_owned();
-        self
-    }
-
-    /// The raw event, as Lambda delivers it.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut query_params = serde_json::Map::new();
-        for pair in self.query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            query_params.insert(k.to_owned(), v.to_owned().into());
-        }
-        let raw_path = if self.stage == "$default" {
-            self.path.clone()
-        } else {
-            format!("/{}{}", self.stage, self.path)
-        };
-        let authorizer = match &self.claims {
-            Some(claims) => serde_json::json!({"jwt": {"claims": claims, "scopes": null}}),
-            None => serde_json::Value::Null,
-        };
-        let mut event = serde_json::json!({
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": raw_path,
-            "rawQueryString": self.query,
-            "headers": self.headers,
-            "requestContext": {
-                "accountId": "123456789012",
-                "apiId": "abc123",
-                "domainName": "api.example.com",
-                "domainPrefix": "api",
-                "http": {
-                    "method": self.method,
-                    "path": raw_path,
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": "203.0.113.7",
-                    "userAgent": "finetune-tests"
-                },
-                "requestId": "req-1",
-                "routeKey": "$default",
-                "stage": self.stage,
-                "time": "25/Nov/2026:14:03:00 +0000",
-                "timeEpoch": 1_795_615_380_000_i64
-            },
-            "isBase64Encoded": false
-        });
-        if !query_params.is_empty() {
-            event["queryStringParameters"] = query_params.into();
-        }
-        if !authorizer.is_null() {
-            event["requestContext"]["authorizer"] = authorizer;
-        }
-        if let Some(body) = &self.body {
-            event["body"] = body.clone().into();
-        }
-        event
-    }
-
-    /// The request the functions' entry point (`finetune::http::serve`)
-    /// makes of the event, from its JSON text as the runtime reads it.
-    pub fn build(&self) -> lambda_http::Request {
-        let payload: serde_json::Value =
-            serde_json::from_str(&self.to_json().to_string()).expect("JSON text");
-        finetune::http::gateway::request_from_event(payload, lambda_http::Context::default())
-            .expect("a valid API Gateway v2 event")
     }
 }

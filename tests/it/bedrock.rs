@@ -9,24 +9,20 @@
 //! a job as Bedrock would ([`finish_job`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
-use finetune::config::Config;
 use finetune::domain::{
-    AutoOr, Hyperparameters, JobStatus, ProviderKind, Run, RunId, RunStatus, TenantId,
+    AutoOr, Hyperparameters, JobStatus, ProviderKind, RunId, RunStatus, TenantId,
 };
-use finetune::pipeline::Pipeline;
 use finetune::pipeline::monitor;
 use finetune::provider::bedrock::{BedrockProvider, BedrockSettings, names};
-use finetune::provider::registry::Providers;
 use finetune::provider::{CreateJob, FineTuningProvider, JobControl, JobTags, ProviderFileRef};
 use finetune_tests::{ApiEvent, TestEnv};
 use serde_json::{Value, json};
 
+use crate::world::{TENANT, World, drive_to, run};
+
 const ROLE: &str = "arn:aws:iam::123456789012:role/finetune-bedrock";
 const MODEL: &str = "amazon.nova-micro-v1:0:128k";
-const TENANT: &str = "acme";
 
 fn provider(env: &TestEnv) -> BedrockProvider {
     BedrockProvider::new(
@@ -284,37 +280,11 @@ async fn a_missing_job_is_not_found() {
 
 // ---- end to end ------------------------------------------------------------
 
-struct World {
-    env: TestEnv,
-    config: Config,
-    pipeline: Pipeline,
-}
-
+/// A world training on moto's Bedrock.
 async fn world() -> World {
     let env = TestEnv::new().await;
-    let (table, bucket) = (env.table.clone(), env.bucket.clone());
-    let config = Config::from_lookup(|name| match name {
-        // The sandbox never winds down: no test may expire with a real date.
-        "MODEL_SHUTDOWN_DATES" => Some("ignore".into()),
-        "FINETUNE_TABLE" => Some(table.clone()),
-        "FINETUNE_BUCKET" => Some(bucket.clone()),
-        "BEDROCK_ROLE_ARN" => Some(ROLE.to_owned()),
-        _ => None,
-    })
-    .unwrap();
     let bedrock: Arc<dyn FineTuningProvider> = Arc::new(provider(&env));
-    let pipeline = Pipeline {
-        store: env.store.clone(),
-        blobs: env.blobs.clone(),
-        providers: Providers::new().with(bedrock),
-        lease: Duration::from_secs(60),
-        metrics: finetune::metrics::Metrics::discard(),
-    };
-    World {
-        env,
-        config,
-        pipeline,
-    }
+    World::new(env, &[("BEDROCK_ROLE_ARN", ROLE.to_owned())], bedrock, None)
 }
 
 /// `n` conversations, each opening with an assistant greeting (Bedrock
@@ -378,52 +348,6 @@ async fn start(world: &World) -> RunId {
     let run: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
     assert_eq!(run["provider"], "bedrock");
     RunId::parse(run["id"].as_str().unwrap()).unwrap()
-}
-
-async fn tick(world: &World) {
-    let payload: EventBridgeEvent = serde_json::from_value(json!({
-        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/monitor"], "detail": {}
-    }))
-    .unwrap();
-    let mut context = lambda_runtime::Context::default();
-    context.request_id = uuid::Uuid::new_v4().to_string();
-    context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
-    let event = lambda_runtime::LambdaEvent::new(payload, context);
-    // Both scheduled functions, as deployed: prepare, then the monitor.
-    monitor::on_prepare_schedule(&world.pipeline.preparing(), &world.config, &event.context)
-        .await
-        .unwrap();
-    monitor::on_schedule(
-        &world.pipeline.monitor().ticks,
-        &world.config,
-        &event.context,
-    )
-    .await
-    .unwrap();
-}
-
-async fn run(world: &World, id: &RunId) -> Run {
-    world
-        .pipeline
-        .store
-        .get_run(&TenantId::parse(TENANT).unwrap(), id)
-        .await
-        .unwrap()
-}
-
-/// Ticks until the run reaches `status` (or gives up after `max` ticks).
-async fn drive_to(world: &World, id: &RunId, status: RunStatus, max: usize) -> Run {
-    for _ in 0..max {
-        let r = run(world, id).await;
-        if r.status == status || r.status.is_terminal() {
-            return r;
-        }
-        tick(world).await;
-    }
-    run(world, id).await
 }
 
 #[tokio::test]
@@ -792,15 +716,7 @@ async fn bedrocks_eventbridge_job_event_moves_the_run_on_without_a_tick() {
         .unwrap();
 
     // WHEN EventBridge delivers Bedrock's state change to the monitor
-    let event: EventBridgeEvent = serde_json::from_value(json!({
-        "version": "0", "id": "8d8f0c2e-4b0e-4a43-9a76-0c6d2f1f7e21",
-        "detail-type": "Bedrock Model Customization Job State Change",
-        "source": "aws.bedrock", "account": "123456789012",
-        "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
-        "resources": [raw.job_arn()],
-        "detail": {"jobArn": raw.job_arn(), "jobName": job_name, "status": "Completed"}
-    }))
-    .unwrap();
+    let event = finetune_tests::events::bedrock_job_state_change(raw.job_arn(), &job_name).unwrap();
     let mut context = lambda_runtime::Context::default();
     context.request_id = "req-bedrock-push".into();
     context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;

@@ -14,10 +14,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use finetune::domain::RunStatus;
+use finetune_tests::ApiEvent;
 use serde_json::Value;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::pipeline::{TENANT, drive, run_body, seed, start, world};
+use crate::pipeline::{run_body, seed, start, world};
+use crate::world::{TENANT, drive};
 
 /// Everything the subscriber writes, kept for the test to read.
 #[derive(Clone, Default)]
@@ -169,4 +171,70 @@ async fn a_whole_run_logs_ids_and_durations_but_no_key_or_conversation_text() {
             "conversation text {private:?} was logged"
         );
     }
+}
+
+#[tokio::test]
+async fn the_webhook_and_a_500_close_their_request_like_every_route() {
+    // GIVEN the functions' JSON subscriber capturing this test's lines
+    let captured = capture_this_thread();
+    let world = world().await;
+
+    // WHEN a webhook delivery with no signature arrives
+    let secret = finetune::webhook::setup::SigningSecret::ready(
+        "whsec_dGVzdC13ZWJob29rLWtleS0wMTIzNDU2Nzg5YWJjZGVm",
+    );
+    let response = finetune::http::webhook_handler(
+        &world.pipeline.following_jobs(),
+        &secret,
+        ApiEvent::post("/webhooks/openai").body("{}").build(),
+    )
+    .await;
+    assert_eq!(response.status(), 401);
+    // AND a read meets a store failure (a table that does not exist)
+    let missing = finetune::store::Store::new(world.env.dynamodb.clone(), "no-such-table");
+    let response = finetune::http::job_status_handler(
+        &missing,
+        &world.config,
+        ApiEvent::get("/runs").tenant(TENANT).build(),
+    )
+    .await;
+    assert_eq!(response.status(), 500);
+
+    // THEN the webhook's request closes with the same line as every route
+    let text = captured.text();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let message = |l: &Value| l["fields"]["message"].as_str().unwrap_or("").to_owned();
+    let closing = |path: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                message(l) == "request" && field(l, "path").and_then(Value::as_str) == Some(path)
+            })
+            .unwrap_or_else(|| panic!("no request line for {path} in:\n{text}"))
+    };
+    let webhook = closing("/webhooks/openai");
+    assert_eq!(field(webhook, "status").unwrap(), 401);
+    assert_eq!(field(webhook, "request_id").unwrap(), "req-1");
+    assert_eq!(field(webhook, "method").unwrap(), "POST");
+    assert!(field(webhook, "duration_ms").unwrap().is_u64());
+    let runs = closing("/runs");
+    assert_eq!(field(runs, "status").unwrap(), 500);
+    // AND the 500's cause is logged once, inside the request's span
+    let causes: Vec<&Value> = lines
+        .iter()
+        .filter(|l| message(l) == "store failure")
+        .collect();
+    assert_eq!(causes.len(), 1, "{text}");
+    assert_eq!(causes[0]["level"], "ERROR");
+    assert_eq!(field(causes[0], "tenant").unwrap(), TENANT);
+    assert_eq!(field(causes[0], "path").unwrap(), "/runs");
+    assert!(
+        field(causes[0], "error")
+            .and_then(Value::as_str)
+            .is_some_and(|e| e.contains("DynamoDB")),
+        "{text}"
+    );
 }

@@ -21,3 +21,4 @@ mod secret;
 mod store;
 mod template;
 mod webhook;
+mod world;

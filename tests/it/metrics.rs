@@ -5,9 +5,8 @@ use finetune::domain::{ModelId, ProviderKind, RunId, RunStatus};
 use finetune_tests::ApiEvent;
 use serde_json::Value;
 
-use crate::pipeline::{
-    TENANT, World, drive, quick_sandbox, run, run_body, seed, start, world_with,
-};
+use crate::pipeline::{quick_sandbox, run_body, seed, start, world_with};
+use crate::world::{TENANT, World, drive, run};
 
 /// A completed run whose job reported 2 epochs of 3 steps.
 async fn trained() -> (World, RunId) {
@@ -203,9 +202,9 @@ async fn racing_writers_of_one_series_lose_no_point() {
     let env = finetune_tests::TestEnv::new().await;
     let tenant = finetune::domain::TenantId::parse(TENANT).unwrap();
     let run_id = RunId::generate();
-    let point = |step: u64| finetune::domain::metrics::MetricPoint {
+    let point = |step: u64| finetune::domain::curve::MetricPoint {
         train_loss: Some(1.0 / step as f64),
-        ..finetune::domain::metrics::MetricPoint::at(step)
+        ..finetune::domain::curve::MetricPoint::at(step)
     };
 
     // WHEN they merge concurrently

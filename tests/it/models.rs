@@ -6,7 +6,8 @@ use finetune::domain::{ModelId, RunId, RunStatus, TenantId};
 use finetune_tests::ApiEvent;
 use serde_json::{Value, json};
 
-use crate::pipeline::{TENANT, World, drive, run_body, seed, start, world};
+use crate::pipeline::{run_body, seed, start, world};
+use crate::world::{TENANT, World, drive};
 
 /// A world with two runs of the tenant completed: two models.
 async fn two_models() -> (World, ModelId, ModelId) {
@@ -166,7 +167,7 @@ async fn the_active_model_cannot_be_deleted_and_others_are_deleted_at_the_provid
     let (status, problem) = call(&world, TENANT, "DELETE", &format!("/models/{second}")).await;
     assert_eq!(status, 409, "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("active"));
-    assert!(world.sandbox.deleted_models().is_empty());
+    assert!(world.sandbox().deleted_models().is_empty());
 
     // WHEN the other one is deleted
     let (status, deleted) = call(&world, TENANT, "DELETE", &format!("/models/{first}")).await;
@@ -175,13 +176,13 @@ async fn the_active_model_cannot_be_deleted_and_others_are_deleted_at_the_provid
     assert_eq!(status, 200, "{deleted}");
     assert_eq!(deleted["status"], "deleted");
     assert!(deleted["deleted_at"].is_string());
-    assert_eq!(world.sandbox.deleted_models(), vec![first_name]);
+    assert_eq!(world.sandbox().deleted_models(), vec![first_name]);
     // AND it cannot be activated again; deleting it again answers it as it is
     let (status, _) = call(&world, TENANT, "POST", &format!("/models/{first}/activate")).await;
     assert_eq!(status, 409);
     let (status, again) = call(&world, TENANT, "DELETE", &format!("/models/{first}")).await;
     assert_eq!((status, again["status"].as_str()), (200, Some("deleted")));
-    assert_eq!(world.sandbox.deleted_models().len(), 1);
+    assert_eq!(world.sandbox().deleted_models().len(), 1);
     // AND the active model did not change
     let (_, read) = call(&world, TENANT, "GET", "/models/active").await;
     assert_eq!(read["id"], second.as_str());
@@ -212,7 +213,7 @@ async fn another_tenant_sees_none_of_the_models_on_any_route() {
         assert_eq!(problem["detail"], "model not found");
     }
     // AND nothing of acme's changed
-    assert!(world.sandbox.deleted_models().is_empty());
+    assert!(world.sandbox().deleted_models().is_empty());
     let (_, read) = call(&world, TENANT, "GET", "/models/active").await;
     assert_eq!(read["id"], first.as_str());
     // AND without a tenant there is no answer at all

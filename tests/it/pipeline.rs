@@ -1,36 +1,25 @@
 //! The whole pipeline through the real handlers: API Gateway v2 events into
-//! start-run and cancel, EventBridge scheduled events into the monitor,
-//! against moto and the OpenAI sandbox.
+//! start-run and cancel, EventBridge scheduled events into the prepare and
+//! monitor functions, against moto and the OpenAI sandbox. The world and
+//! its tick are `world.rs`'s; this file builds it on the sandbox.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::config::Config;
-use finetune::domain::{ProviderKind, Run, RunId, RunStatus, TenantId};
-use finetune::metrics::{Metrics, Recorded};
-use finetune::pipeline::Pipeline;
-use finetune::pipeline::monitor::{self, Summary};
+use finetune::domain::{ProviderKind, RunId, RunStatus, TenantId};
+use finetune::pipeline::monitor;
 use finetune::provider::registry::Providers;
 use finetune::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderError,
     ProviderEvent, ProviderFileRef, ProviderJob,
 };
 use finetune_tests::{ApiEvent, TestEnv};
-use openai_sandbox::{Progression, Sandbox, SandboxConfig};
+use openai_sandbox::{Progression, SandboxConfig};
 use serde_json::{Value, json};
 
-pub(crate) const TENANT: &str = "acme";
-
-pub(crate) struct World {
-    pub(crate) env: TestEnv,
-    pub(crate) sandbox: Sandbox,
-    pub(crate) config: Config,
-    pub(crate) pipeline: Pipeline,
-    /// The EMF lines the handlers and the monitor emitted.
-    pub(crate) recorded: Recorded,
-}
+use crate::world::{TENANT, World, drive, run, scheduled_context, tick};
 
 pub(crate) fn quick_sandbox() -> SandboxConfig {
     SandboxConfig {
@@ -41,42 +30,23 @@ pub(crate) fn quick_sandbox() -> SandboxConfig {
     }
 }
 
+/// A world training on the OpenAI sandbox (`sandbox`), its provider
+/// wrapped by `wrap` (to inject faults).
 pub(crate) async fn world_with(
     sandbox: SandboxConfig,
     wrap: impl FnOnce(Arc<dyn FineTuningProvider>) -> Arc<dyn FineTuningProvider>,
 ) -> World {
     let env = TestEnv::new().await;
     let sandbox = crate::openai::sandbox(sandbox).await;
-    let (table, bucket, base_url) = (env.table.clone(), env.bucket.clone(), sandbox.base_url());
-    let config = Config::from_lookup(|name| match name {
-        // The sandbox never winds down: no test may expire with a real date.
-        "MODEL_SHUTDOWN_DATES" => Some("ignore".into()),
-        "FINETUNE_TABLE" => Some(table.clone()),
-        "FINETUNE_BUCKET" => Some(bucket.clone()),
-        "OPENAI_BASE_URL" => Some(base_url.clone()),
-        "OPENAI_API_KEY" => Some(crate::openai::KEY.to_owned()),
-        _ => None,
-    })
-    .unwrap();
     let openai: Arc<dyn FineTuningProvider> = Arc::new(crate::openai::provider_with(
         &env,
         crate::openai::settings(&sandbox),
     ));
-    let (metrics, recorded) = Metrics::in_memory();
-    let pipeline = Pipeline {
-        store: env.store.clone(),
-        blobs: env.blobs.clone(),
-        providers: Providers::new().with(wrap(openai)),
-        lease: Duration::from_secs(60),
-        metrics,
-    };
-    World {
-        env,
-        sandbox,
-        config,
-        pipeline,
-        recorded,
-    }
+    let vars = [
+        ("OPENAI_BASE_URL", sandbox.base_url()),
+        ("OPENAI_API_KEY", crate::openai::KEY.to_owned()),
+    ];
+    World::new(env, &vars, wrap(openai), Some(sandbox))
 }
 
 pub(crate) async fn world() -> World {
@@ -144,60 +114,6 @@ pub(crate) async fn start(world: &World, body: &Value) -> RunId {
     RunId::parse(run["id"].as_str().unwrap()).unwrap()
 }
 
-/// One monitor invocation with EventBridge's scheduled event, as Lambda
-/// delivers it.
-pub(crate) async fn tick(world: &World) -> Summary {
-    let payload: EventBridgeEvent = serde_json::from_value(json!({
-        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/monitor"], "detail": {}
-    }))
-    .unwrap();
-    let event = lambda_runtime::LambdaEvent::new(payload, scheduled_context());
-    // Both scheduled functions, as deployed: the prepare function's tick,
-    // then the monitor function's own dispatch (a scheduled event is a
-    // tick). The monitor's summary is returned.
-    monitor::on_prepare_schedule(&world.pipeline.preparing(), &world.config, &event.context)
-        .await
-        .unwrap();
-    let invocation = monitor::on_event(
-        &world.pipeline.monitor(),
-        &world.config,
-        &event.payload.source,
-        &event.payload.detail_type,
-        &event.payload.detail,
-        &event.context,
-    )
-    .await
-    .unwrap();
-    match invocation {
-        monitor::Invocation::Tick(summary) => summary,
-        other => panic!("a scheduled event was not handled as a tick: {other:?}"),
-    }
-}
-
-pub(crate) async fn run(world: &World, id: &RunId) -> Run {
-    world
-        .pipeline
-        .store
-        .get_run(&TenantId::parse(TENANT).unwrap(), id)
-        .await
-        .unwrap()
-}
-
-/// Ticks until the run is terminal (or gives up after `max` ticks).
-pub(crate) async fn drive(world: &World, id: &RunId, max: usize) -> Run {
-    for _ in 0..max {
-        let r = run(world, id).await;
-        if r.status.is_terminal() {
-            return r;
-        }
-        tick(world).await;
-    }
-    run(world, id).await
-}
-
 #[tokio::test]
 async fn a_run_goes_from_post_to_a_fine_tuned_model() {
     // GIVEN a tenant's exports and a run accepted by POST /runs
@@ -217,7 +133,7 @@ async fn a_run_goes_from_post_to_a_fine_tuned_model() {
             .unwrap_or("")
             .starts_with("ft:gpt-4o-mini")
     );
-    assert_eq!(world.sandbox.jobs().len(), 1);
+    assert_eq!(world.sandbox().jobs().len(), 1);
     let stats = done.stats.clone().unwrap();
     assert_eq!(stats.train_examples + stats.validation_examples, 40);
     assert!(done.completed_at.is_some());
@@ -299,7 +215,7 @@ async fn too_few_examples_fails_the_run_with_the_count() {
         error.message
     );
     assert!(
-        world.sandbox.jobs().is_empty(),
+        world.sandbox().jobs().is_empty(),
         "no job for a failed preparation"
     );
 }
@@ -315,7 +231,7 @@ async fn a_job_failing_at_the_provider_fails_the_run_with_its_message() {
         |p| p,
     )
     .await;
-    world.sandbox.set_fail_training(true);
+    world.sandbox().set_fail_training(true);
     seed(&world, 20).await;
     let id = start(&world, &run_body(10)).await;
 
@@ -342,7 +258,7 @@ async fn a_job_failing_at_the_provider_fails_the_run_with_its_message() {
 #[tokio::test]
 async fn openai_refusing_new_fine_tuning_fails_the_run_saying_why() {
     let world = world().await;
-    world.sandbox.set_deny_fine_tuning(true);
+    world.sandbox().set_deny_fine_tuning(true);
     seed(&world, 20).await;
     let id = start(&world, &run_body(10)).await;
 
@@ -430,13 +346,6 @@ provider_wrapper!(LosesFirstCreateAnswer, {
 });
 
 /// A Lambda context with a minute left, as a scheduled invocation gets.
-fn scheduled_context() -> lambda_runtime::Context {
-    let mut context = lambda_runtime::Context::default();
-    context.request_id = uuid::Uuid::new_v4().to_string();
-    context.deadline = (chrono::Utc::now().timestamp_millis() + 60_000) as u64;
-    context
-}
-
 #[tokio::test]
 async fn the_prepare_function_prepares_and_the_monitor_takes_over_from_uploading() {
     // GIVEN a queued run
@@ -473,7 +382,7 @@ async fn the_prepare_function_prepares_and_the_monitor_takes_over_from_uploading
     let ready = run(&world, &id).await;
     assert_eq!(ready.status, RunStatus::Uploading, "{ready:?}");
     assert!(ready.dataset_id.is_some());
-    assert!(world.sandbox.jobs().is_empty());
+    assert!(world.sandbox().jobs().is_empty());
     // AND its next tick has nothing of the run's left to do
     let again = monitor::on_prepare_schedule(
         &world.pipeline.preparing(),
@@ -494,7 +403,7 @@ async fn the_prepare_function_prepares_and_the_monitor_takes_over_from_uploading
     .unwrap();
     // THEN the run trains on one job
     assert_eq!(run(&world, &id).await.status, RunStatus::Training);
-    assert_eq!(world.sandbox.jobs().len(), 1);
+    assert_eq!(world.sandbox().jobs().len(), 1);
 }
 
 #[tokio::test]
@@ -514,19 +423,19 @@ async fn a_crash_between_job_creation_and_recording_still_makes_one_job() {
     let after_crash = run(&world, &id).await;
     assert_eq!(after_crash.status, RunStatus::Submitting);
     assert_eq!(after_crash.retries, 1);
-    assert_eq!(world.sandbox.jobs().len(), 1);
+    assert_eq!(world.sandbox().jobs().len(), 1);
 
     let done = drive(&world, &id, 30).await;
 
     assert_eq!(done.status, RunStatus::Completed, "{done:?}");
     assert_eq!(
-        world.sandbox.jobs().len(),
+        world.sandbox().jobs().len(),
         1,
         "exactly one job was ever created"
     );
     assert_eq!(
         done.job.unwrap().provider_job_id,
-        world.sandbox.jobs()[0]["id"].as_str().unwrap()
+        world.sandbox().jobs()[0]["id"].as_str().unwrap()
     );
 }
 
@@ -545,7 +454,7 @@ async fn concurrent_monitors_never_make_two_jobs() {
     }
 
     assert_eq!(run(&world, &id).await.status, RunStatus::Completed);
-    assert_eq!(world.sandbox.jobs().len(), 1);
+    assert_eq!(world.sandbox().jobs().len(), 1);
 }
 
 async fn cancel(world: &World, id: &RunId) -> (u16, Value) {
@@ -581,7 +490,7 @@ async fn cancel_while_queued_stops_the_run_before_any_work() {
     let r = run(&world, &id).await;
     assert_eq!(r.status, RunStatus::Cancelled);
     assert!(r.dataset_id.is_none(), "nothing was prepared");
-    assert!(world.sandbox.jobs().is_empty());
+    assert!(world.sandbox().jobs().is_empty());
 }
 
 #[tokio::test]
@@ -607,7 +516,7 @@ async fn cancel_while_training_cancels_the_job_at_the_provider() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "cancelled");
     assert_eq!(
-        world.sandbox.job_status(&job_id).as_deref(),
+        world.sandbox().job_status(&job_id).as_deref(),
         Some("cancelled")
     );
     assert_eq!(
@@ -640,7 +549,7 @@ async fn a_prepare_only_run_completes_with_stats_and_no_job() {
     assert!(done.job.is_none());
     let stats = done.stats.unwrap();
     assert!(stats.estimated_cost_usd >= 0.0 && stats.train_examples > 0);
-    assert!(world.sandbox.jobs().is_empty());
+    assert!(world.sandbox().jobs().is_empty());
 
     // Its dataset can then train another run without being prepared again.
     let retrain = json!({
@@ -651,7 +560,7 @@ async fn a_prepare_only_run_completes_with_stats_and_no_job() {
     let second = start(&world, &retrain).await;
     let finished = drive(&world, &second, 30).await;
     assert_eq!(finished.status, RunStatus::Completed, "{finished:?}");
-    assert_eq!(world.sandbox.jobs().len(), 1);
+    assert_eq!(world.sandbox().jobs().len(), 1);
 }
 
 #[tokio::test]
@@ -682,7 +591,7 @@ async fn a_tick_that_sees_nothing_new_writes_nothing() {
 
     // WHEN the job moves at the provider
     let job_id = after.job.unwrap().provider_job_id;
-    world.sandbox.advance(&job_id);
+    world.sandbox().advance(&job_id);
     tick(&world).await;
 
     // THEN the next tick records it
@@ -799,10 +708,10 @@ async fn cancel_while_preparing_stops_the_run_before_upload() {
     // THEN it stays cancelled and nothing reached the provider
     assert_eq!(status, 200);
     assert_eq!(run(&world, &id).await.status, RunStatus::Cancelled);
-    assert!(world.sandbox.jobs().is_empty());
+    assert!(world.sandbox().jobs().is_empty());
     assert!(
         world
-            .sandbox
+            .sandbox()
             .requests()
             .iter()
             .all(|r| !r.path.contains("/files") && !r.path.contains("/uploads")),
@@ -822,7 +731,7 @@ async fn cancel_while_uploading_wins_and_no_job_is_created() {
     // THEN the cancel stands and no job was ever created
     let r = run(&world, &id).await;
     assert_eq!(r.status, RunStatus::Cancelled, "{r:?}");
-    assert!(world.sandbox.jobs().is_empty());
+    assert!(world.sandbox().jobs().is_empty());
 }
 
 #[tokio::test]
@@ -838,11 +747,11 @@ async fn cancel_while_the_job_is_being_created_cancels_that_job() {
     // THEN the run is cancelled and so is the one job it made
     let r = run(&world, &id).await;
     assert_eq!(r.status, RunStatus::Cancelled, "{r:?}");
-    let jobs = world.sandbox.jobs();
+    let jobs = world.sandbox().jobs();
     assert_eq!(jobs.len(), 1);
     let job_id = jobs[0]["id"].as_str().unwrap();
     assert_eq!(
-        world.sandbox.job_status(job_id).as_deref(),
+        world.sandbox().job_status(job_id).as_deref(),
         Some("cancelled")
     );
 }

@@ -2,7 +2,6 @@
 //! events, no authorizer), against moto and the sandbox; and Bedrock's
 //! EventBridge job event through the same push path.
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use finetune::domain::{Run, RunId, RunStatus};
 use finetune::pipeline::monitor::{self, Invocation};
 use finetune::webhook::signature::WebhookSecret;
@@ -11,7 +10,8 @@ use finetune_tests::ApiEvent;
 use openai_sandbox::{Progression, SandboxConfig};
 use serde_json::{Value, json};
 
-use crate::pipeline::{World, quick_sandbox, run, run_body, seed, start, tick, world_with};
+use crate::pipeline::{quick_sandbox, run_body, seed, start, world_with};
+use crate::world::{World, run, tick};
 
 /// The secret OpenAI would show in its dashboard (base64 of a random key).
 const SECRET: &str = "whsec_dGVzdC13ZWJob29rLWtleS0wMTIzNDU2Nzg5YWJjZGVm";
@@ -96,7 +96,7 @@ async fn assert_untouched(world: &World, id: &RunId, before: &Run) {
 async fn a_signed_webhook_completes_a_run_without_any_monitor_tick() {
     // GIVEN a run in training whose job has just succeeded at OpenAI
     let (world, id, job_id) = training_run().await;
-    world.sandbox.run_to_end(&job_id);
+    world.sandbox().run_to_end(&job_id);
 
     // WHEN OpenAI delivers fine_tuning.job.succeeded (no tick follows)
     let body = body("fine_tuning.job.succeeded", &job_id);
@@ -122,7 +122,7 @@ async fn a_signed_webhook_completes_a_run_without_any_monitor_tick() {
 async fn a_bad_signature_or_an_old_timestamp_is_401_and_changes_nothing() {
     // GIVEN a run whose job has ended at OpenAI
     let (world, id, job_id) = training_run().await;
-    world.sandbox.run_to_end(&job_id);
+    world.sandbox().run_to_end(&job_id);
     let before = run(&world, &id).await;
     let body = body("fine_tuning.job.succeeded", &job_id);
     let forger = WebhookSecret::parse("whsec_Zm9yZ2VkLWtleQ==").unwrap();
@@ -170,7 +170,7 @@ async fn a_replayed_delivery_is_200_and_changes_nothing() {
     let (status, answer, _) = post(&world, first.clone()).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("training")));
     // AND the job has since ended
-    world.sandbox.run_to_end(&job_id);
+    world.sandbox().run_to_end(&job_id);
     let before = run(&world, &id).await;
 
     // WHEN the very same delivery comes again
@@ -188,9 +188,9 @@ async fn a_delivery_that_meets_a_provider_failure_is_503_and_its_retry_is_proces
     // GIVEN a run in training whose job has succeeded at OpenAI, and an
     // OpenAI that answers 500 to every read of the job (and its events)
     let (world, id, job_id) = training_run().await;
-    world.sandbox.run_to_end(&job_id);
+    world.sandbox().run_to_end(&job_id);
     world
-        .sandbox
+        .sandbox()
         .inject(openai_sandbox::Fault::status("GET", &job_id, 500, 1000));
     let body = body("fine_tuning.job.succeeded", &job_id);
     let first = delivery(&secret(), "msg_transient", now(), &body);
@@ -208,7 +208,7 @@ async fn a_delivery_that_meets_a_provider_failure_is_503_and_its_retry_is_proces
     assert_eq!(waiting.retries, 1, "{}", waiting.phase);
 
     // WHEN OpenAI retries the same delivery after the fault has cleared
-    world.sandbox.clear_faults();
+    world.sandbox().clear_faults();
     let (status, answer, _) = post(&world, first).await;
 
     // THEN it is processed, not ignored as a replay: the run completes
@@ -222,7 +222,7 @@ async fn a_delivery_that_meets_a_provider_failure_is_503_and_its_retry_is_proces
 async fn unknown_jobs_and_other_event_types_are_200_and_change_nothing() {
     // GIVEN a run in training
     let (world, id, job_id) = training_run().await;
-    world.sandbox.run_to_end(&job_id);
+    world.sandbox().run_to_end(&job_id);
     let before = run(&world, &id).await;
 
     // WHEN a genuine delivery names a job this deployment never made, or
@@ -247,17 +247,10 @@ async fn a_bedrock_job_event_from_eventbridge_takes_the_push_path_in_the_monitor
     // not know
     let (world, id, _) = training_run().await;
     let before = run(&world, &id).await;
-    let event: EventBridgeEvent = serde_json::from_value(json!({
-        "version": "0", "id": "5ce6c0b9-5b1f-4b4b-9a5f-2f2a0f1d0e11",
-        "detail-type": "Bedrock Model Customization Job State Change",
-        "source": "aws.bedrock", "account": "123456789012",
-        "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:bedrock:us-east-1:123456789012:model-customization-job/abc"],
-        "detail": {
-            "jobArn": "arn:aws:bedrock:us-east-1:123456789012:model-customization-job/abc",
-            "jobName": "run_x", "status": "Completed"
-        }
-    }))
+    let event = finetune_tests::events::bedrock_job_state_change(
+        "arn:aws:bedrock:us-east-1:123456789012:model-customization-job/abc",
+        "run_x",
+    )
     .unwrap();
     let mut context = lambda_runtime::Context::default();
     context.request_id = "req-bedrock".into();
@@ -322,7 +315,7 @@ async fn a_signed_failure_webhook_fails_the_run_with_the_providers_reason() {
         |p| p,
     )
     .await;
-    world.sandbox.set_fail_training(true);
+    world.sandbox().set_fail_training(true);
     seed(&world, 20).await;
     let id = start(&world, &run_body(10)).await;
     for _ in 0..10 {
@@ -332,7 +325,7 @@ async fn a_signed_failure_webhook_fails_the_run_with_the_providers_reason() {
         tick(&world).await;
     }
     let job_id = run(&world, &id).await.job.unwrap().provider_job_id;
-    world.sandbox.run_to_end(&job_id);
+    world.sandbox().run_to_end(&job_id);
 
     // WHEN OpenAI delivers fine_tuning.job.failed
     let body = body("fine_tuning.job.failed", &job_id);
@@ -360,7 +353,7 @@ async fn the_signing_secret_is_read_from_secrets_manager_by_the_first_delivery()
     // exist yet (a deploy that forgot to set it; Secrets Manager takes a
     // secret's name wherever it takes its ARN)
     let (world, id, job_id) = training_run().await;
-    world.sandbox.run_to_end(&job_id);
+    world.sandbox().run_to_end(&job_id);
     let before = run(&world, &id).await;
     let sdk = finetune_tests::sdk_config().await;
     let name = finetune_tests::unique_name("webhook-secret");

@@ -2,9 +2,9 @@
 //! `GET /runs/{id}/metrics`, `GET /datasets/{id}`. Reads from DynamoDB only; every read is keyed by
 //! the caller's tenant, so another tenant's ids are simply not found.
 
-use crate::domain::metrics::TrainingMetrics;
+use crate::api::input::{FieldError, PageParams};
+use crate::domain::curve::TrainingMetrics;
 use crate::domain::{DatasetId, DatasetRecord, Run, RunEvent, RunId, RunStatus, TenantId};
-use crate::http::{FieldError, PageParams};
 use crate::store::{Page, Store, StoreError};
 
 /// `GET /runs` query, raw from the request.

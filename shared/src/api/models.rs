@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::api::input::{FieldError, PageParams};
 use crate::domain::{ActiveModel, ModelId, ModelRecord, ModelStatus, TenantId};
-use crate::http::{FieldError, PageParams};
 use crate::provider::{Controls, ProviderError};
 use crate::store::{Page, Store, StoreError};
 

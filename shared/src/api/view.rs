@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::domain::metrics::TrainingMetrics;
+use crate::domain::curve::TrainingMetrics;
 use crate::domain::{
     ActiveModel, DatasetFile, DatasetRecord, EventLevel, EventSource, JobInfo, JobStatus,
     ModelCheckpoint, ModelRecord, ModelStatus, ProviderKind, Run, RunConfig, RunError, RunEvent,

@@ -87,6 +87,12 @@ pub enum DictionaryError {
         path: String,
         reason: String,
     },
+    /// The pre-tokenizer's patterns did not compile (a build bug).
+    #[error("the {encoding} pre-tokenizer patterns do not compile: {reason}")]
+    Patterns {
+        encoding: &'static str,
+        reason: String,
+    },
 }
 
 /// The tokenizer of `encoding`: the prebuilt one if installed, else built
@@ -180,7 +186,9 @@ fn build(encoding: Encoding) -> Result<Tokenizer, DictionaryError> {
         reason,
     })?;
     let bpe = BytePairEncoding::from_dictionary(tokens, Some(HASH_FACTOR));
-    #[allow(clippy::expect_used)]
+    // The patterns are constants that every test counting tokens compiles,
+    // so this fails only on a build bug; it is still an error, not a
+    // panic, so the run's preparation fails instead of the container.
     let tokenizer = Tokenizer::new_lookahead(
         bpe,
         &[
@@ -190,7 +198,10 @@ fn build(encoding: Encoding) -> Result<Tokenizer, DictionaryError> {
         ],
         false,
     )
-    .expect("the pre-tokenizer patterns compile");
+    .map_err(|e| DictionaryError::Patterns {
+        encoding: encoding.name(),
+        reason: e.to_string(),
+    })?;
     tracing::info!(
         encoding = encoding.name(),
         elapsed_ms = started.elapsed().as_millis() as u64,

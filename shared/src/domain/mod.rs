@@ -1,16 +1,17 @@
-//! The pipeline's vocabulary: runs, datasets, jobs, events and their ids.
-//! Pure data and rules; every I/O module speaks in these types. The small
-//! value types (a train split, a date range, example bounds, a provider's
-//! name, ids) check themselves when built, so a value that exists is valid
-//! and nothing downstream checks it again.
+//! The pipeline's vocabulary: runs, datasets, jobs, events, training
+//! curves, models and their ids. Pure data and rules; every I/O module
+//! speaks in these types. The small value types (a train split, a date
+//! range, example bounds, a provider's name, ids) check themselves when
+//! built, so a value that exists is valid and nothing downstream checks it
+//! again.
 
+pub mod curve;
 pub mod dataset;
 pub mod dates;
 pub mod event;
 pub mod examples;
 pub mod ids;
 pub mod job;
-pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod run;

@@ -51,7 +51,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
-use super::problem::{ApiError, FieldError};
+use super::problem::ApiError;
+use crate::api::input::FieldError;
 
 /// Runs the Lambda runtime loop with `handler` answering every API
 /// Gateway HTTP API request. Never returns while the runtime runs; an

@@ -1,6 +1,7 @@
 //! The API functions' request handlers: tenant, route, operation,
-//! response. Each takes its clients (built once at init) and never fails:
-//! every error is already a problem+json response here.
+//! response, all inside one request wrapper ([`wrap`], which the webhook
+//! uses too). Each takes its clients (built once at init) and never
+//! fails: every error is already a problem+json response here.
 
 use std::time::Instant;
 
@@ -11,9 +12,10 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use super::problem::ApiError;
-use super::request::{self, IDEMPOTENCY_KEY_HEADER};
+use super::request;
 use super::routes::{Route, not_found, route};
 use crate::api::cancel::{CancelOutcome, cancel_run};
+use crate::api::input::IDEMPOTENCY_KEY_HEADER;
 use crate::api::job_status::{self, ListRunsQuery};
 use crate::api::models;
 use crate::api::start_run::start_run;
@@ -194,20 +196,34 @@ pub async fn models_handler(
     .await
 }
 
-/// Tenant first (an unauthenticated caller learns nothing about routes),
-/// then the route, then the operation; one log line per request, without
-/// the body (it can hold prompts). Every line logged meanwhile carries the
-/// request id, the tenant and the path (the `request` span).
+/// The tenant's routes: tenant first (an unauthenticated caller learns
+/// nothing about routes), then the route, then the operation.
 async fn serve(
     req: &Request,
     config: &Config,
     operation: impl AsyncFnOnce(TenantId, Route) -> Result<Response<Body>, ApiError>,
 ) -> Response<Body> {
+    let tenant = request::tenant(req, &config.tenant_claim);
+    let tenant_name = tenant.as_ref().map(|t| t.to_string()).unwrap_or_default();
+    wrap(req, tenant, &tenant_name, operation).await
+}
+
+/// The one request wrapper every route goes through, the webhook's too:
+/// the caller's check first (`caller`: the tenant, or nothing to check
+/// for a signed route), then the route, then the operation; one log line
+/// per request with its `status` and `duration_ms`, without the body (it
+/// can hold prompts). Every line logged meanwhile, a 500's cause
+/// included, carries the request id, the tenant and the path (the
+/// `request` span).
+pub(super) async fn wrap<C>(
+    req: &Request,
+    caller: Result<C, ApiError>,
+    tenant_name: &str,
+    operation: impl AsyncFnOnce(C, Route) -> Result<Response<Body>, ApiError>,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = request::path(req);
-    let tenant = request::tenant(req, &config.tenant_claim);
-    let tenant_name = tenant.as_ref().map(|t| t.to_string()).unwrap_or_default();
     let span = tracing::info_span!(
         "request",
         request_id = request::request_id(req).unwrap_or_default(),
@@ -215,22 +231,22 @@ async fn serve(
         %method,
         path,
     );
-    let result = match tenant {
-        Ok(tenant) => match route(&method, &path) {
-            Ok(route) => operation(tenant, route).instrument(span.clone()).await,
+    let result = match caller {
+        Ok(caller) => match route(&method, &path) {
+            Ok(route) => operation(caller, route).instrument(span.clone()).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
     };
-    let response = result.unwrap_or_else(ApiError::into_response);
     span.in_scope(|| {
+        let response = result.unwrap_or_else(ApiError::into_response);
         tracing::info!(
             status = response.status().as_u16(),
             duration_ms = started.elapsed().as_millis() as u64,
             "request"
-        )
-    });
-    response
+        );
+        response
+    })
 }
 
 /// Whether the caller asked for the SVG chart (`Accept: image/svg+xml`,
@@ -259,10 +275,8 @@ fn svg(body: String) -> Response<Body> {
 
 /// A JSON success response.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>, ApiError> {
-    let body = serde_json::to_string(value).map_err(|e| {
-        tracing::error!(error = %crate::telemetry::chain(&e), "response did not serialise");
-        ApiError::Internal
-    })?;
+    let body = serde_json::to_string(value)
+        .map_err(|e| ApiError::internal("response did not serialise", &e))?;
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(

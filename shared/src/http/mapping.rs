@@ -1,11 +1,14 @@
 //! Each operation's error enum, mapped to an [`ApiError`] here and only
-//! here. Store failures become a generic 500 whose cause is logged (never
-//! shown: it can name tables and AWS request ids).
+//! here. The conversions are pure: a store failure becomes a generic 500
+//! carrying its cause, which is logged when the response is made
+//! ([`ApiError::into_response`]) and never shown (it can name tables and
+//! AWS request ids).
 
 use std::time::Duration;
 
-use super::problem::{ApiError, FieldError};
+use super::problem::{ApiError, InternalCause};
 use crate::api::cancel::CancelError;
+use crate::api::input::FieldError;
 use crate::api::job_status::{
     GetDatasetError, GetMetricsError, GetRunError, ListEventsError, ListRunsError,
 };
@@ -18,8 +21,7 @@ use crate::store::StoreError;
 use crate::webhook::WebhookError;
 
 fn internal(error: &StoreError) -> ApiError {
-    tracing::error!(error = %crate::telemetry::chain(error), "store failure");
-    ApiError::Internal
+    ApiError::internal("store failure", error)
 }
 
 fn run_not_found() -> ApiError {
@@ -136,24 +138,20 @@ impl From<WebhookError> for ApiError {
             WebhookError::Signature(e) => ApiError::InvalidSignature(e.to_string()),
             WebhookError::MalformedBody(detail) => ApiError::MalformedBody(detail),
             WebhookError::Store(e) => internal(&e),
-            WebhookError::Secret(e) => {
-                tracing::error!(error = %crate::telemetry::chain(&e), "webhook secret unavailable");
-                ApiError::Internal
-            }
+            WebhookError::Secret(e) => ApiError::internal("webhook secret unavailable", &e),
             // A 5xx makes the provider retry the delivery, which was left
-            // unclaimed; the monitor is the safety net.
-            WebhookError::Transient { code, .. } => {
-                tracing::warn!(code, "webhook delivery not processed: transient failure");
-                ApiError::Unavailable {
-                    detail: "the delivery could not be processed for now; retry it".to_owned(),
-                    retry_after: None,
-                }
-            }
+            // unclaimed; the monitor is the safety net. (The webhook
+            // handler logs its code.)
+            WebhookError::Transient { .. } => ApiError::Unavailable {
+                detail: "the delivery could not be processed for now; retry it".to_owned(),
+                retry_after: None,
+            },
             // A 5xx makes the provider retry; the monitor is the safety net.
-            WebhookError::Pipeline(e) => {
-                tracing::error!(code = e.code(), error = %crate::telemetry::chain(&e), "webhook reconcile failed");
-                ApiError::Internal
-            }
+            WebhookError::Pipeline(e) => ApiError::Internal(InternalCause {
+                what: "webhook reconcile failed",
+                error: crate::telemetry::chain(&e).to_string(),
+                code: Some(e.code()),
+            }),
         }
     }
 }

@@ -1,6 +1,9 @@
-//! Shared HTTP plumbing for the API functions: the tenant from API
-//! Gateway's JWT authorizer, routing, pagination parameters, JSON and
-//! problem+json responses, and the handlers each function's `main` calls.
+//! Shared HTTP plumbing for the API functions: the entry point that turns
+//! API Gateway's event into a request, the tenant from its JWT authorizer,
+//! routing, JSON and problem+json responses, and the handlers each
+//! function's `main` calls. Every route, the webhook included, goes
+//! through one request wrapper (the `request` span, one closing line with
+//! `status` and `duration_ms`).
 //!
 //! | method | path                | function   | handler                |
 //! |--------|---------------------|------------|------------------------|
@@ -26,7 +29,6 @@ mod webhook;
 
 pub use gateway::serve;
 pub use handlers::{cancel_handler, job_status_handler, json, models_handler, start_run_handler};
-pub use problem::{ApiError, FieldError, PROBLEM_JSON, Problem};
-pub use request::{IDEMPOTENCY_KEY_HEADER, PageParams};
+pub use problem::{ApiError, InternalCause, PROBLEM_JSON, Problem};
 pub use routes::{ROUTES, Route, route};
 pub use webhook::webhook_handler;

@@ -9,29 +9,14 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+use crate::api::input::FieldError;
+
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Problem types are URNs: stable identifiers that need no web page to
 /// exist, and that clients can match on instead of parsing `detail`.
 const TYPE_PREFIX: &str = "urn:finetune:problem:";
-
-/// One violated rule of a request, named by its JSON path (e.g.
-/// `config.train_split`), a query parameter, or a header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
 
 /// Everything the API can answer besides success.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -75,9 +60,33 @@ pub enum ApiError {
     #[error("{0}")]
     BadGateway(String),
     /// A bug or an infrastructure failure. The detail shown is generic;
-    /// the cause is logged where the error is converted.
+    /// the cause is logged once, when the response is made
+    /// ([`ApiError::into_response`]), so converting an error stays pure.
     #[error("internal error")]
-    Internal,
+    Internal(InternalCause),
+}
+
+/// Why a request ended in a 500, kept for the log line only: it can name
+/// tables and AWS request ids, so it is never shown to the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalCause {
+    /// What failed, as the log line's message (e.g. `store failure`).
+    pub what: &'static str,
+    /// The error with its whole chain of causes, on one line.
+    pub error: String,
+    /// The error's stable code, when it has one (a pipeline error's).
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    /// A 500 caused by `error`; `what` names the failure in the log.
+    pub fn internal(what: &'static str, error: &(dyn std::error::Error + 'static)) -> Self {
+        ApiError::Internal(InternalCause {
+            what,
+            error: crate::telemetry::chain(error).to_string(),
+            code: None,
+        })
+    }
 }
 
 /// The serialised problem document.
@@ -102,7 +111,7 @@ impl ApiError {
             ApiError::Conflict(_) | ApiError::IdempotencyConflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -120,7 +129,7 @@ impl ApiError {
             }
             ApiError::Unavailable { .. } => ("unavailable", "Temporarily unavailable"),
             ApiError::BadGateway(_) => ("provider-error", "Fine-tuning provider error"),
-            ApiError::Internal => ("internal", "Internal error"),
+            ApiError::Internal(_) => ("internal", "Internal error"),
         }
     }
 
@@ -132,7 +141,7 @@ impl ApiError {
                 1 => "1 field is invalid; see `errors`".to_owned(),
                 n => format!("{n} fields are invalid; see `errors`"),
             },
-            ApiError::Internal => {
+            ApiError::Internal(_) => {
                 "something went wrong on our side; the request may be retried".to_owned()
             }
             other => other.to_string(),
@@ -150,8 +159,12 @@ impl ApiError {
     }
 
     /// The HTTP response: the problem body and the headers its status
-    /// calls for (`Allow`, `Retry-After`, `WWW-Authenticate`).
+    /// calls for (`Allow`, `Retry-After`, `WWW-Authenticate`). A 500's
+    /// cause is logged here, in the request's span, and nowhere else.
     pub fn into_response(self) -> Response<Body> {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(code = cause.code, error = %cause.error, "{}", cause.what);
+        }
         let problem = self.problem();
         // A struct of strings and numbers always serialises.
         let body = serde_json::to_string(&problem).unwrap_or_default();
@@ -186,6 +199,11 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn internal() -> ApiError {
+        let cause = std::io::Error::other("DynamoDB table-x refused the request");
+        ApiError::internal("store failure", &cause)
+    }
 
     fn body_json(response: &Response<Body>) -> serde_json::Value {
         serde_json::from_slice(response.body().as_ref()).unwrap()
@@ -233,7 +251,7 @@ mod tests {
                 503,
             ),
             (ApiError::BadGateway("no".into()), 502),
-            (ApiError::Internal, 500),
+            (internal(), 500),
         ];
         for (err, status) in cases {
             let response = err.clone().into_response();
@@ -267,7 +285,8 @@ mod tests {
 
     #[test]
     fn internal_errors_never_leak_their_cause() {
-        let body = body_json(&ApiError::Internal.into_response());
+        let body = body_json(&internal().into_response());
         assert!(body["detail"].as_str().unwrap().contains("on our side"));
+        assert!(!body.to_string().contains("table-x"));
     }
 }

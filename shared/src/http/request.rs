@@ -1,11 +1,12 @@
 //! Reading what API Gateway (HTTP API, payload v2) hands us: the tenant from
 //! the JWT authorizer, the path without its stage, query parameters and the
-//! `Idempotency-Key` header. Each reader answers an [`ApiError`] directly.
+//! headers. A missing or bad tenant is an [`ApiError`] at once; the other
+//! readers hand back what they found for the operation to check.
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
-use super::problem::{ApiError, FieldError};
+use super::problem::ApiError;
 use crate::domain::TenantId;
 
 /// The tenant named by the JWT claim `claim` in the authorizer context.
@@ -70,47 +71,6 @@ pub fn query(req: &Request, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `limit` (1–100, default 20) and the opaque `cursor` of a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageParams {
-    pub limit: usize,
-    pub cursor: Option<String>,
-}
-
-pub const DEFAULT_LIMIT: usize = 20;
-pub const MAX_LIMIT: usize = 100;
-
-impl PageParams {
-    /// Parses the raw parameters; a bad `limit` is a field error (the
-    /// cursor's validity is only known to the store, which checks it).
-    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, FieldError> {
-        let limit = match limit {
-            None => DEFAULT_LIMIT,
-            Some(raw) => match raw.trim().parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(FieldError::new(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                    ));
-                }
-            },
-        };
-        let cursor = cursor.filter(|c| !c.is_empty()).map(str::to_owned);
-        Ok(Self { limit, cursor })
-    }
-
-    pub fn from_request(req: &Request) -> Result<Self, FieldError> {
-        Self::parse(
-            query(req, "limit").as_deref(),
-            query(req, "cursor").as_deref(),
-        )
-    }
-}
-
-/// The header's name as shown in errors.
-pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
-
 /// A header's first value as text. Bytes that are not UTF-8 become
 /// U+FFFD, which no validated value accepts, so they fail validation
 /// instead of being silently dropped.
@@ -123,7 +83,17 @@ pub fn header(req: &Request, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::input::{DEFAULT_LIMIT, PageParams};
     use serde_json::json;
+
+    /// A listing's parameters as the handlers pass them to the operations.
+    fn page(req: &Request) -> PageParams {
+        PageParams::parse(
+            query(req, "limit").as_deref(),
+            query(req, "cursor").as_deref(),
+        )
+        .unwrap()
+    }
 
     fn event(claims: serde_json::Value, stage: &str, raw_path: &str) -> Request {
         let event = json!({
@@ -199,7 +169,7 @@ mod tests {
     fn query_and_idempotency_key_are_read() {
         let req = event(json!({}), "$default", "/runs");
         assert_eq!(
-            PageParams::from_request(&req).unwrap(),
+            page(&req),
             PageParams {
                 limit: 5,
                 cursor: Some("abc".into())
@@ -224,23 +194,11 @@ mod tests {
         let req = lambda_http::request::from_str(&event.to_string()).unwrap();
         assert_eq!(query(&req, "status"), None);
         assert_eq!(
-            PageParams::from_request(&req).unwrap(),
+            page(&req),
             PageParams {
                 limit: DEFAULT_LIMIT,
                 cursor: None
             }
         );
-    }
-
-    #[test]
-    fn limit_defaults_and_bounds() {
-        assert_eq!(PageParams::parse(None, None).unwrap().limit, 20);
-        assert_eq!(PageParams::parse(Some("100"), None).unwrap().limit, 100);
-        for bad in ["0", "101", "-1", "ten", "1.5", ""] {
-            assert_eq!(
-                PageParams::parse(Some(bad), None).unwrap_err().field,
-                "limit"
-            );
-        }
     }
 }

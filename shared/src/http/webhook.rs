@@ -1,17 +1,15 @@
 //! `POST /webhooks/openai`: no authorizer (OpenAI holds no JWT), so the
 //! signature is the only credential; the tenant comes from the job's
-//! owner record, never from the request.
-
-use std::time::Instant;
+//! owner record, never from the request. It goes through the same
+//! request wrapper as every route (span, closing line, `duration_ms`).
 
 use chrono::Utc;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 
-use super::handlers::json;
-use super::problem::ApiError;
+use super::handlers::{json, wrap};
 use super::request;
-use super::routes::{Route, not_found, route};
+use super::routes::{Route, not_found};
 use crate::pipeline::{PushSteps, Reconciler};
 use crate::webhook::setup::SigningSecret;
 use crate::webhook::signature::{ID_HEADER, SIGNATURE_HEADER, SignedHeaders, TIMESTAMP_HEADER};
@@ -29,13 +27,16 @@ pub async fn webhook_handler(
     secret: &SigningSecret,
     req: Request,
 ) -> Response<Body> {
-    let started = Instant::now();
-    let path = request::path(&req);
-    let id = request::header(&req, ID_HEADER);
-    let timestamp = request::header(&req, TIMESTAMP_HEADER);
-    let signature = request::header(&req, SIGNATURE_HEADER);
-    let result: Result<Response<Body>, ApiError> = match route(req.method(), &path) {
-        Ok(Route::OpenAiWebhook) => {
+    // No tenant to check: the signature is the credential, checked by the
+    // operation; the request's span names no tenant.
+    wrap(&req, Ok(()), "", async |(), route| match route {
+        Route::OpenAiWebhook => {
+            let id = request::header(&req, ID_HEADER);
+            let timestamp = request::header(&req, TIMESTAMP_HEADER);
+            let signature = request::header(&req, SIGNATURE_HEADER);
+            // The delivery id only: the body names jobs, never conversation
+            // text, but it is not ours to log.
+            tracing::info!(delivery = id.as_deref().unwrap_or(""), "webhook delivery");
             let headers = SignedHeaders {
                 id: id.as_deref(),
                 timestamp: timestamp.as_deref(),
@@ -49,21 +50,15 @@ pub async fn webhook_handler(
             };
             match received {
                 Ok(handled) => json(StatusCode::OK, &handled),
-                Err(e) => Err(e.into()),
+                Err(e) => {
+                    if let WebhookError::Transient { code, .. } = &e {
+                        tracing::warn!(code, "webhook delivery not processed: transient failure");
+                    }
+                    Err(e.into())
+                }
             }
         }
-        Ok(_) => Err(not_found()),
-        Err(e) => Err(e),
-    };
-    let response = result.unwrap_or_else(ApiError::into_response);
-    // The delivery id only: the body names jobs, never conversation text,
-    // but it is not ours to log.
-    tracing::info!(
-        path,
-        delivery = id.as_deref().unwrap_or(""),
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "webhook"
-    );
-    response
+        _ => Err(not_found()),
+    })
+    .await
 }

@@ -6,7 +6,7 @@
 use chrono::Utc;
 
 use super::{Ledger, PipelineError, Step, Steps};
-use crate::domain::metrics::{MetricPoint, TrainingMetrics};
+use crate::domain::curve::{MetricPoint, TrainingMetrics};
 use crate::domain::{
     EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId, ModelRecord, ModelStatus, Run,
     RunEvent, RunStatus,

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::blob::BlobError;
-use crate::domain::metrics::MetricPoint;
+use crate::domain::curve::MetricPoint;
 use crate::domain::{Hyperparameters, JobStatus, ProviderKind, RunId, TenantId};
 
 pub mod inference;

@@ -1,4 +1,6 @@
-//! Run, dataset, event, model and idempotency records in one DynamoDB table.
+//! Runs, datasets, timelines, training curves, models, idempotency keys
+//! and what pushes need (job owners, handled deliveries), in one DynamoDB
+//! table (`keys` has the layout).
 //!
 //! One concrete store, tested against a real DynamoDB API (moto locally):
 //! there is no second backend, and a trait here would only invite mocks of
@@ -8,11 +10,11 @@
 mod active;
 mod batch;
 pub mod cursor;
+mod curve;
 mod datasets;
 mod events;
 pub mod idempotency;
 pub mod keys;
-mod metrics;
 mod models;
 pub mod provision;
 mod push;

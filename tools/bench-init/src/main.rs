@@ -30,10 +30,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use finetune_tests::ApiEvent;
+use finetune_tests::events::scheduled;
 use serde_json::{Value, json};
 
 use bench_init::runtime::{BenchError, ColdStart, cold_start};
-use bench_init::stack::{WEBHOOK_SECRET, local_stack, scheduled_event};
+use bench_init::stack::{WEBHOOK_SECRET, local_stack};
 use finetune::webhook::signature::WebhookSecret;
 
 const MAX_BYTES: u64 = 8 * 1024 * 1024;
@@ -124,12 +125,12 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     ok &= report("cancel", &cancel, Some(&hello));
 
     let monitor = measure(&dir, "monitor", &env, runs, |_| {
-        scheduled_event("53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "monitor")
+        scheduled("53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "monitor")
     })?;
     ok &= report("monitor", &monitor, Some(&hello));
 
     let prepare = measure(&dir, "prepare", &env, runs, |_| {
-        scheduled_event("0b5f3c1e-9a7d-4e2b-8c6f-1d2e3f4a5b6c", "prepare")
+        scheduled("0b5f3c1e-9a7d-4e2b-8c6f-1d2e3f4a5b6c", "prepare")
     })?;
     ok &= report("prepare", &prepare, Some(&hello));
 

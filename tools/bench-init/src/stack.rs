@@ -1,21 +1,10 @@
 //! The local stack the functions start against: moto with a table, a
 //! bucket and the OpenAI secrets, and the environment Lambda would give a
-//! function pointing at them.
-
-use serde_json::{Value, json};
+//! function pointing at them. The events they are sent are the tests'
+//! samples (`finetune_tests::events`).
 
 /// The webhook signing secret the `webhook` function reads at start.
 pub const WEBHOOK_SECRET: &str = "whsec_YmVuY2gtd2ViaG9vay1zaWduaW5nLXNlY3JldA==";
-
-/// EventBridge's scheduled event from the rule named `rule`.
-pub fn scheduled_event(id: &str, rule: &str) -> Value {
-    json!({
-        "version": "0", "id": id,
-        "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-11-25T14:03:00Z", "region": "us-east-1",
-        "resources": [format!("arn:aws:events:us-east-1:123456789012:rule/{rule}")], "detail": {}
-    })
-}
 
 /// Moto with a table, a bucket and the OpenAI key secret; the functions'
 /// environment pointing at them.

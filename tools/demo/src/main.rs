@@ -3,8 +3,8 @@
 //! Starts moto (S3, DynamoDB) and the OpenAI sandbox on loopback, uploads a
 //! generated multi-day export of an example tenant's conversations, starts
 //! a run through the start-run handler with the API Gateway HTTP API event
-//! Lambda would deliver, drives the monitor handler with EventBridge
-//! scheduled events until the run ends, writes the run's loss curve (SVG)
+//! Lambda would deliver, drives the prepare and monitor handlers with
+//! EventBridge scheduled events until the run ends, writes the run's loss curve (SVG)
 //! and prints its path, and prints the run. The last line is the final
 //! run as one line of JSON.
 //!
@@ -12,8 +12,10 @@
 //! the dataset is written in Nova's format and handed over by S3 URI. moto
 //! never ends a job by itself, so the demo ends it a few seconds after it
 //! starts, as Bedrock would after training.
+//!
+//! The events are the tests' samples (`finetune_tests::events`, JSON files
+//! in `tests/fixtures/events`).
 
-mod events;
 mod seed;
 
 use std::error::Error;
@@ -23,6 +25,7 @@ use chrono::Utc;
 use finetune::config::Config;
 use finetune::domain::{RunId, TenantId};
 use finetune::pipeline::{Pipeline, monitor};
+use finetune_tests::ApiEvent;
 use openai_sandbox::{Progression, SandboxConfig};
 
 const TENANT: &str = "acme-outfitters";
@@ -118,7 +121,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         body["config"]["base_model"] = "amazon.nova-micro-v1:0:128k".into();
         body["config"]["hyperparameters"] = serde_json::json!({"n_epochs": 2});
     }
-    let request = events::http_request("POST", "/runs", Some(&body), TENANT, Some("demo-run-1"))?;
+    let request = ApiEvent::post("/runs")
+        .tenant(TENANT)
+        .header("idempotency-key", "demo-run-1")
+        .json(&body)
+        .try_build()?;
     let response = finetune::http::start_run_handler(
         &store,
         &config,
@@ -141,7 +148,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut last = String::new();
     let mut training_since: Option<Instant> = None;
     loop {
-        let tick = events::scheduled_tick(Duration::from_secs(60))?;
+        let tick = finetune_tests::events::scheduled_tick(Duration::from_secs(60))?;
         let prepared = monitor::on_prepare_schedule(&preparing, &config, &tick.context).await?;
         let summary = monitor::on_schedule(&monitoring.ticks, &config, &tick.context).await?;
         let run = store.get_run(&tenant, &run_id).await?;
@@ -177,17 +184,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
 
     // GET /runs/{id}/metrics, as a product page's <img> fetches it.
-    let mut request = events::http_request(
-        "GET",
-        &format!("/runs/{run_id}/metrics"),
-        None,
-        TENANT,
-        None,
-    )?;
-    request.headers_mut().insert(
-        lambda_http::http::header::ACCEPT,
-        lambda_http::http::HeaderValue::from_static("image/svg+xml"),
-    );
+    let request = ApiEvent::get(&format!("/runs/{run_id}/metrics"))
+        .tenant(TENANT)
+        .header("accept", "image/svg+xml")
+        .try_build()?;
     let response = finetune::http::job_status_handler(&store, &config, request).await;
     let dir = std::env::temp_dir().join("finetune-demo");
     std::fs::create_dir_all(&dir)?;
@@ -200,7 +200,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
 
     // GET /runs/{id}, as the product would read it.
-    let request = events::http_request("GET", &format!("/runs/{run_id}"), None, TENANT, None)?;
+    let request = ApiEvent::get(&format!("/runs/{run_id}"))
+        .tenant(TENANT)
+        .try_build()?;
     let response = finetune::http::job_status_handler(&store, &config, request).await;
     let run: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
     println!("\nGET /runs/{run_id} -> {}", response.status());
@@ -211,8 +213,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // Bedrock, the custom model deployment's ARN).
     if run["status"] == "completed" && run["job"].is_object() {
         let model_id = finetune::domain::ModelId::for_run(&run_id);
-        let request =
-            events::http_request("GET", &format!("/models/{model_id}"), None, TENANT, None)?;
+        let request = ApiEvent::get(&format!("/models/{model_id}"))
+            .tenant(TENANT)
+            .try_build()?;
         let controls = pipeline.providers.controls();
         let response = finetune::http::models_handler(&store, &controls, &config, request).await;
         let model: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;

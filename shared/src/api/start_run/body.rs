@@ -9,12 +9,12 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
 use super::checker::{Checker, Text, path, present};
+use crate::api::input::FieldError;
 use crate::config::Config;
 use crate::domain::{
     AutoOr, DatasetId, DateRange, DateRangeError, ExampleBounds, ExampleBoundsError, Filters,
     Hyperparameters, ProviderKind, RunConfig, TrainSplit,
 };
-use crate::http::FieldError;
 use crate::provider::profiles::profile;
 use crate::provider::shutdown;
 

@@ -10,7 +10,7 @@ use std::ops::RangeInclusive;
 use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
-use crate::http::FieldError;
+use crate::api::input::FieldError;
 
 /// What a free-text field may hold. A name is one line shown in lists and
 /// dashboards; a description or a system prompt may have paragraphs. None

@@ -21,9 +21,9 @@ pub use body::{
     MIN_EXAMPLES_FLOOR, StartRunRequest, validate,
 };
 
+use crate::api::input::{FieldError, IDEMPOTENCY_KEY_HEADER};
 use crate::config::Config;
 use crate::domain::{DatasetId, IdempotencyKey, NewRun, Run, TenantId};
-use crate::http::{FieldError, IDEMPOTENCY_KEY_HEADER};
 use crate::store::{CreateOutcome, IdempotentRequest, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

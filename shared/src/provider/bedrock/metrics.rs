@@ -13,7 +13,7 @@
 
 use tokio::io::AsyncBufReadExt;
 
-use crate::domain::metrics::MetricPoint;
+use crate::domain::curve::MetricPoint;
 
 /// The training file, by the end of its key.
 pub const TRAINING_FILE: &str = "training_artifacts/step_wise_training_metrics.csv";

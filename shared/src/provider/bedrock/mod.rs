@@ -41,7 +41,7 @@ use super::{
     ProviderEvent, ProviderFileRef, ProviderJob, ProviderJobError,
 };
 use crate::blob::Blobs;
-use crate::domain::metrics::MetricPoint;
+use crate::domain::curve::MetricPoint;
 use crate::domain::{JobStatus, ProviderKind, RunId, TenantId};
 use error::{is_conflict, map_sdk_error};
 

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bench_init::runtime::cold_start;
-use bench_init::stack::{local_stack, scheduled_event};
+use bench_init::stack::local_stack;
 use finetune_tests::ApiEvent;
+use finetune_tests::events::scheduled;
 use serde_json::Value;
 
 fn main() -> std::process::ExitCode {
@@ -61,7 +62,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         &build_dir,
         ("MonitorFunction", "monitor"),
         &env,
-        &scheduled_event("7f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f", "monitor"),
+        &scheduled("7f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f", "monitor"),
     )?;
     println!("package-smoke: both functions started and answered");
     Ok(())

@@ -1,6 +1,6 @@
 //! A run's training curve: one item beside the run (`METRICS#{run_id}`),
 //! written only when new metrics arrive, bounded by
-//! [`crate::domain::metrics::MAX_POINTS`].
+//! [`crate::domain::curve::MAX_POINTS`].
 //!
 //! The series is one compact JSON string (`[step, train, valid, acc, vacc]`
 //! rows): about 10 KB at the bound instead of ~30 KB of DynamoDB maps
@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::keys::{PK, SK, metrics_sk, tenant_pk};
 use super::{Store, StoreError, is_condition_failure, n, s, string_attr};
-use crate::domain::metrics::{MetricPoint, TrainingMetrics};
+use crate::domain::curve::{MetricPoint, TrainingMetrics};
 use crate::domain::{RunId, TenantId};
 
 /// Writers that race (the monitor and webhooks following the same job)
