@@ -974,6 +974,19 @@ impl FineTuningProvider for RecordingProvider {
     ) -> Result<Vec<ProviderEvent>, ProviderError> {
         unimplemented!("not used by cancel")
     }
+    async fn list_checkpoints(
+        &self,
+        _: &str,
+    ) -> Result<Vec<finetune::provider::ProviderCheckpoint>, ProviderError> {
+        unimplemented!("not used by cancel")
+    }
+    async fn step_metrics(
+        &self,
+        _: &str,
+        _: &JobTags,
+    ) -> Result<Vec<finetune::domain::curve::MetricPoint>, ProviderError> {
+        unimplemented!("not used by cancel")
+    }
 }
 
 #[tokio::test]

@@ -315,6 +315,19 @@ macro_rules! provider_wrapper {
             ) -> Result<Vec<ProviderEvent>, ProviderError> {
                 self.inner.list_events(job_id, after, limit).await
             }
+            async fn list_checkpoints(
+                &self,
+                job_id: &str,
+            ) -> Result<Vec<finetune::provider::ProviderCheckpoint>, ProviderError> {
+                self.inner.list_checkpoints(job_id).await
+            }
+            async fn step_metrics(
+                &self,
+                job_id: &str,
+                owner: &JobTags,
+            ) -> Result<Vec<finetune::domain::curve::MetricPoint>, ProviderError> {
+                self.inner.step_metrics(job_id, owner).await
+            }
         }
     };
 }

@@ -276,19 +276,15 @@ pub trait FineTuningProvider: JobControl {
     /// none answers none.
     async fn list_checkpoints(
         &self,
-        _job_id: &str,
-    ) -> Result<Vec<ProviderCheckpoint>, ProviderError> {
-        Ok(Vec::new())
-    }
+        job_id: &str,
+    ) -> Result<Vec<ProviderCheckpoint>, ProviderError>;
 
     /// Step metrics an ended job left outside its events (Bedrock writes
     /// them as CSV files beside its output), oldest first. Providers whose
     /// events carry every step (OpenAI) answer none.
     async fn step_metrics(
         &self,
-        _job_id: &str,
-        _owner: &JobTags,
-    ) -> Result<Vec<MetricPoint>, ProviderError> {
-        Ok(Vec::new())
-    }
+        job_id: &str,
+        owner: &JobTags,
+    ) -> Result<Vec<MetricPoint>, ProviderError>;
 }

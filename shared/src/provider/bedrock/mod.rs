@@ -37,8 +37,8 @@ use chrono::{DateTime, Utc};
 
 use super::status::bedrock_job_status;
 use super::{
-    CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderError,
-    ProviderEvent, ProviderFileRef, ProviderJob, ProviderJobError,
+    CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderCheckpoint,
+    ProviderError, ProviderEvent, ProviderFileRef, ProviderJob, ProviderJobError,
 };
 use crate::blob::Blobs;
 use crate::domain::curve::MetricPoint;
@@ -460,6 +460,14 @@ impl FineTuningProvider for BedrockProvider {
 
     /// Bedrock's metrics files under the run's output prefix. Only the run's
     /// own prefix is listed (the job id in the folder name is not needed).
+    /// Bedrock keeps no checkpoints a tenant can call.
+    async fn list_checkpoints(
+        &self,
+        _job_id: &str,
+    ) -> Result<Vec<ProviderCheckpoint>, ProviderError> {
+        Ok(Vec::new())
+    }
+
     async fn step_metrics(
         &self,
         job_id: &str,

@@ -376,6 +376,15 @@ impl FineTuningProvider for OpenAiProvider {
             .collect())
     }
 
+    /// Every step is in the job's events.
+    async fn step_metrics(
+        &self,
+        _job_id: &str,
+        _owner: &JobTags,
+    ) -> Result<Vec<crate::domain::curve::MetricPoint>, ProviderError> {
+        Ok(Vec::new())
+    }
+
     async fn list_checkpoints(
         &self,
         job_id: &str,
