@@ -282,7 +282,7 @@ async fn a_bedrock_job_event_from_eventbridge_takes_the_push_path_in_the_monitor
     let other = webhook::receive_bedrock(
         &world.pipeline.following_jobs(),
         "aws.bedrock",
-        "Bedrock Batch Inference Job State Change",
+        "Batch Inference Job State Change",
         &json!({}),
         "x",
     )
@@ -292,8 +292,8 @@ async fn a_bedrock_job_event_from_eventbridge_takes_the_push_path_in_the_monitor
     let no_arn = webhook::receive_bedrock(
         &world.pipeline.following_jobs(),
         "aws.bedrock",
-        "Bedrock Model Customization Job State Change",
-        &json!({"status": "Completed"}),
+        "Model Customization Job State Change",
+        &json!({"jobStatus": "Completed"}),
         "x",
     )
     .await;

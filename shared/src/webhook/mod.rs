@@ -2,7 +2,7 @@
 //! not at the next monitor tick.
 //!
 //! OpenAI POSTs a signed `fine_tuning.job.*` webhook; Bedrock publishes a
-//! `Bedrock Model Customization Job State Change` event to EventBridge.
+//! `Model Customization Job State Change` event to EventBridge.
 //! Both carry only the job's id, and both end in [`push_job_update`]: find
 //! the run that owns the job (one GetItem) and reconcile it with the same
 //! step the monitor uses. The monitor stays the safety net for lost pushes.
@@ -23,7 +23,7 @@ const OPENAI_JOB_EVENT_PREFIX: &str = "fine_tuning.job.";
 
 /// The EventBridge event Bedrock sends when a customization job changes state.
 pub const BEDROCK_SOURCE: &str = "aws.bedrock";
-pub const BEDROCK_DETAIL_TYPE: &str = "Bedrock Model Customization Job State Change";
+pub const BEDROCK_DETAIL_TYPE: &str = "Model Customization Job State Change";
 
 /// What a push did. Both are answered 200: a provider must not retry a
 /// push we chose to ignore.
