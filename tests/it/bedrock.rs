@@ -19,6 +19,7 @@ use finetune::provider::{CreateJob, FineTuningProvider, JobControl, JobTags, Pro
 use finetune_tests::{ApiEvent, TestEnv};
 use serde_json::{Value, json};
 
+use crate::models::call;
 use crate::world::{TENANT, World, drive_to, run};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/finetune-bedrock";
@@ -440,18 +441,9 @@ async fn a_bedrock_run_goes_from_post_to_a_custom_model() {
 }
 
 async fn get_model(world: &World, model_id: &finetune::domain::ModelId) -> Value {
-    let request = ApiEvent::get(&format!("/models/{model_id}"))
-        .tenant(TENANT)
-        .build();
-    let response = finetune::http::models_handler(
-        &world.pipeline.store,
-        &world.pipeline.providers.controls(),
-        &world.config,
-        request,
-    )
-    .await;
-    assert_eq!(response.status(), 200, "{:?}", response.body());
-    serde_json::from_slice(response.body().as_ref()).unwrap()
+    let (status, model) = call(world, TENANT, "GET", &format!("/models/{model_id}")).await;
+    assert_eq!(status, 200, "{model}");
+    model
 }
 
 #[tokio::test]
@@ -489,17 +481,14 @@ async fn a_failed_deployment_fails_the_run_with_bedrocks_reason_and_its_model_ca
     // AND its model is on record as failed, and activating it is refused
     let model_id = finetune::domain::ModelId::for_run(&id);
     assert_eq!(get_model(&world, &model_id).await["status"], "failed");
-    let request = ApiEvent::post(&format!("/models/{model_id}/activate"))
-        .tenant(TENANT)
-        .build();
-    let response = finetune::http::models_handler(
-        &world.pipeline.store,
-        &world.pipeline.providers.controls(),
-        &world.config,
-        request,
+    let (status, refusal) = call(
+        &world,
+        TENANT,
+        "POST",
+        &format!("/models/{model_id}/activate"),
     )
     .await;
-    assert_eq!(response.status(), 409, "{:?}", response.body());
+    assert_eq!(status, 409, "{refusal}");
 }
 
 #[tokio::test]
@@ -519,20 +508,11 @@ async fn deleting_a_deployed_model_removes_its_deployment_then_the_model() {
         .to_owned();
 
     // WHEN the tenant deletes the model
-    let request = ApiEvent::new("DELETE", &format!("/models/{model_id}"))
-        .tenant(TENANT)
-        .build();
-    let response = finetune::http::models_handler(
-        &world.pipeline.store,
-        &world.pipeline.providers.controls(),
-        &world.config,
-        request,
-    )
-    .await;
+    let (status, deleted) = call(&world, TENANT, "DELETE", &format!("/models/{model_id}")).await;
 
     // THEN it is deleted, and Bedrock has neither the deployment nor the
     // custom model any more (the model could not go while deployed)
-    assert_eq!(response.status(), 200, "{:?}", response.body());
+    assert_eq!(status, 200, "{deleted}");
     let bedrock = aws_sdk_bedrock::Client::new(&world.env.sdk);
     let gone = bedrock
         .get_custom_model_deployment()

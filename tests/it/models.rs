@@ -22,7 +22,8 @@ async fn two_models() -> (World, ModelId, ModelId) {
     (world, ModelId::for_run(&first), ModelId::for_run(&second))
 }
 
-async fn call(world: &World, tenant: &str, method: &str, path: &str) -> (u16, Value) {
+/// One models-function request as the tenant; its status and JSON body.
+pub(crate) async fn call(world: &World, tenant: &str, method: &str, path: &str) -> (u16, Value) {
     let request = ApiEvent::new(method, path).tenant(tenant).build();
     let response = finetune::http::models_handler(
         &world.pipeline.store,

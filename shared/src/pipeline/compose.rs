@@ -2,16 +2,15 @@
 //!
 //! | set | statuses | run by |
 //! |---|---|---|
-//! | [`DatasetSteps`] | queued, preparing | the prepare function |
+//! | [`DatasetSteps`](super::DatasetSteps) | queued, preparing | the prepare function |
 //! | [`ProviderSteps`] = [`UploadSteps`] + [`JobSteps`] + [`DeploySteps`] | uploading, submitting, training, deploying | the monitor |
 //! | [`PushSteps`] = [`JobSteps`] + [`DeploySteps`] | submitting, training, deploying | pushes (webhook, Bedrock's job events) |
-//! | [`AllSteps`] = [`DatasetSteps`] + [`ProviderSteps`] | every active status | tests, the demo, tools |
 
 use std::future::Future;
 
 use futures::future::Either;
 
-use super::{DatasetSteps, DeploySteps, JobSteps, Ledger, PipelineError, Step, Steps, UploadSteps};
+use super::{DeploySteps, JobSteps, Ledger, PipelineError, Step, Steps, UploadSteps};
 use crate::domain::{Run, RunStatus};
 
 /// The steps of `A` where it covers the run's status, else those of `B`.
@@ -45,9 +44,6 @@ pub type ProviderSteps = Both<UploadSteps, Both<JobSteps, DeploySteps>>;
 /// to the ticks). Deploying follows so that a model callable at once
 /// (OpenAI) completes its run with the push that says the job succeeded.
 pub type PushSteps = Both<JobSteps, DeploySteps>;
-
-/// Every step, queued to the end.
-pub type AllSteps = Both<DatasetSteps, ProviderSteps>;
 
 #[cfg(test)]
 mod tests {

@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::provider::registry::Providers;
 use crate::store::Store;
 
-pub use compose::{AllSteps, Both, ProviderSteps, PushSteps};
+pub use compose::{Both, ProviderSteps, PushSteps};
 pub use dataset_steps::DatasetSteps;
 pub use deploy_steps::DeploySteps;
 pub use error::PipelineError;
@@ -165,27 +165,6 @@ impl Pipeline {
             self.lease,
             "job",
             Both(self.job_steps(), self.deploy_steps()),
-        )
-    }
-
-    /// Every step, queued to the end (tests, the demo, tools).
-    pub fn all_steps(&self) -> Reconciler<AllSteps> {
-        Reconciler::new(
-            self.ledger(),
-            self.lease,
-            "all",
-            Both(
-                DatasetSteps {
-                    blobs: self.blobs.clone(),
-                },
-                Both(
-                    UploadSteps {
-                        blobs: self.blobs.clone(),
-                        providers: self.providers.clone(),
-                    },
-                    Both(self.job_steps(), self.deploy_steps()),
-                ),
-            ),
         )
     }
 

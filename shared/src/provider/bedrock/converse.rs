@@ -17,8 +17,8 @@ use crate::evaluation::{Answer, EvalExample, Role};
 use crate::provider::ProviderError;
 use crate::provider::inference::{Inference, Reply};
 
-/// The Bedrock Runtime client, made on first use (most invocations of the
-/// functions holding it never evaluate).
+/// The Bedrock Runtime client (a `LazyClient`, so the function that wires
+/// it in can make it on first use: most of its invocations never evaluate).
 #[derive(Debug, Clone)]
 pub struct BedrockRuntime {
     client: crate::aws::LazyClient<Client>,
@@ -28,12 +28,6 @@ impl BedrockRuntime {
     pub fn new(client: Client) -> Self {
         Self {
             client: crate::aws::LazyClient::ready(client),
-        }
-    }
-
-    pub fn lazy(sdk: &aws_config::SdkConfig) -> Self {
-        Self {
-            client: crate::aws::LazyClient::new(sdk, Client::new),
         }
     }
 }
