@@ -176,6 +176,32 @@ impl Metrics {
         );
     }
 
+    /// Examples an evaluation scored in one step (both answers stored).
+    pub fn examples_scored(&self, provider: ProviderKind, examples: u64) {
+        self.per_provider(
+            provider,
+            &[],
+            &[("EvaluationExamplesScored", Unit::Count, examples as f64)],
+        );
+    }
+
+    /// An evaluation decided (`better`, `worse`, `inconclusive`), and
+    /// whether the model was activated by it.
+    pub fn evaluation_decided(&self, provider: ProviderKind, decision: &str, activated: bool) {
+        self.per_provider(
+            provider,
+            &[("Decision", decision)],
+            &[
+                ("EvaluationsDecided", Unit::Count, 1.0),
+                (
+                    "ModelsActivated",
+                    Unit::Count,
+                    f64::from(u8::from(activated)),
+                ),
+            ],
+        );
+    }
+
     /// One monitor tick. `stalest_idle` is how long the least recently
     /// written run it took had gone unwritten: it grows when runs stop
     /// advancing, which is what the "stuck runs" alarm watches.

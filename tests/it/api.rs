@@ -114,6 +114,7 @@ impl Api {
                     store: self.env.store.clone(),
                     blobs: self.env.blobs.clone(),
                     providers: self.providers.clone(),
+                    answerers: finetune::provider::registry::Answerers::none(),
                     lease: std::time::Duration::from_secs(60),
                     metrics: self.metrics.clone(),
                 };
@@ -140,7 +141,9 @@ impl Api {
             Function::StartRun => {
                 start_run_handler(self.store(), &self.config, &self.metrics, req).await
             }
-            Function::JobStatus => job_status_handler(self.store(), &self.config, req).await,
+            Function::JobStatus => {
+                job_status_handler(self.store(), &self.env.blobs, &self.config, req).await
+            }
         }
     }
 

@@ -285,7 +285,16 @@ async fn a_missing_job_is_not_found() {
 async fn world() -> World {
     let env = TestEnv::new().await;
     let bedrock: Arc<dyn FineTuningProvider> = Arc::new(provider(&env));
-    World::new(env, &[("BEDROCK_ROLE_ARN", ROLE.to_owned())], bedrock, None)
+    let runtime = Arc::new(finetune::provider::bedrock::BedrockRuntime::new(
+        aws_sdk_bedrockruntime::Client::new(&env.sdk),
+    ));
+    World::new(
+        env,
+        &[("BEDROCK_ROLE_ARN", ROLE.to_owned())],
+        bedrock,
+        runtime,
+        None,
+    )
 }
 
 /// `n` conversations, each opening with an assistant greeting (Bedrock
@@ -422,8 +431,13 @@ async fn a_bedrock_run_goes_from_post_to_a_custom_model() {
     let model = done.job.clone().unwrap().fine_tuned_model.unwrap();
     assert!(model.contains(":custom-model/"), "{model}");
     let request = ApiEvent::get(&format!("/runs/{id}")).tenant(TENANT).build();
-    let response =
-        finetune::http::job_status_handler(&world.pipeline.store, &world.config, request).await;
+    let response = finetune::http::job_status_handler(
+        &world.pipeline.store,
+        &world.pipeline.blobs,
+        &world.config,
+        request,
+    )
+    .await;
     let shown: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
     assert_eq!(shown["provider"], "bedrock");
     assert_eq!(shown["status"], "completed");
@@ -592,8 +606,13 @@ async fn the_metrics_files_bedrock_writes_become_the_runs_curve() {
     let request = ApiEvent::get(&format!("/runs/{id}/metrics"))
         .tenant(TENANT)
         .build();
-    let response =
-        finetune::http::job_status_handler(&world.pipeline.store, &world.config, request).await;
+    let response = finetune::http::job_status_handler(
+        &world.pipeline.store,
+        &world.pipeline.blobs,
+        &world.config,
+        request,
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let curve: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
     let points: Vec<(u64, Value, Value)> = curve["points"]
@@ -633,8 +652,13 @@ async fn the_metrics_files_bedrock_writes_become_the_runs_curve() {
         .tenant(TENANT)
         .header("accept", "image/svg+xml")
         .build();
-    let response =
-        finetune::http::job_status_handler(&world.pipeline.store, &world.config, request).await;
+    let response = finetune::http::job_status_handler(
+        &world.pipeline.store,
+        &world.pipeline.blobs,
+        &world.config,
+        request,
+    )
+    .await;
     let svg = String::from_utf8(response.body().to_vec()).unwrap();
     let doc = roxmltree::Document::parse(&svg).unwrap();
     let lines = doc

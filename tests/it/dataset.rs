@@ -21,6 +21,9 @@ fn config() -> RunConfig {
         seed: 42,
         hyperparameters: Hyperparameters::default(),
         filters: Filters::default(),
+        evaluation: Default::default(),
+        activation: Default::default(),
+        serving: Default::default(),
     }
 }
 

@@ -194,6 +194,7 @@ async fn the_webhook_and_a_500_close_their_request_like_every_route() {
     let missing = finetune::store::Store::new(world.env.dynamodb.clone(), "no-such-table");
     let response = finetune::http::job_status_handler(
         &missing,
+        &world.pipeline.blobs,
         &world.config,
         ApiEvent::get("/runs").tenant(TENANT).build(),
     )

@@ -36,9 +36,13 @@ async fn get(
     if let Some(accept) = accept {
         event = event.header("accept", accept);
     }
-    let response =
-        finetune::http::job_status_handler(&world.pipeline.store, &world.config, event.build())
-            .await;
+    let response = finetune::http::job_status_handler(
+        &world.pipeline.store,
+        &world.pipeline.blobs,
+        &world.config,
+        event.build(),
+    )
+    .await;
     let content_type = response
         .headers()
         .get("content-type")

@@ -256,6 +256,7 @@ async fn the_listing_pages_newest_first_with_an_opaque_cursor() {
             base_model_shutdown: None,
             status: finetune::domain::ModelStatus::Ready,
             deleted_at: None,
+            evaluation: None,
             checkpoints: Vec::new(),
         };
         assert!(world.pipeline.store.put_model(&model).await.unwrap());

@@ -457,6 +457,7 @@ async fn models_metrics_and_webhooks(
         base_model_shutdown: chrono::NaiveDate::from_ymd_opt(2027, 1, 14),
         status,
         deleted_at: None,
+        evaluation: None,
         checkpoints: vec![ModelCheckpoint {
             step: 10,
             model: "ft:gpt-4o-mini-2024-07-18:org:acme:ckpt-step-10".into(),

@@ -38,15 +38,14 @@ pub(crate) async fn world_with(
 ) -> World {
     let env = TestEnv::new().await;
     let sandbox = crate::openai::sandbox(sandbox).await;
-    let openai: Arc<dyn FineTuningProvider> = Arc::new(crate::openai::provider_with(
-        &env,
-        crate::openai::settings(&sandbox),
-    ));
+    let openai = crate::openai::provider_with(&env, crate::openai::settings(&sandbox));
+    let answerer = Arc::new(openai.control().clone());
+    let openai: Arc<dyn FineTuningProvider> = Arc::new(openai);
     let vars = [
         ("OPENAI_BASE_URL", sandbox.base_url()),
         ("OPENAI_API_KEY", crate::openai::KEY.to_owned()),
     ];
-    World::new(env, &vars, wrap(openai), Some(sandbox))
+    World::new(env, &vars, wrap(openai), answerer, Some(sandbox))
 }
 
 pub(crate) async fn world() -> World {
@@ -163,8 +162,13 @@ async fn a_run_goes_from_post_to_a_fine_tuned_model() {
     // AND GET /runs/{id} shows it with its dataset, and the timeline holds
     // our transitions and the provider's events
     let request = ApiEvent::get(&format!("/runs/{id}")).tenant(TENANT).build();
-    let response =
-        finetune::http::job_status_handler(&world.pipeline.store, &world.config, request).await;
+    let response = finetune::http::job_status_handler(
+        &world.pipeline.store,
+        &world.pipeline.blobs,
+        &world.config,
+        request,
+    )
+    .await;
     let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
     assert_eq!(body["status"], "completed");
     assert_eq!(body["provider"], "openai");

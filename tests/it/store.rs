@@ -24,6 +24,9 @@ fn config() -> RunConfig {
         seed: 7,
         hyperparameters: Hyperparameters::default(),
         filters: Filters::default(),
+        evaluation: Default::default(),
+        activation: Default::default(),
+        serving: Default::default(),
     }
 }
 

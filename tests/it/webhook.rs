@@ -93,7 +93,7 @@ async fn assert_untouched(world: &World, id: &RunId, before: &Run) {
 }
 
 #[tokio::test]
-async fn a_signed_webhook_completes_a_run_without_any_monitor_tick() {
+async fn a_signed_webhook_takes_a_run_to_its_evaluation_without_any_monitor_tick() {
     // GIVEN a run in training whose job has just succeeded at OpenAI
     let (world, id, job_id) = training_run().await;
     world.sandbox().run_to_end(&job_id);
@@ -102,20 +102,29 @@ async fn a_signed_webhook_completes_a_run_without_any_monitor_tick() {
     let body = body("fine_tuning.job.succeeded", &job_id);
     let (status, answer, _) = post(&world, delivery(&secret(), "msg_1", now(), &body)).await;
 
-    // THEN the run is completed with its model, at once
+    // THEN the run has its model and waits for its evaluation, at once
+    // (a model OpenAI serves needs no deployment)
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["action"], "reconciled");
     assert_eq!(answer["run_id"], id.as_str());
-    assert_eq!(answer["status"], "completed");
-    let done = run(&world, &id).await;
-    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(answer["status"], "evaluating");
+    let trained = run(&world, &id).await;
+    assert_eq!(trained.status, RunStatus::Evaluating);
     assert!(
-        done.job
+        trained
+            .job
             .unwrap()
             .fine_tuned_model
             .unwrap()
             .starts_with("ft:gpt-4o-mini")
     );
+
+    // AND the monitor's next tick evaluates it (the webhook never answers
+    // model calls: an HTTP request is not where minutes of them belong)
+    tick(&world).await;
+    let done = run(&world, &id).await;
+    assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
+    assert!(done.evaluation.is_some());
 }
 
 #[tokio::test]
@@ -158,7 +167,7 @@ async fn a_bad_signature_or_an_old_timestamp_is_401_and_changes_nothing() {
     // same id is handled
     let (status, answer, _) = post(&world, delivery(&secret(), "msg_2", now(), &body)).await;
     assert_eq!(status, 200);
-    assert_eq!(answer["status"], "completed");
+    assert_eq!(answer["status"], "evaluating");
 }
 
 #[tokio::test]
@@ -211,11 +220,12 @@ async fn a_delivery_that_meets_a_provider_failure_is_503_and_its_retry_is_proces
     world.sandbox().clear_faults();
     let (status, answer, _) = post(&world, first).await;
 
-    // THEN it is processed, not ignored as a replay: the run completes
+    // THEN it is processed, not ignored as a replay: the run moves on to
+    // its evaluation
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["action"], "reconciled");
-    assert_eq!(answer["status"], "completed");
-    assert_eq!(run(&world, &id).await.status, RunStatus::Completed);
+    assert_eq!(answer["status"], "evaluating");
+    assert_eq!(run(&world, &id).await.status, RunStatus::Evaluating);
 }
 
 #[tokio::test]
@@ -388,8 +398,8 @@ async fn the_signing_secret_is_read_from_secrets_manager_by_the_first_delivery()
         .await
         .unwrap();
 
-    // THEN the same function reads it, verifies the delivery and completes
-    // the run
+    // THEN the same function reads it, verifies the delivery and moves
+    // the run on to its evaluation
     assert_eq!(send().await, 200);
-    assert_eq!(run(&world, &id).await.status, RunStatus::Completed);
+    assert_eq!(run(&world, &id).await.status, RunStatus::Evaluating);
 }

@@ -14,7 +14,8 @@ use finetune::metrics::{Metrics, Recorded};
 use finetune::pipeline::Pipeline;
 use finetune::pipeline::monitor::{self, Summary};
 use finetune::provider::FineTuningProvider;
-use finetune::provider::registry::Providers;
+use finetune::provider::inference::Inference;
+use finetune::provider::registry::{Answerers, Providers};
 use finetune_tests::TestEnv;
 use openai_sandbox::Sandbox;
 
@@ -33,11 +34,13 @@ pub(crate) struct World {
 
 impl World {
     /// A world on `env` whose configuration is its table and bucket plus
-    /// `vars` (the provider's settings), with a pipeline over `provider`.
+    /// `vars` (the provider's settings), with a pipeline over `provider`
+    /// whose models answer through `answerer`.
     pub(crate) fn new(
         env: TestEnv,
         vars: &[(&str, String)],
         provider: Arc<dyn FineTuningProvider>,
+        answerer: Arc<dyn Inference>,
         sandbox: Option<Sandbox>,
     ) -> World {
         let (table, bucket) = (env.table.clone(), env.bucket.clone());
@@ -56,6 +59,7 @@ impl World {
         let pipeline = Pipeline {
             store: env.store.clone(),
             blobs: env.blobs.clone(),
+            answerers: Answerers::none().with_kind(provider.kind(), answerer),
             providers: Providers::new().with(provider),
             lease: Duration::from_secs(60),
             metrics,

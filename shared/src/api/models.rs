@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::api::input::{FieldError, PageParams};
 use crate::domain::{ActiveModel, ModelId, ModelRecord, ModelStatus, TenantId};
+use crate::evaluation::Decision;
 use crate::provider::{Controls, ProviderError};
 use crate::store::{Page, Store, StoreError};
 
@@ -107,20 +108,57 @@ pub async fn get_active_model(
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateModelError {
+    #[error("invalid body")]
+    InvalidBody(Vec<FieldError>),
     #[error("model not found")]
     NotFound,
     #[error("model {id} is {status} and cannot be activated")]
     NotReady { id: String, status: &'static str },
+    /// Its run's evaluation found it worse than the model the tenant had.
+    #[error(
+        "model {id} answered worse than the tenant's model when its run evaluated it ({figures}); send {{\"force\": true}} to activate it anyway"
+    )]
+    Worse { id: String, figures: String },
     #[error(transparent)]
     Store(StoreError),
 }
 
+/// The body of `POST /models/{id}/activate`: empty, or `{"force": bool}`.
+pub fn activation_force(body: &[u8]) -> Result<bool, ActivateModelError> {
+    let invalid = |message: &str| {
+        ActivateModelError::InvalidBody(vec![FieldError::new("force", message.to_owned())])
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| invalid("the body must be a JSON object such as {\"force\": true}"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(invalid(
+            "the body must be a JSON object such as {\"force\": true}",
+        ));
+    };
+    if let Some(key) = map.keys().find(|k| k.as_str() != "force") {
+        return Err(ActivateModelError::InvalidBody(vec![FieldError::new(
+            key.clone(),
+            "is not a field of this request (only force is)",
+        )]));
+    }
+    match map.get("force") {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(force)) => Ok(*force),
+        Some(_) => Err(invalid("must be true or false")),
+    }
+}
+
 /// Makes the model the tenant's active one (activating the active model
-/// again is fine); the previous one stays as it was.
+/// again is fine); the previous one stays as it was. A model its run's
+/// evaluation found `worse` needs `force`.
 pub async fn activate_model(
     store: &Store,
     tenant: &TenantId,
     id: &str,
+    force: bool,
     now: DateTime<Utc>,
 ) -> Result<ActiveModel, ActivateModelError> {
     let model = read_model(store, tenant, id).await.map_err(|e| match e {
@@ -133,6 +171,15 @@ pub async fn activate_model(
     };
     if model.status != ModelStatus::Ready {
         return Err(not_ready(model.status));
+    }
+    if let Some(evaluation) = &model.evaluation
+        && evaluation.decision == Some(Decision::Worse)
+        && !force
+    {
+        return Err(ActivateModelError::Worse {
+            id: model.id.to_string(),
+            figures: evaluation.figures(),
+        });
     }
     match store.activate_model(&model, now).await {
         Ok(active) => Ok(active),

@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::domain::curve::TrainingMetrics;
 use crate::domain::{
-    ActiveModel, DatasetFile, DatasetRecord, EventLevel, EventSource, JobInfo, JobStatus,
-    ModelCheckpoint, ModelRecord, ModelStatus, ProviderKind, Run, RunConfig, RunError, RunEvent,
-    RunStats, RunStatus,
+    ActiveModel, DatasetFile, DatasetRecord, EvaluationRecord, EventLevel, EventSource, JobInfo,
+    JobStatus, ModelCheckpoint, ModelRecord, ModelStatus, ProviderKind, Run, RunConfig, RunError,
+    RunEvent, RunStats, RunStatus,
 };
 use crate::store::Page;
 
@@ -38,6 +38,8 @@ pub struct RunView {
     pub job: Option<JobView>,
     pub stats: Option<RunStats>,
     pub error: Option<RunError>,
+    /// The trained model against the tenant's (from `evaluating` on).
+    pub evaluation: Option<EvaluationRecord>,
     pub created_at: String,
     pub updated_at: String,
     pub completed_at: Option<String>,
@@ -58,6 +60,7 @@ impl From<&Run> for RunView {
             job: run.job.as_ref().map(JobView::from),
             stats: run.stats.clone(),
             error: run.error.clone(),
+            evaluation: run.evaluation.clone(),
             created_at: timestamp(run.created_at),
             updated_at: timestamp(run.updated_at),
             completed_at: opt_timestamp(run.completed_at),
@@ -205,6 +208,8 @@ pub struct ModelView {
     pub deleted_at: Option<String>,
     /// Earlier states of the model the provider can serve too.
     pub checkpoints: Vec<ModelCheckpoint>,
+    /// How it compared with the tenant's model when its run evaluated it.
+    pub evaluation: Option<EvaluationRecord>,
 }
 
 impl ModelView {
@@ -227,6 +232,7 @@ impl ModelView {
             base_model_shutdown_date: m.base_model_shutdown,
             deleted_at: opt_timestamp(m.deleted_at),
             checkpoints: m.checkpoints.clone(),
+            evaluation: m.evaluation.clone(),
         }
     }
 }
@@ -346,6 +352,9 @@ mod tests {
                     seed: 1,
                     hyperparameters: Hyperparameters::default(),
                     filters: Filters::default(),
+                    evaluation: Default::default(),
+                    activation: Default::default(),
+                    serving: Default::default(),
                 },
                 dataset_id: None,
                 prepare_only: false,
@@ -364,6 +373,7 @@ mod tests {
             "job",
             "stats",
             "error",
+            "evaluation",
             "created_at",
             "updated_at",
             "completed_at",

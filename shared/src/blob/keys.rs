@@ -3,7 +3,7 @@
 
 use chrono::{Datelike, NaiveDate};
 
-use crate::domain::{DatasetId, TenantId};
+use crate::domain::{DatasetId, RunId, TenantId};
 
 /// `conversations/{tenant}/{YYYY}/{MM}/{DD}/`: one day of one tenant's exports.
 pub fn conversation_day_prefix(tenant: &TenantId, day: NaiveDate) -> String {
@@ -36,6 +36,36 @@ impl DatasetObject {
 /// `datasets/{tenant}/{dataset_id}/{file}`.
 pub fn dataset_key(tenant: &TenantId, dataset: &DatasetId, object: DatasetObject) -> String {
     format!("datasets/{tenant}/{dataset}/{}", object.file_name())
+}
+
+/// `runs/{tenant}/{run_id}/evaluation/`: everything a run's evaluation
+/// stores (its plan, each answer as it arrives, each example's row).
+pub fn evaluation_prefix(tenant: &TenantId, run: &RunId) -> String {
+    format!("runs/{tenant}/{run}/evaluation/")
+}
+
+/// The evaluation's plan, fixed when it starts.
+pub fn evaluation_plan_key(tenant: &TenantId, run: &RunId) -> String {
+    format!("{}plan.json", evaluation_prefix(tenant, run))
+}
+
+/// The rows' prefix: listed in key order, they are in example order.
+pub fn evaluation_rows_prefix(tenant: &TenantId, run: &RunId) -> String {
+    format!("{}rows/", evaluation_prefix(tenant, run))
+}
+
+/// One example's row (written when all its answers are in).
+pub fn evaluation_row_key(tenant: &TenantId, run: &RunId, index: usize) -> String {
+    format!("{}{index:06}.json", evaluation_rows_prefix(tenant, run))
+}
+
+/// One answer (`role`: candidate, baseline, judge-a, judge-b), stored the
+/// moment it arrives, so a crash never pays for it twice.
+pub fn evaluation_answer_key(tenant: &TenantId, run: &RunId, index: usize, role: &str) -> String {
+    format!(
+        "{}answers/{index:06}/{role}.json",
+        evaluation_prefix(tenant, run)
+    )
 }
 
 /// Every UTC day from `start` to `end`, both included.

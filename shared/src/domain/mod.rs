@@ -8,6 +8,7 @@
 pub mod curve;
 pub mod dataset;
 pub mod dates;
+pub mod evaluation;
 pub mod event;
 pub mod examples;
 pub mod ids;
@@ -19,6 +20,10 @@ pub mod split;
 
 pub use dataset::{DatasetFile, DatasetRecord, ProviderFile};
 pub use dates::{DateRange, DateRangeError};
+pub use evaluation::{
+    ActivationPolicy, EvaluationConfig, EvaluationRecord, EvaluationStatus, ScoredModel,
+    ServingChoice,
+};
 pub use event::{EventLevel, EventSource, RunEvent};
 pub use examples::{ExampleBounds, ExampleBoundsError};
 pub use ids::{DatasetId, EventId, IdError, IdempotencyKey, ModelId, RunId, TenantId};

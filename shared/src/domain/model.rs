@@ -67,6 +67,10 @@ pub struct ModelRecord {
     /// model the provider can serve too.
     #[serde(default)]
     pub checkpoints: Vec<ModelCheckpoint>,
+    /// How it compared with the tenant's model when its run evaluated it;
+    /// activating a `worse` model needs `force`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<super::evaluation::EvaluationRecord>,
 }
 
 impl ModelRecord {

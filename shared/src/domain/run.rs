@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::evaluation::{ActivationPolicy, EvaluationConfig, EvaluationRecord, ServingChoice};
 use super::ids::{DatasetId, RunId, TenantId};
 use super::job::JobInfo;
 use super::provider::ProviderKind;
@@ -22,19 +23,23 @@ pub enum RunStatus {
     /// The trained model is being made callable (Bedrock: an on-demand
     /// custom model deployment; OpenAI: nothing to wait for).
     Deploying,
+    /// The trained model and the baseline answer a sample of the run's
+    /// validation examples; the decision gates activation.
+    Evaluating,
     Completed,
     Failed,
     Cancelled,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 9] = [
+    pub const ALL: [RunStatus; 10] = [
         RunStatus::Queued,
         RunStatus::Preparing,
         RunStatus::Uploading,
         RunStatus::Submitting,
         RunStatus::Training,
         RunStatus::Deploying,
+        RunStatus::Evaluating,
         RunStatus::Completed,
         RunStatus::Failed,
         RunStatus::Cancelled,
@@ -48,6 +53,7 @@ impl RunStatus {
             RunStatus::Submitting => "submitting",
             RunStatus::Training => "training",
             RunStatus::Deploying => "deploying",
+            RunStatus::Evaluating => "evaluating",
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
@@ -80,8 +86,9 @@ impl RunStatus {
             Submitting => self == Uploading,
             Training => self == Submitting,
             Deploying => self == Training,
+            Evaluating => self == Deploying,
             // prepare_only runs complete straight after preparation.
-            Completed => matches!(self, Preparing | Deploying),
+            Completed => matches!(self, Preparing | Evaluating),
             Queued => false,
         }
     }
@@ -207,6 +214,15 @@ pub struct RunConfig {
     pub seed: u64,
     pub hyperparameters: Hyperparameters,
     pub filters: Filters,
+    /// How the trained model is compared with what the tenant uses.
+    #[serde(default)]
+    pub evaluation: EvaluationConfig,
+    /// Whether the trained model becomes the tenant's active one.
+    #[serde(default)]
+    pub activation: ActivationPolicy,
+    /// Who serves the trained model.
+    #[serde(default)]
+    pub serving: ServingChoice,
 }
 
 /// A machine-readable code and a sentence for people.
@@ -226,6 +242,11 @@ pub struct RunStats {
     pub epochs: u32,
     pub estimated_billed_tokens: u64,
     pub estimated_cost_usd: f64,
+    /// The evaluation's calls at most, recorded before the first one.
+    #[serde(default)]
+    pub evaluation_estimated_cost_usd: Option<f64>,
+    #[serde(default)]
+    pub evaluation_estimated_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,6 +272,9 @@ pub struct Run {
     pub stats: Option<RunStats>,
     #[serde(default)]
     pub error: Option<RunError>,
+    /// The trained model against the baseline (the evaluating phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<EvaluationRecord>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
@@ -304,6 +328,7 @@ impl Run {
             job: None,
             stats: None,
             error: None,
+            evaluation: None,
             created_at: now,
             updated_at: now,
             completed_at: None,
@@ -367,6 +392,9 @@ mod tests {
             seed: 42,
             hyperparameters: Hyperparameters::default(),
             filters: Filters::default(),
+            evaluation: Default::default(),
+            activation: Default::default(),
+            serving: Default::default(),
         }
     }
 
@@ -394,6 +422,7 @@ mod tests {
             RunStatus::Submitting,
             RunStatus::Training,
             RunStatus::Deploying,
+            RunStatus::Evaluating,
             RunStatus::Completed,
         ] {
             r.move_to(next, next.as_str(), Utc::now()).unwrap();

@@ -27,6 +27,14 @@ pub enum Decision {
 pub const MIN_DECISIVE_EXAMPLES: usize = 10;
 
 impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Better => "better",
+            Decision::Worse => "worse",
+            Decision::Inconclusive => "inconclusive",
+        }
+    }
+
     /// The metric's verdict: `Better` when the difference's 95% interval
     /// lies entirely above zero, `Worse` when entirely below.
     pub fn from_difference(difference: &Difference, examples: usize) -> Self {

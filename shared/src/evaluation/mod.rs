@@ -25,6 +25,7 @@ pub mod cost;
 pub mod decision;
 pub mod example;
 pub mod judge;
+pub mod row;
 pub mod sample;
 pub mod score;
 pub mod stats;

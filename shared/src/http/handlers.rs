@@ -15,6 +15,7 @@ use super::problem::ApiError;
 use super::request;
 use super::routes::{Route, not_found, route};
 use crate::api::cancel::{CancelOutcome, cancel_run};
+use crate::api::evaluation;
 use crate::api::input::IDEMPOTENCY_KEY_HEADER;
 use crate::api::job_status::{self, ListRunsQuery};
 use crate::api::models;
@@ -23,6 +24,7 @@ use crate::api::view::{
     ActiveModelView, DatasetView, EventView, ListView, MetricsView, ModelView, RunDetailView,
     RunView,
 };
+use crate::blob::Blobs;
 use crate::config::Config;
 use crate::domain::TenantId;
 use crate::metrics::Metrics;
@@ -69,8 +71,25 @@ pub async fn start_run_handler(
 
 /// `GET /runs`, `GET /runs/{id}`, `GET /runs/{id}/events`,
 /// `GET /runs/{id}/metrics`, `GET /datasets/{id}`.
-pub async fn job_status_handler(store: &Store, config: &Config, req: Request) -> Response<Body> {
+pub async fn job_status_handler(
+    store: &Store,
+    blobs: &Blobs,
+    config: &Config,
+    req: Request,
+) -> Response<Body> {
     serve(&req, config, async |tenant, route| match route {
+        Route::GetRunEvaluation(id) => {
+            let page = evaluation::list_run_evaluation(
+                store,
+                blobs,
+                &tenant,
+                &id,
+                request::query(&req, "limit").as_deref(),
+                request::query(&req, "cursor").as_deref(),
+            )
+            .await?;
+            json(StatusCode::OK, &ListView::from_page(&page, |r| r.clone()))
+        }
         Route::ListRuns => {
             let query = ListRunsQuery {
                 status: request::query(&req, "status"),
@@ -184,7 +203,8 @@ pub async fn models_handler(
             json(StatusCode::OK, &ModelView::new(&model, active))
         }
         Route::ActivateModel(id) => {
-            let active = models::activate_model(store, &tenant, &id, Utc::now()).await?;
+            let force = models::activation_force(req.body().as_ref())?;
+            let active = models::activate_model(store, &tenant, &id, force, Utc::now()).await?;
             json(StatusCode::OK, &ActiveModelView::from(&active))
         }
         Route::DeleteModel(id) => {

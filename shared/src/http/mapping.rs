@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::problem::{ApiError, InternalCause};
 use crate::api::cancel::CancelError;
+use crate::api::evaluation::ListEvaluationError;
 use crate::api::input::FieldError;
 use crate::api::job_status::{
     GetDatasetError, GetMetricsError, GetRunError, ListEventsError, ListRunsError,
@@ -160,6 +161,19 @@ fn model_not_found() -> ApiError {
     ApiError::NotFound("model not found".to_owned())
 }
 
+impl From<ListEvaluationError> for ApiError {
+    fn from(e: ListEvaluationError) -> Self {
+        match e {
+            ListEvaluationError::NotFound => run_not_found(),
+            ListEvaluationError::InvalidQuery(errors) => ApiError::Validation(errors),
+            ListEvaluationError::Store(e) => internal(&e),
+            e @ ListEvaluationError::Rows(_) => {
+                ApiError::internal("evaluation rows unreadable", &e)
+            }
+        }
+    }
+}
+
 impl From<ListModelsError> for ApiError {
     fn from(e: ListModelsError) -> Self {
         match e {
@@ -190,8 +204,11 @@ impl From<GetActiveModelError> for ApiError {
 impl From<ActivateModelError> for ApiError {
     fn from(e: ActivateModelError) -> Self {
         match e {
+            ActivateModelError::InvalidBody(errors) => ApiError::Validation(errors),
             ActivateModelError::NotFound => model_not_found(),
-            e @ ActivateModelError::NotReady { .. } => ApiError::Conflict(e.to_string()),
+            e @ (ActivateModelError::NotReady { .. } | ActivateModelError::Worse { .. }) => {
+                ApiError::Conflict(e.to_string())
+            }
             ActivateModelError::Store(e) => internal(&e),
         }
     }

@@ -20,6 +20,8 @@ pub enum Route {
     ListRunEvents(String),
     /// `GET /runs/{id}/metrics` (job-status): JSON, or SVG by `Accept`
     GetRunMetrics(String),
+    /// `GET /runs/{id}/evaluation` (job-status)
+    GetRunEvaluation(String),
     /// `POST /runs/{id}/cancel` (cancel)
     CancelRun(String),
     /// `GET /datasets/{id}` (job-status)
@@ -45,6 +47,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/runs/{id}"),
     ("GET", "/runs/{id}/events"),
     ("GET", "/runs/{id}/metrics"),
+    ("GET", "/runs/{id}/evaluation"),
     ("POST", "/runs/{id}/cancel"),
     ("GET", "/datasets/{id}"),
     ("POST", "/webhooks/openai"),
@@ -83,6 +86,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["runs", id, "metrics"] => (
             &["GET"],
             (*method == Method::GET).then(|| Route::GetRunMetrics((*id).to_owned())),
+        ),
+        ["runs", id, "evaluation"] => (
+            &["GET"],
+            (*method == Method::GET).then(|| Route::GetRunEvaluation((*id).to_owned())),
         ),
         ["runs", id, "cancel"] => (
             &["POST"],

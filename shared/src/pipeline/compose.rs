@@ -3,14 +3,17 @@
 //! | set | statuses | run by |
 //! |---|---|---|
 //! | [`DatasetSteps`](super::DatasetSteps) | queued, preparing | the prepare function |
-//! | [`ProviderSteps`] = [`UploadSteps`] + [`JobSteps`] + [`DeploySteps`] | uploading, submitting, training, deploying | the monitor |
+//! | [`ProviderSteps`] = [`UploadSteps`] + [`JobSteps`] + [`DeploySteps`] + [`EvaluateSteps`] | uploading, submitting, training, deploying, evaluating | the monitor |
 //! | [`PushSteps`] = [`JobSteps`] + [`DeploySteps`] | submitting, training, deploying | pushes (webhook, Bedrock's job events) |
 
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
 use futures::future::Either;
 
-use super::{DeploySteps, JobSteps, Ledger, PipelineError, Step, Steps, UploadSteps};
+use super::{
+    DeploySteps, EvaluateSteps, JobSteps, Ledger, PipelineError, Step, Steps, UploadSteps,
+};
 use crate::domain::{Run, RunStatus};
 
 /// The steps of `A` where it covers the run's status, else those of `B`.
@@ -27,17 +30,20 @@ impl<A: Steps, B: Steps> Steps for Both<A, B> {
         &'a self,
         ledger: &'a Ledger,
         run: &'a Run,
+        deadline: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<Step, PipelineError>> + Send + 'a {
         if self.0.covers(run.status) {
-            Either::Left(self.0.step(ledger, run))
+            Either::Left(self.0.step(ledger, run, deadline))
         } else {
-            Either::Right(self.1.step(ledger, run))
+            Either::Right(self.1.step(ledger, run, deadline))
         }
     }
 }
 
-/// Uploading, submitting, training and deploying: the monitor's.
-pub type ProviderSteps = Both<UploadSteps, Both<JobSteps, DeploySteps>>;
+/// Uploading, submitting, training, deploying and evaluating: the
+/// monitor's (evaluating spans ticks, and only the monitor's schedule
+/// comes back to it).
+pub type ProviderSteps = Both<UploadSteps, Both<JobSteps, Both<DeploySteps, EvaluateSteps>>>;
 
 /// Submitting, training and deploying: what a push about a job may
 /// advance (a push is about a job that exists; a run not there yet is left
@@ -63,11 +69,19 @@ mod tests {
     fn deploy(status: RunStatus) -> bool {
         super::super::deploy_steps::COVERS.contains(&status)
     }
+    fn evaluate(status: RunStatus) -> bool {
+        super::super::evaluate_steps::COVERS.contains(&status)
+    }
 
     #[test]
     fn the_prepare_function_and_the_monitor_split_every_active_status_between_them() {
         for status in RunStatus::ALL {
-            let provider = [upload(status), job(status), deploy(status)];
+            let provider = [
+                upload(status),
+                job(status),
+                deploy(status),
+                evaluate(status),
+            ];
             let takers = usize::from(dataset(status)) + provider.iter().filter(|t| **t).count();
             assert_eq!(takers, usize::from(!status.is_terminal()), "{status}");
         }

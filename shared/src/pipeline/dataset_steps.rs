@@ -25,7 +25,12 @@ impl Steps for DatasetSteps {
         COVERS.contains(&status)
     }
 
-    async fn step(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
+    async fn step(
+        &self,
+        ledger: &Ledger,
+        run: &Run,
+        _deadline: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Step, PipelineError> {
         match run.status {
             RunStatus::Queued => self.start(ledger, run).await,
             RunStatus::Preparing => self.prepare(ledger, run).await,
@@ -176,5 +181,7 @@ fn run_stats(stats: &DatasetStats) -> RunStats {
         epochs: stats.epochs,
         estimated_billed_tokens: stats.estimated_charged_tokens,
         estimated_cost_usd: stats.estimated_cost_usd,
+        evaluation_estimated_cost_usd: None,
+        evaluation_estimated_tokens: None,
     }
 }

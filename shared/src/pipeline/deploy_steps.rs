@@ -4,10 +4,11 @@
 //! custom model deployments), the run's deployment is found again or
 //! created, and followed across ticks until it serves — its id is then the
 //! model's endpoint, what the chat system calls. A failed deployment fails
-//! the run with the provider's reason. Needs the table and the providers.
+//! the run with the provider's reason. The evaluating step follows.
+//! Needs the table and the providers.
 
 use super::{Ledger, PipelineError, Step, Steps};
-use crate::domain::{EventLevel, ModelId, ModelStatus, Run, RunStatus};
+use crate::domain::{EventLevel, ModelId, ModelStatus, Run, RunStatus, ServingChoice};
 use crate::provider::serving::DeploymentStatus;
 use crate::provider::{JobTags, Providers};
 use crate::store::StoreError;
@@ -25,7 +26,12 @@ impl Steps for DeploySteps {
         COVERS.contains(&status)
     }
 
-    async fn step(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
+    async fn step(
+        &self,
+        ledger: &Ledger,
+        run: &Run,
+        _deadline: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Step, PipelineError> {
         match run.status {
             RunStatus::Deploying => self.deploy(ledger, run).await,
             _ => Ok(Step::Wait(run.clone())),
@@ -45,14 +51,17 @@ impl DeploySteps {
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
-        let (Some(serving), Some(model)) = (provider.serving(), model) else {
+        let serving = provider
+            .serving()
+            .filter(|_| run.config.serving == ServingChoice::OnDemand);
+        let (Some(serving), Some(model)) = (serving, model) else {
             let phase = match &run.job.as_ref().and_then(|j| j.fine_tuned_model.clone()) {
                 Some(model) => format!("fine-tuned model ready: {model}"),
                 None => "the job ended without a model".to_owned(),
             };
             return Ok(Step::Continue(
                 ledger
-                    .transition(run.clone(), RunStatus::Completed, phase)
+                    .transition(run.clone(), RunStatus::Evaluating, phase)
                     .await?,
             ));
         };
@@ -63,7 +72,7 @@ impl DeploySteps {
             let phase = format!("fine-tuned model served at {deployment}");
             return Ok(Step::Continue(
                 ledger
-                    .transition(run.clone(), RunStatus::Completed, phase)
+                    .transition(run.clone(), RunStatus::Evaluating, phase)
                     .await?,
             ));
         }
@@ -108,7 +117,7 @@ impl DeploySteps {
                 let phase = format!("fine-tuned model served at {}", deployment.id);
                 Ok(Step::Continue(
                     ledger
-                        .transition(run.clone(), RunStatus::Completed, phase)
+                        .transition(run.clone(), RunStatus::Evaluating, phase)
                         .await?,
                 ))
             }

@@ -23,6 +23,13 @@ pub enum PipelineError {
     /// The provider could not make the trained model callable.
     #[error("the provider could not deploy the trained model ({deployment}): {reason}")]
     DeploymentFailed { deployment: String, reason: String },
+    /// The evaluation's objects (plan, answers, rows) could not be read or
+    /// written.
+    #[error("evaluation storage: {0}")]
+    EvaluationStorage(#[from] crate::blob::BlobError),
+    /// The evaluation cannot reach a decision (e.g. no example scored).
+    #[error("the evaluation cannot go on: {0}")]
+    EvaluationFailed(String),
     /// A reused dataset written for another provider's format.
     #[error(
         "dataset {dataset_id} is in the {found} format but {provider} trains on {needed}: \
@@ -48,7 +55,9 @@ impl PipelineError {
             }
             PipelineError::Provider(e) => e.is_transient(),
             PipelineError::Prepare(e) => prepare_is_transient(e),
-            PipelineError::Transition(_)
+            PipelineError::EvaluationStorage(e) => matches!(e, crate::blob::BlobError::S3 { .. }),
+            PipelineError::EvaluationFailed(_)
+            | PipelineError::Transition(_)
             | PipelineError::Inconsistent(_)
             | PipelineError::DeploymentFailed { .. }
             | PipelineError::DatasetFormatMismatch { .. } => false,
@@ -64,6 +73,8 @@ impl PipelineError {
             PipelineError::Transition(_) => "invalid_transition",
             PipelineError::Inconsistent(_) => "inconsistent_record",
             PipelineError::DeploymentFailed { .. } => "deployment_failed",
+            PipelineError::EvaluationStorage(_) => "evaluation_io",
+            PipelineError::EvaluationFailed(_) => "evaluation_failed",
             PipelineError::DatasetFormatMismatch { .. } => "dataset_format_mismatch",
         }
     }

@@ -9,7 +9,7 @@ use super::{Ledger, PipelineError, Step, Steps};
 use crate::domain::curve::{MetricPoint, TrainingMetrics};
 use crate::domain::{
     EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId, ModelRecord, ModelStatus, Run,
-    RunEvent, RunStatus,
+    RunEvent, RunStatus, ServingChoice,
 };
 use crate::provider::{
     CreateJob, FineTuningProvider, JobTags, ProviderCheckpoint, ProviderFileRef, ProviderJob,
@@ -33,7 +33,12 @@ impl Steps for JobSteps {
         COVERS.contains(&status)
     }
 
-    async fn step(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
+    async fn step(
+        &self,
+        ledger: &Ledger,
+        run: &Run,
+        _deadline: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Step, PipelineError> {
         match run.status {
             RunStatus::Submitting => self.submit(ledger, run).await,
             RunStatus::Training => self.sync_training(ledger, run).await,
@@ -204,7 +209,9 @@ impl JobSteps {
                 // two records it again (same id, kept once), while a run
                 // moved first would never come back to record it. Then the
                 // deploying step makes it callable.
-                let serving = provider.serving().is_some();
+                // A model the tenant serves itself is ready as trained.
+                let serving =
+                    provider.serving().is_some() && next.config.serving == ServingChoice::OnDemand;
                 self.record_model(ledger, &next, &job, checkpoints, serving)
                     .await?;
                 let model = job.fine_tuned_model.clone().unwrap_or_default();
@@ -348,6 +355,7 @@ impl JobSteps {
             },
             deployment: None,
             deleted_at: None,
+            evaluation: None,
             checkpoints: checkpoints
                 .into_iter()
                 .map(|c| ModelCheckpoint {

@@ -10,13 +10,15 @@
 //! Where to look: [`Reconciler`] (reconciler.rs) owns the lease, retries,
 //! failure and the step budget; [`Ledger`] (ledger.rs) what a transition
 //! records; each step set is a file holding its steps
-//! ([`DatasetSteps`], [`UploadSteps`], [`JobSteps`], [`DeploySteps`]) and compose.rs says
+//! ([`DatasetSteps`], [`UploadSteps`], [`JobSteps`], [`DeploySteps`],
+//! [`EvaluateSteps`]) and compose.rs says
 //! which function runs which; monitor.rs is the scheduled ticks.
 
 mod compose;
 mod dataset_steps;
 mod deploy_steps;
 mod error;
+mod evaluate_steps;
 mod job_steps;
 mod ledger;
 pub mod monitor;
@@ -30,13 +32,16 @@ use chrono::{DateTime, Utc};
 use crate::blob::Blobs;
 use crate::domain::RunStatus;
 use crate::metrics::Metrics;
-use crate::provider::registry::Providers;
+use crate::provider::registry::{Answerers, Providers};
 use crate::store::Store;
 
 pub use compose::{Both, ProviderSteps, PushSteps};
 pub use dataset_steps::DatasetSteps;
 pub use deploy_steps::DeploySteps;
 pub use error::PipelineError;
+pub use evaluate_steps::{
+    DEADLINE_MARGIN as EVALUATION_DEADLINE_MARGIN, EvaluateSteps, redact_answer,
+};
 pub use job_steps::JobSteps;
 pub use ledger::Ledger;
 pub use reconciler::{MAX_RETRIES, Reconciler, Step, Steps};
@@ -99,6 +104,8 @@ pub struct Pipeline {
     pub store: Store,
     pub blobs: Blobs,
     pub providers: Providers,
+    /// The providers' inference: what the evaluating phase asks.
+    pub answerers: Answerers,
     pub lease: Duration,
     /// Where run and monitor metrics go (stdout in Lambda).
     pub metrics: Metrics,
@@ -113,11 +120,13 @@ impl Pipeline {
     ) -> Result<Self, crate::provider::ProviderError> {
         let store = Store::new(crate::aws::dynamodb_client(sdk), &config.table_name);
         let blobs = Blobs::lazy(sdk, &config.bucket_name);
-        let providers = crate::provider::setup::providers_from_config(config, sdk, &blobs).await?;
+        let (providers, answerers) =
+            crate::provider::setup::providers_with_answerers(config, sdk, &blobs).await?;
         Ok(Self {
             store,
             blobs,
             providers,
+            answerers,
             lease: config.run_lease,
             metrics: Metrics::stdout(),
         })
@@ -151,7 +160,16 @@ impl Pipeline {
                         blobs: self.blobs.clone(),
                         providers: self.providers.clone(),
                     },
-                    Both(self.job_steps(), self.deploy_steps()),
+                    Both(
+                        self.job_steps(),
+                        Both(
+                            self.deploy_steps(),
+                            EvaluateSteps {
+                                blobs: self.blobs.clone(),
+                                answerers: self.answerers.clone(),
+                            },
+                        ),
+                    ),
                 ),
             ),
             pushes: self.following_jobs(),

@@ -42,11 +42,14 @@ pub trait Steps: Send + Sync {
     fn covers(&self, status: RunStatus) -> bool;
 
     /// The step for the run's status. A status the set does not cover
-    /// waits (the run is another function's).
+    /// waits (the run is another function's). `deadline` is the end of the
+    /// invocation running it, when known: a step whose work spans ticks
+    /// (evaluating) stops starting new work in time to record what it did.
     fn step<'a>(
         &'a self,
         ledger: &'a Ledger,
         run: &'a Run,
+        deadline: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<Step, PipelineError>> + Send + 'a;
 }
 
@@ -157,7 +160,8 @@ impl<S: Steps> Reconciler<S> {
             run
         };
         let from = run.status;
-        let result = tracing::Instrument::instrument(self.advance(run), span.clone()).await;
+        let result =
+            tracing::Instrument::instrument(self.advance(run, deadline), span.clone()).await;
         span.in_scope(|| {
             tracing::info!(
                 to = result
@@ -186,12 +190,16 @@ impl<S: Steps> Reconciler<S> {
     /// is spent. A transient error is counted on the run and retried next
     /// tick (its code is returned beside the run); a permanent one fails
     /// the run with its reason.
-    async fn advance(&self, mut run: Run) -> Result<(Run, Option<&'static str>), PipelineError> {
+    async fn advance(
+        &self,
+        mut run: Run,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<(Run, Option<&'static str>), PipelineError> {
         for _ in 0..MAX_STEPS_PER_TICK {
             if run.status.is_terminal() {
                 break;
             }
-            let result = self.steps.step(&self.ledger, &run).await;
+            let result = self.steps.step(&self.ledger, &run, deadline).await;
             if let Err(PipelineError::Provider(e)) = &result {
                 self.ledger.metrics.provider_error(run.provider, e.code());
             }

@@ -23,7 +23,12 @@ impl Steps for UploadSteps {
         COVERS.contains(&status)
     }
 
-    async fn step(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
+    async fn step(
+        &self,
+        ledger: &Ledger,
+        run: &Run,
+        _deadline: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Step, PipelineError> {
         match run.status {
             RunStatus::Uploading => self.upload(ledger, run).await,
             _ => Ok(Step::Wait(run.clone())),

@@ -23,6 +23,7 @@ use crate::dataset::tokens::Encoding;
 use crate::domain::{ProviderKind, RunConfig};
 
 use super::shutdown::ProviderDates;
+use crate::evaluation::Price;
 
 /// What the preparation needs to know about one base model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +128,16 @@ pub trait Profile: Send + Sync {
 
     /// How a model trained here is served.
     fn serving(&self) -> Serving;
+    /// The id that calls `base_model` itself through the provider's
+    /// inference API: the evaluation's baseline when the tenant has no
+    /// active model (Bedrock trains `amazon.nova-lite-v1:0:300k` and
+    /// serves `amazon.nova-lite-v1:0`).
+    fn base_inference_model(&self, base_model: &str) -> String;
+    /// USD per 1,000 input and output tokens of answers from `base_model`
+    /// (`fine_tuned`: from a model trained on it), for the evaluation's
+    /// estimate; `None` prices them at 0. List prices when written: see
+    /// each profile.
+    fn inference_price(&self, base_model: &str, fine_tuned: bool) -> Option<Price>;
 }
 
 impl fmt::Debug for dyn Profile {
@@ -135,6 +146,19 @@ impl fmt::Debug for dyn Profile {
             .field("kind", &self.kind())
             .finish()
     }
+}
+
+/// The price of `(prefix, [input, output] USD per 1M tokens)` whose
+/// prefix `model` starts with (the longest first in the table), per 1,000
+/// tokens.
+pub fn price_by_prefix(table: &[(&str, [f64; 2])], model: &str) -> Option<Price> {
+    table
+        .iter()
+        .find(|(prefix, _)| model.starts_with(prefix))
+        .map(|(_, [input, output])| Price {
+            input_per_1k: input / 1000.0,
+            output_per_1k: output / 1000.0,
+        })
 }
 
 /// The cost of training on `charged_tokens` at `price_per_million` USD,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::inference::Inference;
 use super::{FineTuningProvider, JobControl, ProviderError};
 use crate::domain::ProviderKind;
 
@@ -15,6 +16,10 @@ pub struct Registry<P: ?Sized> {
 
 /// Whole adapters: what the pipeline (monitor, webhook) holds.
 pub type Providers = Registry<dyn FineTuningProvider>;
+
+/// The inference API of each provider: what the evaluating phase asks
+/// for answers (the monitor; no other function links it).
+pub type Answerers = Registry<dyn Inference>;
 
 /// Adapters that only stop jobs and retire models: what cancel and models
 /// hold (see [`JobControl`]).
@@ -32,7 +37,23 @@ impl<P: ?Sized + JobControl> Registry<P> {
         self.by_kind.insert(provider.kind(), provider);
         self
     }
+}
 
+impl Answerers {
+    /// No provider answers (e.g. a tool that never evaluates).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Registers `provider`'s inference as `kind`'s (an [`Inference`] has
+    /// no kind of its own: one client may serve several).
+    pub fn with_kind(mut self, kind: ProviderKind, provider: Arc<dyn Inference>) -> Self {
+        self.by_kind.insert(kind, provider);
+        self
+    }
+}
+
+impl<P: ?Sized> Registry<P> {
     pub fn get(&self, kind: ProviderKind) -> Result<Arc<P>, ProviderError> {
         self.by_kind.get(&kind).cloned().ok_or_else(|| {
             ProviderError::NotConfigured(format!("no {} adapter in this deployment", kind.as_str()))

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 
 use super::ProviderError;
-use super::bedrock::{BedrockJobs, BedrockProvider, BedrockSettings};
+use super::bedrock::{BedrockJobs, BedrockProvider, BedrockRuntime, BedrockSettings};
 use super::openai::{API_KEY, OpenAiControl, OpenAiProvider};
-use super::registry::{Controls, Providers};
+use super::registry::{Answerers, Controls, Providers};
 use crate::blob::Blobs;
 use crate::config::{ApiKeySource, Config};
+use crate::domain::ProviderKind;
 use crate::secret::LazySecret;
 
 /// Bedrock is registered when `BEDROCK_ROLE_ARN` is set (it needs nothing
@@ -21,9 +22,24 @@ pub async fn providers_from_config(
     sdk: &SdkConfig,
     blobs: &Blobs,
 ) -> Result<Providers, ProviderError> {
+    Ok(providers_with_answerers(config, sdk, blobs).await?.0)
+}
+
+/// The providers [`providers_from_config`] builds and their inference
+/// APIs, sharing one OpenAI client (its key is read once for both): what
+/// the monitor holds, since its evaluating phase asks for answers. The
+/// answerers cost nothing until used (Bedrock Runtime's client is made on
+/// the first answer).
+pub async fn providers_with_answerers(
+    config: &Config,
+    sdk: &SdkConfig,
+    blobs: &Blobs,
+) -> Result<(Providers, Answerers), ProviderError> {
     let mut providers = Providers::new();
+    let mut answerers = Answerers::none();
     if let Some(key) = openai_key(config, sdk) {
         let openai = OpenAiProvider::from_config(&config.openai, key, blobs.clone())?;
+        answerers = answerers.with_kind(ProviderKind::OpenAi, Arc::new(openai.control().clone()));
         providers = providers.with(Arc::new(openai));
     }
     if let Some(role_arn) = &config.bedrock.role_arn {
@@ -36,8 +52,9 @@ pub async fn providers_from_config(
             },
         );
         providers = providers.with(Arc::new(bedrock));
+        answerers = answerers.with_kind(ProviderKind::Bedrock, Arc::new(BedrockRuntime::lazy(sdk)));
     }
-    Ok(providers)
+    Ok((providers, answerers))
 }
 
 /// The same providers as [`providers_from_config`], built to stop jobs and

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use super::keys::{ACTIVE_MODEL_SK, MODEL_PREFIX, PK, SK, model_sk, tenant_pk};
 use super::runs::Page;
 use super::{Item, Store, StoreError, cursor, from_item, is_condition_failure, s, to_item};
-use crate::domain::{ActiveModel, ModelId, ModelRecord, ModelStatus, TenantId};
+use crate::domain::{ActiveModel, EvaluationRecord, ModelId, ModelRecord, ModelStatus, TenantId};
 
 impl Store {
     /// Records a model; `false` when it already was (a completion step
@@ -230,6 +230,43 @@ impl Store {
         match out {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// Records how the model compared with the tenant's when its run
+    /// evaluated it (what `activate` checks). Rewriting it is harmless: a
+    /// resumed evaluation computes the same figures from the same rows.
+    pub async fn record_model_evaluation(
+        &self,
+        tenant: &TenantId,
+        id: &ModelId,
+        evaluation: &EvaluationRecord,
+    ) -> Result<(), StoreError> {
+        let value =
+            serde_dynamo::to_attribute_value(evaluation).map_err(|source| StoreError::Corrupt {
+                kind: "model evaluation",
+                source,
+            })?;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(model_sk(id)))
+            .update_expression("SET #evaluation = :evaluation")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#evaluation", "evaluation")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":evaluation", value)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound {
+                kind: "model",
+                id: id.to_string(),
+            }),
             Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
         }
     }

@@ -188,7 +188,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .tenant(TENANT)
         .header("accept", "image/svg+xml")
         .try_build()?;
-    let response = finetune::http::job_status_handler(&store, &config, request).await;
+    let response = finetune::http::job_status_handler(&store, &blobs, &config, request).await;
     let dir = std::env::temp_dir().join("finetune-demo");
     std::fs::create_dir_all(&dir)?;
     let curve = dir.join(format!("{run_id}-loss.svg"));
@@ -203,7 +203,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let request = ApiEvent::get(&format!("/runs/{run_id}"))
         .tenant(TENANT)
         .try_build()?;
-    let response = finetune::http::job_status_handler(&store, &config, request).await;
+    let response = finetune::http::job_status_handler(&store, &blobs, &config, request).await;
     let run: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
     println!("\nGET /runs/{run_id} -> {}", response.status());
     println!("{}", serde_json::to_string_pretty(&run)?);

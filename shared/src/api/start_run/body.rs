@@ -11,10 +11,13 @@ use serde_json::{Map, Value};
 use super::checker::{Checker, Text, path, present};
 use crate::api::input::FieldError;
 use crate::config::Config;
+use crate::domain::evaluation::{MAX_ANSWER_TOKENS, MAX_EVALUATION_EXAMPLES};
 use crate::domain::{
-    AutoOr, DatasetId, DateRange, DateRangeError, ExampleBounds, ExampleBoundsError, Filters,
-    Hyperparameters, ProviderKind, RunConfig, TrainSplit,
+    ActivationPolicy, AutoOr, DatasetId, DateRange, DateRangeError, EvaluationConfig,
+    ExampleBounds, ExampleBoundsError, Filters, Hyperparameters, ProviderKind, RunConfig,
+    ServingChoice, TrainSplit,
 };
+use crate::provider::profile::Serving;
 use crate::provider::profiles::profile;
 use crate::provider::shutdown;
 
@@ -35,6 +38,7 @@ pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_DESCRIPTION_CHARS: usize = 1_000;
 pub const MAX_SYSTEM_PROMPT_CHARS: usize = 10_000;
 const MAX_OUTCOMES: usize = 20;
+const MAX_JUDGE_MODEL_CHARS: usize = 256;
 const MAX_OUTCOME_CHARS: usize = 64;
 
 /// A request that passed every rule, ready to become a queued run.
@@ -140,6 +144,9 @@ pub fn validate(
             "seed",
             "hyperparameters",
             "filters",
+            "evaluation",
+            "activation",
+            "serving",
         ],
     ) {
         Some(cfg) => run_config(&mut c, cfg, config, today, uses_dataset, provider),
@@ -350,6 +357,29 @@ fn run_config(
         None => Filters::default(),
         Some(v) => filters(c, v),
     };
+    let evaluation = match present(cfg.get("evaluation")) {
+        None => EvaluationConfig::default(),
+        Some(v) => evaluation(c, v),
+    };
+    let activation = choice(
+        c,
+        cfg.get("activation"),
+        "config.activation",
+        &[
+            ActivationPolicy::Manual,
+            ActivationPolicy::IfBetter,
+            ActivationPolicy::Always,
+        ],
+        ActivationPolicy::as_str,
+    );
+    let serving = choice(
+        c,
+        cfg.get("serving"),
+        "config.serving",
+        &[ServingChoice::OnDemand, ServingChoice::SelfManaged],
+        ServingChoice::as_str,
+    );
+    serving_rules(c, evaluation.enabled, activation, serving);
 
     if c.errors.len() > errors_before {
         return None;
@@ -365,7 +395,92 @@ fn run_config(
         seed: u64::try_from(seed?).ok()?,
         hyperparameters,
         filters,
+        evaluation,
+        activation: activation?,
+        serving: serving?,
     })
+}
+
+/// One of `choices`, by its name; `default` when absent.
+fn choice<T: Copy + Default>(
+    c: &mut Checker,
+    value: Option<&Value>,
+    field: &str,
+    choices: &[T],
+    name: fn(T) -> &'static str,
+) -> Option<T> {
+    let Some(value) = present(value) else {
+        return Some(T::default());
+    };
+    let found = value
+        .as_str()
+        .and_then(|v| choices.iter().copied().find(|c| name(*c) == v));
+    if found.is_none() {
+        let names: Vec<String> = choices
+            .iter()
+            .map(|c| format!("\"{}\"", name(*c)))
+            .collect();
+        c.error(field, format!("must be one of {}", names.join(", ")));
+    }
+    found
+}
+
+fn evaluation(c: &mut Checker, value: &Value) -> EvaluationConfig {
+    let at = "config.evaluation";
+    let mut evaluation = EvaluationConfig::default();
+    let Some(map) = c.object(
+        Some(value),
+        at,
+        &["enabled", "max_examples", "max_tokens", "judge_model"],
+    ) else {
+        return evaluation;
+    };
+    if let Some(enabled) = c.boolean(map.get("enabled"), &path(at, "enabled")) {
+        evaluation.enabled = enabled;
+    }
+    if let Some(v) = present(map.get("max_examples")) {
+        let range = 1..=i64::from(MAX_EVALUATION_EXAMPLES);
+        if let Some(n) = c.integer(v, &path(at, "max_examples"), range) {
+            evaluation.max_examples = u32::try_from(n).unwrap_or(evaluation.max_examples);
+        }
+    }
+    if let Some(v) = present(map.get("max_tokens")) {
+        let range = 1..=i64::from(MAX_ANSWER_TOKENS);
+        if let Some(n) = c.integer(v, &path(at, "max_tokens"), range) {
+            evaluation.max_tokens = u32::try_from(n).unwrap_or(evaluation.max_tokens);
+        }
+    }
+    evaluation.judge_model = c.string(
+        map.get("judge_model"),
+        &path(at, "judge_model"),
+        false,
+        MAX_JUDGE_MODEL_CHARS,
+        Text::Line,
+    );
+    evaluation
+}
+
+/// What the evaluation, the activation policy and the serving choice
+/// must agree on: a model served by the tenant cannot be called here, so
+/// cannot be evaluated; `if_better` needs an evaluation to decide.
+fn serving_rules(
+    c: &mut Checker,
+    evaluating: bool,
+    activation: Option<ActivationPolicy>,
+    serving: Option<ServingChoice>,
+) {
+    if serving == Some(ServingChoice::SelfManaged) && evaluating {
+        c.error(
+            "config.evaluation.enabled",
+            "must be false when config.serving is \"self_managed\": a model this service does not serve cannot be evaluated here",
+        );
+    }
+    if activation == Some(ActivationPolicy::IfBetter) && !evaluating {
+        c.error(
+            "config.activation",
+            "\"if_better\" (the default) needs an evaluation; with config.evaluation.enabled false choose \"manual\" or \"always\"",
+        );
+    }
 }
 
 fn hyperparameters(c: &mut Checker, value: &Value) -> Hyperparameters {
@@ -458,8 +573,27 @@ fn provider_rules(
     today: NaiveDate,
     acknowledged: bool,
 ) {
-    for problem in profile(provider).check_config(run) {
+    let profile = profile(provider);
+    for problem in profile.check_config(run) {
         c.error(problem.field, problem.message);
+    }
+    if run.serving == ServingChoice::OnDemand
+        && let Serving::OnDemandDeployment {
+            deployable_base_models,
+        } = profile.serving()
+        && !deployable_base_models
+            .iter()
+            .any(|prefix| run.base_model.starts_with(prefix))
+    {
+        c.error(
+            "config.base_model",
+            format!(
+                "{} cannot be deployed on demand by {} (its custom models would need capacity bought ahead, such as Provisioned Throughput); choose a base model starting with {}, or set config.serving to \"self_managed\" (and config.evaluation.enabled to false) to serve the trained model yourself",
+                run.base_model,
+                provider.as_str(),
+                deployable_base_models.join(", ")
+            ),
+        );
     }
     if config.enforce_shutdown_dates
         && let Err(refusal) = shutdown::check(

@@ -30,6 +30,13 @@ impl BedrockRuntime {
             client: crate::aws::LazyClient::ready(client),
         }
     }
+
+    /// Made on the first answer asked of it.
+    pub fn lazy(sdk: &aws_config::SdkConfig) -> Self {
+        Self {
+            client: crate::aws::LazyClient::new(sdk, Client::new),
+        }
+    }
 }
 
 /// The example's prompt as Converse messages.

@@ -8,8 +8,9 @@ use super::limits::{self, limits_for};
 use crate::dataset::DatasetFormat;
 use crate::dataset::format::ExampleFormat;
 use crate::domain::{ProviderKind, RunConfig};
+use crate::evaluation::Price;
 use crate::provider::profile::{
-    BaseModels, DatasetLimits, FieldProblem, Profile, Serving, UnknownModel,
+    BaseModels, DatasetLimits, FieldProblem, Profile, Serving, UnknownModel, price_by_prefix,
 };
 use crate::provider::shutdown::{self, ProviderDates};
 
@@ -26,6 +27,15 @@ pub const DEFAULT_BASE_MODELS: &str =
 /// Provisioned Throughput.
 pub const ON_DEMAND_BASE_MODELS: &[&str] =
     &["amazon.nova-micro", "amazon.nova-lite", "amazon.nova-pro"];
+
+/// USD per 1M input and output tokens, on demand, by base model prefix:
+/// Bedrock's price list for Nova (us-east-1, 2025-26). A custom model
+/// deployment is billed per token at its base model's rate.
+const INFERENCE_USD_PER_1M: &[(&str, [f64; 2])] = &[
+    ("amazon.nova-micro", [0.035, 0.14]),
+    ("amazon.nova-lite", [0.06, 0.24]),
+    ("amazon.nova-pro", [0.80, 3.20]),
+];
 
 /// Bedrock as a profile.
 #[derive(Debug, Clone, Copy, Default)]
@@ -113,6 +123,21 @@ impl Profile for BedrockProfile {
             deployable_base_models: ON_DEMAND_BASE_MODELS,
         }
     }
+
+    /// Fine-tuning names a model with its context length
+    /// (`amazon.nova-lite-v1:0:300k`); inference does not
+    /// (`amazon.nova-lite-v1:0`).
+    fn base_inference_model(&self, base_model: &str) -> String {
+        let mut parts: Vec<&str> = base_model.split(':').collect();
+        if parts.len() == 3 && parts[2].ends_with('k') {
+            parts.pop();
+        }
+        parts.join(":")
+    }
+
+    fn inference_price(&self, base_model: &str, _fine_tuned: bool) -> Option<Price> {
+        price_by_prefix(INFERENCE_USD_PER_1M, base_model)
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +158,22 @@ mod tests {
                 "{model}"
             );
         }
+    }
+
+    #[test]
+    fn a_base_model_is_called_without_its_context_length() {
+        assert_eq!(
+            BedrockProfile.base_inference_model("amazon.nova-lite-v1:0:300k"),
+            "amazon.nova-lite-v1:0"
+        );
+        assert_eq!(
+            BedrockProfile.base_inference_model("amazon.nova-micro-v1:0"),
+            "amazon.nova-micro-v1:0"
+        );
+        let price = BedrockProfile
+            .inference_price("amazon.nova-micro-v1:0:128k", true)
+            .unwrap();
+        assert!((price.input_per_1k - 0.000_035).abs() < 1e-12);
     }
 
     #[test]

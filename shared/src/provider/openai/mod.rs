@@ -81,6 +81,11 @@ impl OpenAiControl {
 }
 
 impl OpenAiProvider {
+    /// Its calls that need no bucket (also its chat completions).
+    pub fn control(&self) -> &OpenAiControl {
+        &self.control
+    }
+
     pub fn new(client: OpenAiClient, blobs: Blobs) -> Self {
         Self {
             control: OpenAiControl::new(client),

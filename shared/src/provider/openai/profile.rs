@@ -8,8 +8,9 @@ use crate::dataset::format::{ChatFormat, ExampleFormat};
 use crate::dataset::stats;
 use crate::dataset::tokens::Encoding;
 use crate::domain::{ProviderKind, RunConfig};
+use crate::evaluation::Price;
 use crate::provider::profile::{
-    BaseModels, DatasetLimits, FieldProblem, Profile, Serving, UnknownModel,
+    BaseModels, DatasetLimits, FieldProblem, Profile, Serving, UnknownModel, price_by_prefix,
 };
 use crate::provider::shutdown::{self, ProviderDates};
 
@@ -51,6 +52,27 @@ pub fn training_price_per_million(model: &str) -> Option<f64> {
         .find(|(prefix, _)| model.starts_with(prefix))
         .map(|&(_, price)| price)
 }
+
+/// USD per 1M input and output tokens of base models' answers, by
+/// prefix (longest first): OpenAI's price list, standard tier, 2025-26.
+const BASE_INFERENCE_USD_PER_1M: &[(&str, [f64; 2])] = &[
+    ("gpt-4.1-nano", [0.10, 0.40]),
+    ("gpt-4.1-mini", [0.40, 1.60]),
+    ("gpt-4.1", [2.00, 8.00]),
+    ("gpt-4o-mini", [0.15, 0.60]),
+    ("gpt-4o", [2.50, 10.00]),
+    ("gpt-3.5-turbo", [0.50, 1.50]),
+];
+
+/// The same for fine-tuned models, by their base model's prefix.
+const FINE_TUNED_INFERENCE_USD_PER_1M: &[(&str, [f64; 2])] = &[
+    ("gpt-4.1-nano", [0.20, 0.80]),
+    ("gpt-4.1-mini", [0.80, 3.20]),
+    ("gpt-4.1", [3.00, 12.00]),
+    ("gpt-4o-mini", [0.30, 1.20]),
+    ("gpt-4o", [3.75, 15.00]),
+    ("gpt-3.5-turbo", [3.00, 6.00]),
+];
 
 /// Cost of training `model` on `charged_tokens`, rounded to cents.
 pub fn estimated_cost_usd(model: &str, charged_tokens: u64) -> f64 {
@@ -137,6 +159,20 @@ impl Profile for OpenAiProfile {
 
     fn shutdown_dates(&self) -> &'static ProviderDates {
         shutdown::published(ProviderKind::OpenAi)
+    }
+
+    /// A base model is called by its own name.
+    fn base_inference_model(&self, base_model: &str) -> String {
+        base_model.to_owned()
+    }
+
+    fn inference_price(&self, base_model: &str, fine_tuned: bool) -> Option<Price> {
+        let model = base_model.strip_prefix("ft:").unwrap_or(base_model);
+        if fine_tuned {
+            price_by_prefix(FINE_TUNED_INFERENCE_USD_PER_1M, model)
+        } else {
+            price_by_prefix(BASE_INFERENCE_USD_PER_1M, model)
+        }
     }
 
     fn training_price_per_million(&self, base_model: &str) -> Option<f64> {

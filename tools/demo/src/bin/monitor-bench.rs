@@ -98,6 +98,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             seed: 1,
                             hyperparameters: Hyperparameters::default(),
                             filters: Filters::default(),
+                            evaluation: Default::default(),
+                            activation: Default::default(),
+                            serving: Default::default(),
                         },
                         dataset_id: None,
                         prepare_only: false,
@@ -152,6 +155,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store: env.store.clone(),
         blobs: env.blobs.clone(),
         providers: Providers::new().with(openai),
+        answerers: finetune::provider::registry::Answerers::none(),
         lease: Duration::from_secs(360),
         metrics: finetune::metrics::Metrics::discard(),
     };
