@@ -83,6 +83,9 @@ pub struct BedrockConfig {
     /// `BEDROCK_ROLE_ARN`: the service role Bedrock assumes to read the
     /// dataset and write its output. Unset: Bedrock is not registered.
     pub role_arn: Option<String>,
+    /// `AWS_REGION` (Lambda sets it): where deployments would be made, for
+    /// the refusal of runs Bedrock could not serve on demand there.
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,7 +237,10 @@ impl Config {
                 max_retries: vars.number("OPENAI_MAX_RETRIES", 3, 0..=10)?,
             },
             openai_webhook_secret,
-            bedrock: BedrockConfig { role_arn },
+            bedrock: BedrockConfig {
+                role_arn,
+                region: vars.optional("AWS_REGION"),
+            },
         })
     }
 

@@ -187,10 +187,13 @@ impl Metrics {
 
     /// An evaluation decided (`better`, `worse`, `inconclusive`), and
     /// whether the model was activated by it.
+    /// Published by provider and decision, and by decision alone (what
+    /// the "worse fine-tune" alarm watches).
     pub fn evaluation_decided(&self, provider: ProviderKind, decision: &str, activated: bool) {
-        self.per_provider(
-            provider,
-            &[("Decision", decision)],
+        let dimensions = [("Provider", provider.as_str()), ("Decision", decision)];
+        self.emit(
+            &dimensions,
+            &[&dimensions, &dimensions[1..]],
             &[
                 ("EvaluationsDecided", Unit::Count, 1.0),
                 (

@@ -66,6 +66,10 @@ impl Api {
         &self.env.store
     }
 
+    pub(crate) fn blobs(&self) -> &finetune::blob::Blobs {
+        &self.env.blobs
+    }
+
     /// Sends the event to whichever function API Gateway would route it to.
     pub(crate) async fn send(&self, event: ApiEvent) -> Reply {
         let raw = event.to_json();

@@ -383,12 +383,14 @@ async fn every_route_answers_as_the_document_says() {
         job.fine_tuned_model = Some("ft:gpt-4o-mini-2024-07-18:org:acme:abc".into());
         job.finished_at = Some(Utc::now());
     }
-    finished
-        .move_to(RunStatus::Deploying, "fine-tuned model trained", Utc::now())
-        .unwrap();
-    finished
-        .move_to(RunStatus::Completed, "fine-tuned model ready", Utc::now())
-        .unwrap();
+    for (status, phase) in [
+        (RunStatus::Deploying, "fine-tuned model trained"),
+        (RunStatus::Evaluating, "fine-tuned model ready"),
+        (RunStatus::Completed, "evaluated"),
+    ] {
+        finished.move_to(status, phase, Utc::now()).unwrap();
+    }
+    finished.evaluation = Some(evaluation_record());
     d.api.store().update_run(&finished).await.unwrap();
     let shown = d
         .send(
@@ -397,6 +399,33 @@ async fn every_route_answers_as_the_document_says() {
         )
         .await;
     assert_eq!(shown["job"]["status"], "succeeded");
+    assert_eq!(shown["evaluation"]["decision"], "better");
+
+    // GET /runs/{id}/evaluation: 200 with its rows (one judged, one not),
+    // 400 for a forged cursor, 404 for another tenant, 401.
+    for (index, judged) in [(3, true), (8, false)] {
+        let key = finetune::blob::keys::evaluation_row_key(&acme, &training, index);
+        let row = serde_json::to_vec(&evaluation_row(index, judged)).unwrap();
+        d.api
+            .blobs()
+            .put_bytes(&key, row, "application/json")
+            .await
+            .unwrap();
+    }
+    let evaluation = |tenant: &str, query: &str| {
+        ApiEvent::get(&format!("/runs/{training}/evaluation{query}")).tenant(tenant)
+    };
+    let page = d.send(evaluation("acme", "?limit=1"), 200).await;
+    assert_eq!(page["data"][0]["index"], 3);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let rest = d
+        .send(evaluation("acme", &format!("?cursor={cursor}")), 200)
+        .await;
+    assert_eq!(rest["data"][0]["index"], 8);
+    d.send(evaluation("acme", "?cursor=Zm9yZ2Vk"), 400).await;
+    d.send(evaluation("globex", ""), 404).await;
+    d.send(ApiEvent::get(&format!("/runs/{training}/evaluation")), 401)
+        .await;
 
     Box::pin(models_metrics_and_webhooks(&mut d, &acme, &training, &done)).await;
 
@@ -414,6 +443,49 @@ async fn every_route_answers_as_the_document_says() {
             "{method} {template} not exercised with a success and an error: {statuses:?}"
         );
     }
+}
+
+/// An evaluation that found the fine-tune better, with a judge.
+fn evaluation_record() -> finetune::domain::EvaluationRecord {
+    serde_json::from_value(json!({
+        "status": "completed",
+        "examples": 40,
+        "candidate": {"model": "ft:gpt-4o-mini-2024-07-18:org:acme:abc", "score": 0.61},
+        "baseline": {"model": "gpt-4o-mini-2024-07-18", "score": 0.32},
+        "difference": {"mean": 0.29, "ci_low": 0.21, "ci_high": 0.36},
+        "win_rate": 0.8,
+        "win_rate_ci": [0.65, 0.9],
+        "judge_model": "gpt-4o-mini-2024-07-18",
+        "decision": "better",
+        "estimated_cost_usd": 0.05,
+        "reason": null
+    }))
+    .unwrap()
+}
+
+/// One evaluated example: a text answer pair, and with `judged` the
+/// judge's verdicts; without, a tool-call reference and answer.
+fn evaluation_row(index: usize, judged: bool) -> finetune::evaluation::row::EvaluationRow {
+    let mut row = json!({
+        "index": index,
+        "prompt_excerpt": "Where is order 7?",
+        "reference": {"kind": "text", "text": "It ships tomorrow."},
+        "candidate": {"model": "ft:gpt-4o-mini-2024-07-18:org:acme:abc",
+                      "answer": {"kind": "text", "text": "It ships tomorrow."},
+                      "score": 1.0, "truncated": false},
+        "baseline": {"model": "gpt-4o-mini-2024-07-18",
+                     "answer": {"kind": "text", "text": "Thanks for reaching out."},
+                     "score": 0.1, "truncated": false}
+    });
+    if judged {
+        row["judge"] = json!({"model": "gpt-4o-mini-2024-07-18", "candidate_as_a": "A",
+                              "candidate_as_b": null, "outcome": "win"});
+    } else {
+        row["reference"] = json!({"kind": "tool_call", "name": "track", "arguments": {"order": 7}});
+        row["candidate"]["answer"] =
+            json!({"kind": "tool_call", "name": "track", "arguments": {"order": 7}});
+    }
+    serde_json::from_value(row).unwrap()
 }
 
 /// The routes of the models, webhook and metrics features, driven on runs
@@ -482,6 +554,21 @@ async fn models_metrics_and_webhooks(
     d.send(ApiEvent::post(&activate(&ready.id)).tenant("globex"), 404)
         .await;
     d.send(ApiEvent::post(&activate(&ready.id)), 401).await;
+    // With a body: force is a boolean; anything else is 400.
+    d.send(
+        ApiEvent::post(&activate(&ready.id))
+            .tenant("acme")
+            .json(&json!({"force": true})),
+        200,
+    )
+    .await;
+    d.send(
+        ApiEvent::post(&activate(&ready.id))
+            .tenant("acme")
+            .json(&json!({"force": 1})),
+        400,
+    )
+    .await;
     // GET /models/active: 200 now.
     let active = d
         .send(ApiEvent::get("/models/active").tenant("acme"), 200)

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use finetune::config::Config;
 use finetune::domain::{ProviderKind, RunId, RunStatus, TenantId};
 use finetune::pipeline::monitor;
+use finetune::provider::inference::Inference;
 use finetune::provider::registry::Providers;
 use finetune::provider::{
     CreateJob, DatasetFileSource, FineTuningProvider, JobControl, JobTags, ProviderError,
@@ -36,10 +37,20 @@ pub(crate) async fn world_with(
     sandbox: SandboxConfig,
     wrap: impl FnOnce(Arc<dyn FineTuningProvider>) -> Arc<dyn FineTuningProvider>,
 ) -> World {
+    world_answering(sandbox, wrap, |answerer| answerer).await
+}
+
+/// [`world_with`], its models' answers also passing through
+/// `wrap_answers` (to inject faults into the evaluation).
+pub(crate) async fn world_answering(
+    sandbox: SandboxConfig,
+    wrap: impl FnOnce(Arc<dyn FineTuningProvider>) -> Arc<dyn FineTuningProvider>,
+    wrap_answers: impl FnOnce(Arc<dyn Inference>) -> Arc<dyn Inference>,
+) -> World {
     let env = TestEnv::new().await;
     let sandbox = crate::openai::sandbox(sandbox).await;
     let openai = crate::openai::provider_with(&env, crate::openai::settings(&sandbox));
-    let answerer = Arc::new(openai.control().clone());
+    let answerer = wrap_answers(Arc::new(openai.control().clone()));
     let openai: Arc<dyn FineTuningProvider> = Arc::new(openai);
     let vars = [
         ("OPENAI_BASE_URL", sandbox.base_url()),

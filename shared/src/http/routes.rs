@@ -181,7 +181,11 @@ mod tests {
             route(&Method::GET, "/runs/r1/metrics"),
             Ok(Route::GetRunMetrics("r1".into()))
         );
-        assert_eq!(ROUTES.len(), 13);
+        assert_eq!(
+            route(&Method::GET, "/runs/r1/evaluation"),
+            Ok(Route::GetRunEvaluation("r1".into()))
+        );
+        assert_eq!(ROUTES.len(), 14);
     }
 
     #[test]

@@ -422,7 +422,9 @@ impl EvaluateSteps {
         example: EvalExample,
     ) -> Result<EvaluationRow, PipelineError> {
         let key = |role: &str| evaluation_answer_key(&run.tenant_id, &run.id, example.index, role);
-        let (candidate, baseline) = futures::try_join!(
+        // `join`, not `try_join`: a failed call must not drop its sibling
+        // in flight, whose answer is paid for and must be stored.
+        let (candidate, baseline) = both(futures::join!(
             self.once(
                 key("candidate"),
                 stored,
@@ -443,7 +445,7 @@ impl EvaluateSteps {
                     plan.max_tokens
                 )
             ),
-        )?;
+        ))?;
         let judged = match (&plan.judge, &callers.judge) {
             (Some(target), Some(judge)) => {
                 let conversation = render_conversation(&example);
@@ -451,7 +453,7 @@ impl EvaluateSteps {
                     judge_example(&example, &conversation, &candidate.answer, &baseline.answer);
                 let as_b =
                     judge_example(&example, &conversation, &baseline.answer, &candidate.answer);
-                let (first, second) = futures::try_join!(
+                let (first, second) = both(futures::join!(
                     self.once(
                         key("judge-a"),
                         stored,
@@ -462,7 +464,7 @@ impl EvaluateSteps {
                         stored,
                         verdict(&**judge, &target.model, &as_b)
                     ),
-                )?;
+                ))?;
                 Some(JudgedRow {
                     model: target.model.clone(),
                     candidate_as_a: first.verdict,
@@ -711,6 +713,13 @@ fn decide(
         &summary,
         plan.estimated_cost_usd,
     ))
+}
+
+/// Both results, or the first error once both have finished.
+fn both<A, B>(
+    (a, b): (Result<A, PipelineError>, Result<B, PipelineError>),
+) -> Result<(A, B), PipelineError> {
+    Ok((a?, b?))
 }
 
 /// One model's answer, redacted as the dataset is.

@@ -85,7 +85,42 @@ pub enum Serving {
     /// Throughput, which this service does not buy.
     OnDemandDeployment {
         deployable_base_models: &'static [&'static str],
+        /// The regions that offer on-demand deployments.
+        regions: &'static [&'static str],
     },
+}
+
+/// Why a model trained on `base_model` could not be served on demand by a
+/// deployment in `region` (when known); `None` when it can. What `POST
+/// /runs` refuses before any training is paid for.
+pub fn on_demand_refusal(
+    serving: Serving,
+    base_model: &str,
+    region: Option<&str>,
+) -> Option<String> {
+    let Serving::OnDemandDeployment {
+        deployable_base_models,
+        regions,
+    } = serving
+    else {
+        return None;
+    };
+    if !deployable_base_models
+        .iter()
+        .any(|prefix| base_model.starts_with(prefix))
+    {
+        return Some(format!(
+            "{base_model} cannot be deployed on demand (its custom models would need capacity bought ahead, such as Provisioned Throughput); choose a base model starting with {}",
+            deployable_base_models.join(", ")
+        ));
+    }
+    match region {
+        Some(region) if !regions.contains(&region) => Some(format!(
+            "custom models cannot be deployed on demand in {region}, this deployment's region (only in {})",
+            regions.join(", ")
+        )),
+        _ => None,
+    }
 }
 
 /// A provider's rules, as data and pure functions.

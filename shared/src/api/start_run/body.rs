@@ -17,7 +17,7 @@ use crate::domain::{
     ExampleBounds, ExampleBoundsError, Filters, Hyperparameters, ProviderKind, RunConfig,
     ServingChoice, TrainSplit,
 };
-use crate::provider::profile::Serving;
+use crate::provider::profile::on_demand_refusal;
 use crate::provider::profiles::profile;
 use crate::provider::shutdown;
 
@@ -578,20 +578,16 @@ fn provider_rules(
         c.error(problem.field, problem.message);
     }
     if run.serving == ServingChoice::OnDemand
-        && let Serving::OnDemandDeployment {
-            deployable_base_models,
-        } = profile.serving()
-        && !deployable_base_models
-            .iter()
-            .any(|prefix| run.base_model.starts_with(prefix))
+        && let Some(refusal) = on_demand_refusal(
+            profile.serving(),
+            &run.base_model,
+            config.bedrock.region.as_deref(),
+        )
     {
         c.error(
             "config.base_model",
             format!(
-                "{} cannot be deployed on demand by {} (its custom models would need capacity bought ahead, such as Provisioned Throughput); choose a base model starting with {}, or set config.serving to \"self_managed\" (and config.evaluation.enabled to false) to serve the trained model yourself",
-                run.base_model,
-                provider.as_str(),
-                deployable_base_models.join(", ")
+                "{refusal}; or set config.serving to \"self_managed\" (and config.evaluation.enabled to false) to train it and serve the model yourself"
             ),
         );
     }
@@ -1059,6 +1055,110 @@ mod tests {
             r.config.hyperparameters.learning_rate_warmup_steps,
             AutoOr::Value(5)
         );
+    }
+
+    #[test]
+    fn a_run_is_evaluated_and_activated_only_if_better_unless_it_says_otherwise() {
+        let r = validate(&valid(), &config(), today()).unwrap();
+        assert_eq!(r.config.evaluation, EvaluationConfig::default());
+        assert!(r.config.evaluation.enabled);
+        assert_eq!(r.config.evaluation.max_examples, 200);
+        assert_eq!(r.config.activation, ActivationPolicy::IfBetter);
+        assert_eq!(r.config.serving, ServingChoice::OnDemand);
+
+        let body = with(
+            with(
+                valid(),
+                "/config/evaluation",
+                json!({"max_examples": 50, "max_tokens": 256, "judge_model": "gpt-4.1-2025-04-14"}),
+            ),
+            "/config/activation",
+            json!("always"),
+        );
+        let r = validate(&body, &config(), today()).unwrap();
+        assert_eq!(r.config.evaluation.max_examples, 50);
+        assert_eq!(r.config.evaluation.max_tokens, 256);
+        assert_eq!(
+            r.config.evaluation.judge_model.as_deref(),
+            Some("gpt-4.1-2025-04-14")
+        );
+        assert_eq!(r.config.activation, ActivationPolicy::Always);
+    }
+
+    #[test]
+    fn evaluation_settings_out_of_range_or_contradicting_each_other_are_named() {
+        let body = with(
+            with(
+                valid(),
+                "/config/evaluation",
+                json!({"max_examples": 0, "max_tokens": 5000, "judge_model": "m".repeat(300), "extra": 1}),
+            ),
+            "/config/activation",
+            json!("sometimes"),
+        );
+        let fields = fields_of(body);
+        for field in [
+            "config.evaluation.max_examples",
+            "config.evaluation.max_tokens",
+            "config.evaluation.judge_model",
+            "config.evaluation.extra",
+            "config.activation",
+        ] {
+            assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
+        }
+
+        // GIVEN no evaluation with the default policy (if_better)
+        let off = with(valid(), "/config/evaluation", json!({"enabled": false}));
+        let errors = errors_of(off.clone());
+        // THEN the policy is refused: nothing would ever decide "better"
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, "config.activation");
+        assert!(
+            errors[0].1.contains("\"manual\" or \"always\""),
+            "{}",
+            errors[0].1
+        );
+        // AND with a policy that needs no decision it is accepted
+        let manual = with(off, "/config/activation", json!("manual"));
+        assert!(validate(&manual, &config(), today()).is_ok());
+
+        // GIVEN a model the tenant serves itself, still to be evaluated
+        let self_served = with(valid(), "/config/serving", json!("self_managed"));
+        let errors = errors_of(self_served);
+        assert!(
+            errors
+                .iter()
+                .any(|(f, m)| f == "config.evaluation.enabled" && m.contains("self_managed")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_run_bedrock_cannot_serve_on_demand_is_refused_unless_the_tenant_serves_it() {
+        // GIVEN a deployment in a region without on-demand deployments
+        let config = bedrock_config(&[("AWS_REGION", "eu-west-1")]);
+        // WHEN a run asks for its model to be served on demand (the default)
+        let errors = errors_with(bedrock_valid(), &config, today());
+        // THEN it is refused before any training is paid for, saying why
+        // and what to do instead
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, "config.base_model");
+        for words in [
+            "cannot be deployed on demand in eu-west-1",
+            "us-east-1",
+            "self_managed",
+        ] {
+            assert!(errors[0].1.contains(words), "{words}: {}", errors[0].1);
+        }
+        // AND a tenant that serves it itself (no evaluation here) may train it
+        let mut own = with(bedrock_valid(), "/config/serving", json!("self_managed"));
+        own = with(own, "/config/evaluation", json!({"enabled": false}));
+        own = with(own, "/config/activation", json!("manual"));
+        let r = validate(&own, &config, today()).unwrap();
+        assert_eq!(r.config.serving, ServingChoice::SelfManaged);
+        // AND in us-east-1 the same run is served on demand
+        let config = bedrock_config(&[("AWS_REGION", "us-east-1")]);
+        assert!(validate(&bedrock_valid(), &config, today()).is_ok());
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub const DEFAULT_BASE_MODELS: &str =
 pub const ON_DEMAND_BASE_MODELS: &[&str] =
     &["amazon.nova-micro", "amazon.nova-lite", "amazon.nova-pro"];
 
+/// The regions with on-demand custom model deployments for Nova.
+pub const ON_DEMAND_REGIONS: &[&str] = &["us-east-1", "us-west-2"];
+
 /// USD per 1M input and output tokens, on demand, by base model prefix:
 /// Bedrock's price list for Nova (us-east-1, 2025-26). A custom model
 /// deployment is billed per token at its base model's rate.
@@ -121,6 +124,7 @@ impl Profile for BedrockProfile {
     fn serving(&self) -> Serving {
         Serving::OnDemandDeployment {
             deployable_base_models: ON_DEMAND_BASE_MODELS,
+            regions: ON_DEMAND_REGIONS,
         }
     }
 
@@ -148,6 +152,7 @@ mod tests {
     fn a_custom_nova_model_needs_an_on_demand_deployment() {
         let Serving::OnDemandDeployment {
             deployable_base_models,
+            ..
         } = BedrockProfile.serving()
         else {
             panic!("Bedrock serves custom models through deployments");
@@ -158,6 +163,30 @@ mod tests {
                 "{model}"
             );
         }
+    }
+
+    #[test]
+    fn a_model_bedrock_cannot_deploy_on_demand_is_refused_by_model_or_by_region() {
+        use crate::provider::profile::on_demand_refusal;
+        let serving = BedrockProfile.serving();
+        assert_eq!(
+            on_demand_refusal(serving, "amazon.nova-lite-v1:0:300k", Some("us-west-2")),
+            None
+        );
+        assert_eq!(
+            on_demand_refusal(serving, "amazon.nova-lite-v1:0:300k", None),
+            None
+        );
+        let model =
+            on_demand_refusal(serving, "amazon.nova-premier-v1:0", Some("us-east-1")).unwrap();
+        assert!(model.contains("Provisioned Throughput"), "{model}");
+        assert!(model.contains("amazon.nova-micro"), "{model}");
+        let region =
+            on_demand_refusal(serving, "amazon.nova-micro-v1:0:128k", Some("eu-west-1")).unwrap();
+        assert!(
+            region.contains("eu-west-1") && region.contains("us-east-1, us-west-2"),
+            "{region}"
+        );
     }
 
     #[test]

@@ -1,0 +1,349 @@
+//! The evaluating phase end to end on the OpenAI sandbox: a fine-tune
+//! against what the tenant uses, the decision, the activation policy, the
+//! rows behind it, resuming after a crash, and the tenant wall.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use finetune::domain::{EvaluationStatus, ModelId, RunId, RunStatus};
+use finetune::evaluation::{Decision, EvalExample, Outcome, Verdict};
+use finetune::provider::ProviderError;
+use finetune::provider::inference::{Inference, Reply};
+use finetune_tests::ApiEvent;
+use openai_sandbox::Quality;
+use serde_json::{Value, json};
+
+use crate::models::call;
+use crate::pipeline::{quick_sandbox, run_body, seed, start, world, world_answering};
+use crate::world::{TENANT, World, drive, run, tick};
+
+const BASE: &str = "gpt-4o-mini-2024-07-18";
+
+/// A run of 40 conversations, about half held out (to evaluate).
+fn evaluated_run(evaluation: Value) -> Value {
+    let mut body = run_body(10);
+    body["config"]["train_split"] = json!(0.5);
+    body["config"]["evaluation"] = evaluation;
+    body
+}
+
+/// `GET /runs/{id}/evaluation…` as `tenant`.
+async fn rows(world: &World, tenant: &str, path: &str) -> (u16, Value) {
+    let request = ApiEvent::get(path).tenant(tenant).build();
+    let response = finetune::http::job_status_handler(
+        &world.pipeline.store,
+        &world.pipeline.blobs,
+        &world.config,
+        request,
+    )
+    .await;
+    let body = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+    (response.status().as_u16(), body)
+}
+
+#[tokio::test]
+async fn a_fine_tune_better_than_the_base_model_is_activated_with_the_figures_on_record() {
+    // GIVEN a run evaluated on its held-out conversations, with a judge
+    let world = world().await;
+    seed(&world, 40).await;
+    let id = start(&world, &evaluated_run(json!({"judge_model": BASE}))).await;
+
+    // WHEN the monitor ticks until the run ends
+    let done = drive(&world, &id, 30).await;
+
+    // THEN it completed as better than the base model, by chrF and by the
+    // judge, with the estimate recorded and the model activated
+    assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
+    let evaluation = done.evaluation.clone().unwrap();
+    assert_eq!(evaluation.status, EvaluationStatus::Completed);
+    assert_eq!(
+        evaluation.decision,
+        Some(Decision::Better),
+        "{}",
+        done.phase
+    );
+    // Every held-out example (the split is per conversation, by hash: about
+    // half of 40).
+    let n = done.stats.clone().unwrap().validation_examples as usize;
+    assert!(n >= 15, "{n}");
+    assert_eq!(evaluation.examples, n as u64);
+    let fine_tuned = done.job.clone().unwrap().fine_tuned_model.unwrap();
+    assert_eq!(evaluation.candidate.model, fine_tuned);
+    assert_eq!(evaluation.baseline.model, BASE);
+    assert!(evaluation.candidate.score > evaluation.baseline.score);
+    assert!(evaluation.difference.unwrap().ci_low > 0.0);
+    assert!(evaluation.win_rate.unwrap() > 0.5);
+    assert!(evaluation.win_rate_ci.unwrap()[0] > 0.5);
+    assert!(evaluation.estimated_cost_usd > 0.0);
+    let stats = done.stats.clone().unwrap();
+    assert_eq!(
+        stats.evaluation_estimated_cost_usd,
+        Some(evaluation.estimated_cost_usd)
+    );
+    assert!(
+        done.phase.contains("activated (activation if_better)"),
+        "{}",
+        done.phase
+    );
+    let (status, active) = call(&world, TENANT, "GET", "/models/active").await;
+    assert_eq!(status, 200);
+    assert_eq!(active["id"], ModelId::for_run(&id).as_str());
+    let (_, model) = call(
+        &world,
+        TENANT,
+        "GET",
+        &format!("/models/{}", ModelId::for_run(&id)),
+    )
+    .await;
+    assert_eq!(model["evaluation"]["decision"], "better");
+
+    // AND each model was asked once per example, the judge twice (both
+    // orders): n answers from the fine-tune, n + 2n from the base model
+    let calls = world.sandbox().chat_calls_per_model();
+    assert_eq!(calls.get(&fine_tuned), Some(&n), "{calls:?}");
+    assert_eq!(calls.get(BASE), Some(&(3 * n)), "{calls:?}");
+
+    // AND the metrics count the examples and the decision
+    let m = &world.recorded;
+    assert_eq!(
+        m.sum("EvaluationExamplesScored", Some(("Provider", "openai"))),
+        n as f64
+    );
+    assert_eq!(
+        m.sum("EvaluationsDecided", Some(("Decision", "better"))),
+        1.0
+    );
+    assert_eq!(m.sum("ModelsActivated", Some(("Decision", "better"))), 1.0);
+
+    // AND the rows are listed in example order, page by page, with both
+    // answers, their scores and the judge's verdicts in both orders
+    let path = format!("/runs/{id}/evaluation");
+    let (status, first) = rows(&world, TENANT, &format!("{path}?limit=15")).await;
+    assert_eq!(status, 200, "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) = rows(&world, TENANT, &format!("{path}?limit=15&cursor={cursor}")).await;
+    assert_eq!(second["next_cursor"], Value::Null);
+    let all: Vec<Value> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["data"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(all.len(), n);
+    let indices: Vec<u64> = all.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert!(indices.windows(2).all(|w| w[0] < w[1]), "{indices:?}");
+    for row in &all {
+        assert_eq!(row["candidate"]["model"], fine_tuned.as_str());
+        assert_eq!(row["baseline"]["model"], BASE);
+        assert!(row["candidate"]["score"].as_f64().unwrap() >= 0.0);
+        assert!(
+            row["prompt_excerpt"]
+                .as_str()
+                .unwrap()
+                .starts_with("Where is order")
+        );
+        let judge = &row["judge"];
+        let (a, b) = (
+            serde_json::from_value::<Verdict>(judge["candidate_as_a"].clone()).unwrap(),
+            serde_json::from_value::<Verdict>(judge["candidate_as_b"].clone()).unwrap(),
+        );
+        let outcome = serde_json::from_value::<Outcome>(judge["outcome"].clone()).unwrap();
+        assert_eq!(outcome, finetune::evaluation::combine_orders(a, b), "{row}");
+        if outcome == Outcome::Win {
+            // Preferred in both positions: as A, and as B once swapped.
+            assert_eq!((a, b), (Verdict::A, Verdict::B), "{row}");
+        }
+    }
+
+    // AND another tenant learns nothing of them
+    let (status, problem) = rows(&world, "globex", &path).await;
+    assert_eq!(status, 404, "{problem}");
+    let (status, _) = rows(&world, TENANT, &format!("{path}?cursor=Li4vLi4v")).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_worse_fine_tune_leaves_the_previous_model_active_and_is_activated_only_by_force() {
+    // GIVEN a tenant whose first fine-tune was better and is active
+    let world = world().await;
+    seed(&world, 40).await;
+    let first = start(&world, &evaluated_run(json!({}))).await;
+    let done = drive(&world, &first, 30).await;
+    assert_eq!(done.evaluation.unwrap().decision, Some(Decision::Better));
+    let first_model = done.job.unwrap().fine_tuned_model.unwrap();
+
+    // WHEN a second fine-tune answers worse than the first
+    world.sandbox().set_fine_tuned_quality(Quality::Worse);
+    let second = start(&world, &evaluated_run(json!({}))).await;
+    let done = drive(&world, &second, 30).await;
+
+    // THEN it was compared with the active model, found worse, and not
+    // activated, and its run says why
+    assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
+    let evaluation = done.evaluation.unwrap();
+    assert_eq!(evaluation.baseline.model, first_model);
+    assert_eq!(evaluation.decision, Some(Decision::Worse), "{}", done.phase);
+    assert!(done.phase.contains("not activated"), "{}", done.phase);
+    assert!(done.phase.contains("\"worse\""), "{}", done.phase);
+    let (_, active) = call(&world, TENANT, "GET", "/models/active").await;
+    assert_eq!(active["id"], ModelId::for_run(&first).as_str());
+
+    // AND activating it is refused with the figures
+    let worse = ModelId::for_run(&second);
+    let path = format!("/models/{worse}/activate");
+    let (status, problem) = call(&world, TENANT, "POST", &path).await;
+    assert_eq!(status, 409, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("worse") && detail.contains("95% interval"),
+        "{detail}"
+    );
+    assert!(detail.contains("\"force\": true"), "{detail}");
+
+    // AND with force it is activated
+    let (status, active) = force(&world, &path, json!({"force": true})).await;
+    assert_eq!(status, 200, "{active}");
+    assert_eq!(active["id"], worse.as_str());
+    let (status, problem) = force(&world, &path, json!({"force": "yes"})).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "force");
+}
+
+async fn force(world: &World, path: &str, body: Value) -> (u16, Value) {
+    let request = ApiEvent::post(path).tenant(TENANT).json(&body).build();
+    let response = finetune::http::models_handler(
+        &world.pipeline.store,
+        &world.pipeline.providers.controls(),
+        &world.config,
+        request,
+    )
+    .await;
+    let body = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+    (response.status().as_u16(), body)
+}
+
+/// A process that dies after `remaining` answers: later calls never reach
+/// the provider (nothing is paid for them) and fail as a lost connection
+/// would, until [`CrashAfter::heal`].
+struct CrashAfter {
+    inner: Arc<dyn Inference>,
+    remaining: AtomicUsize,
+}
+
+impl CrashAfter {
+    fn heal(&self) {
+        self.remaining.store(usize::MAX, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Inference for CrashAfter {
+    async fn answer(
+        &self,
+        model: &str,
+        example: &EvalExample,
+        max_tokens: u32,
+    ) -> Result<Reply, ProviderError> {
+        let left = self
+            .remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if left.is_err() {
+            return Err(ProviderError::Transport("the process died".into()));
+        }
+        self.inner.answer(model, example, max_tokens).await
+    }
+}
+
+#[tokio::test]
+async fn an_evaluation_cut_short_resumes_without_asking_for_any_answer_twice() {
+    // GIVEN a run whose evaluation dies after 9 answers
+    let crash: Arc<std::sync::OnceLock<Arc<CrashAfter>>> = Arc::default();
+    let slot = crash.clone();
+    let world = world_answering(
+        quick_sandbox(),
+        |p| p,
+        move |inner| {
+            let wrapper = Arc::new(CrashAfter {
+                inner,
+                remaining: AtomicUsize::new(9),
+            });
+            let _ = slot.set(wrapper.clone());
+            wrapper
+        },
+    )
+    .await;
+    seed(&world, 40).await;
+    let id = start(&world, &evaluated_run(json!({}))).await;
+    let cut = tick_until(&world, &id, |r| {
+        r.status == RunStatus::Evaluating && r.retries > 0
+    })
+    .await;
+
+    // THEN the answers it got are kept and the run waits to retry
+    let fine_tuned = cut.job.clone().unwrap().fine_tuned_model.unwrap();
+    let paid = |world: &World| {
+        let calls = world.sandbox().chat_calls_per_model();
+        (
+            calls.get(&fine_tuned).copied().unwrap_or(0),
+            calls.get(BASE).copied().unwrap_or(0),
+        )
+    };
+    let (ft, base) = paid(&world);
+    assert_eq!(ft + base, 9, "{ft} + {base}");
+    assert!(
+        cut.phase.starts_with("retrying evaluating"),
+        "{}",
+        cut.phase
+    );
+
+    // WHEN the process is healthy again and the monitor ticks on
+    crash.get().unwrap().heal();
+    let done = drive(&world, &id, 30).await;
+
+    // THEN the run completes and every answer was paid for exactly once
+    assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
+    let n = done.stats.unwrap().validation_examples as usize;
+    assert_eq!(done.evaluation.unwrap().examples, n as u64);
+    assert_eq!(paid(&world), (n, n));
+}
+
+async fn tick_until(
+    world: &World,
+    id: &RunId,
+    until: impl Fn(&finetune::domain::Run) -> bool,
+) -> finetune::domain::Run {
+    for _ in 0..30 {
+        let r = run(world, id).await;
+        if until(&r) || r.status.is_terminal() {
+            return r;
+        }
+        tick(world).await;
+    }
+    panic!("the run never got there: {:?}", run(world, id).await);
+}
+
+#[tokio::test]
+async fn a_run_without_an_evaluation_is_activated_by_policy_alone() {
+    // GIVEN a run that skips its evaluation and activates whatever it gets
+    let world = world().await;
+    seed(&world, 40).await;
+    let body = evaluated_run(json!({"enabled": false}));
+    let mut body = body;
+    body["config"]["activation"] = json!("always");
+    let id = start(&world, &body).await;
+
+    // WHEN it ends
+    let done = drive(&world, &id, 30).await;
+
+    // THEN no model was asked anything, the skip is on record, and the
+    // model is active
+    assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
+    let evaluation = done.evaluation.unwrap();
+    assert_eq!(evaluation.status, EvaluationStatus::Skipped);
+    assert_eq!(
+        evaluation.reason.as_deref(),
+        Some("disabled by the run's config")
+    );
+    assert!(world.sandbox().chat_calls().is_empty());
+    let (_, active) = call(&world, TENANT, "GET", "/models/active").await;
+    assert_eq!(active["id"], ModelId::for_run(&id).as_str());
+}
