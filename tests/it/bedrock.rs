@@ -454,6 +454,57 @@ async fn a_bedrock_run_goes_from_post_to_a_custom_model() {
     assert_eq!(shown["trained_model"], model.as_str());
 }
 
+#[tokio::test]
+async fn a_bedrock_model_is_evaluated_through_its_deployment_and_activated_when_better() {
+    // GIVEN a Bedrock run with about 30 held-out conversations and a judge
+    let world = world().await;
+    seed(&world, 60).await;
+    let mut body = body();
+    body["config"]["train_split"] = json!(0.5);
+    body["config"]["evaluation"] = json!({"judge_model": "amazon.nova-lite-v1:0"});
+    let request = ApiEvent::post("/runs").tenant(TENANT).json(&body).build();
+    let response = finetune::http::start_run_handler(
+        &world.pipeline.store,
+        &world.config,
+        &world.pipeline.metrics,
+        request,
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let created: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    let id = RunId::parse(created["id"].as_str().unwrap()).unwrap();
+
+    // WHEN its job completes and the monitor ticks until the run ends
+    let training = drive_to(&world, &id, RunStatus::Training, 10).await;
+    finish_job(&training.job.unwrap().provider_job_id, "Completed", None).await;
+    let done = drive_to(&world, &id, RunStatus::Completed, 10).await;
+
+    // THEN the deployment (Converse's modelId) was compared with the base
+    // model as Converse names it, judged in both orders, found better and
+    // activated; each held-out example asked of the deployment once
+    assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
+    let evaluation = done.evaluation.clone().unwrap();
+    let model = get_model(&world, &finetune::domain::ModelId::for_run(&id)).await;
+    let deployment = model["deployment"].as_str().unwrap();
+    assert_eq!(evaluation.candidate.model, deployment);
+    assert_eq!(evaluation.baseline.model, "amazon.nova-micro-v1:0");
+    assert_eq!(
+        evaluation.judge_model.as_deref(),
+        Some("amazon.nova-lite-v1:0")
+    );
+    assert_eq!(
+        evaluation.decision,
+        Some(finetune::evaluation::Decision::Better),
+        "{}",
+        done.phase
+    );
+    let n = done.stats.unwrap().validation_examples;
+    assert_eq!(evaluation.examples, n);
+    assert_eq!(finetune_tests::converse_calls(deployment).await.unwrap(), n);
+    assert_eq!(model["active"], true, "{model}");
+    assert_eq!(model["evaluation"]["decision"], "better");
+}
+
 async fn get_model(world: &World, model_id: &finetune::domain::ModelId) -> Value {
     let (status, model) = call(world, TENANT, "GET", &format!("/models/{model_id}")).await;
     assert_eq!(status, 200, "{model}");

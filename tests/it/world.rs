@@ -87,10 +87,10 @@ pub(crate) fn scheduled_context() -> lambda_runtime::Context {
     finetune_tests::events::invocation_context(Duration::from_secs(60))
 }
 
-/// One tick of both scheduled functions, as deployed, with EventBridge's
-/// scheduled event as Lambda delivers it: the prepare function's, then
-/// the monitor function's own dispatch (a scheduled event is a tick). The
-/// monitor's summary is returned.
+/// One tick of the three scheduled functions, as deployed, with
+/// EventBridge's scheduled event as Lambda delivers it: the prepare
+/// function's, the monitor function's own dispatch (a scheduled event is a
+/// tick), then the evaluate function's. The monitor's summary is returned.
 pub(crate) async fn tick(world: &World) -> Summary {
     let event = finetune_tests::events::scheduled_tick(Duration::from_secs(60)).unwrap();
     monitor::on_prepare_schedule(&world.pipeline.preparing(), &world.config, &event.context)
@@ -106,6 +106,9 @@ pub(crate) async fn tick(world: &World) -> Summary {
     )
     .await
     .unwrap();
+    monitor::on_evaluate_schedule(&world.pipeline.evaluating(), &world.config, &event.context)
+        .await
+        .unwrap();
     match invocation {
         monitor::Invocation::Tick(summary) => summary,
         other => panic!("a scheduled event was not handled as a tick: {other:?}"),

@@ -3,7 +3,8 @@
 //! | set | statuses | run by |
 //! |---|---|---|
 //! | [`DatasetSteps`](super::DatasetSteps) | queued, preparing | the prepare function |
-//! | [`ProviderSteps`] = [`UploadSteps`] + [`JobSteps`] + [`DeploySteps`] + [`EvaluateSteps`] | uploading, submitting, training, deploying, evaluating | the monitor |
+//! | [`ProviderSteps`] = [`UploadSteps`] + [`JobSteps`] + [`DeploySteps`] | uploading, submitting, training, deploying | the monitor |
+//! | [`EvaluateSteps`](super::EvaluateSteps) | evaluating | the evaluate function |
 //! | [`PushSteps`] = [`JobSteps`] + [`DeploySteps`] | submitting, training, deploying | pushes (webhook, Bedrock's job events) |
 
 use std::future::Future;
@@ -11,9 +12,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use futures::future::Either;
 
-use super::{
-    DeploySteps, EvaluateSteps, JobSteps, Ledger, PipelineError, Step, Steps, UploadSteps,
-};
+use super::{DeploySteps, JobSteps, Ledger, PipelineError, Step, Steps, UploadSteps};
 use crate::domain::{Run, RunStatus};
 
 /// The steps of `A` where it covers the run's status, else those of `B`.
@@ -40,15 +39,18 @@ impl<A: Steps, B: Steps> Steps for Both<A, B> {
     }
 }
 
-/// Uploading, submitting, training, deploying and evaluating: the
-/// monitor's (evaluating spans ticks, and only the monitor's schedule
-/// comes back to it).
-pub type ProviderSteps = Both<UploadSteps, Both<JobSteps, Both<DeploySteps, EvaluateSteps>>>;
+/// Uploading, submitting, training and deploying: the monitor's.
+/// Evaluating is a function of its own: the inference clients it needs
+/// (Bedrock Runtime's Converse among them) would take the monitor past its
+/// 8 MB budget, and its minutes of model calls are a workload of their own.
+pub type ProviderSteps = Both<UploadSteps, Both<JobSteps, DeploySteps>>;
 
 /// Submitting, training and deploying: what a push about a job may
 /// advance (a push is about a job that exists; a run not there yet is left
 /// to the ticks). Deploying follows so that a model callable at once
-/// (OpenAI) completes its run with the push that says the job succeeded.
+/// (OpenAI) reaches its evaluation with the push that says the job
+/// succeeded; evaluating is left to the monitor's ticks (minutes of model
+/// calls do not belong in a webhook's HTTP request).
 pub type PushSteps = Both<JobSteps, DeploySteps>;
 
 #[cfg(test)]
@@ -74,15 +76,12 @@ mod tests {
     }
 
     #[test]
-    fn the_prepare_function_and_the_monitor_split_every_active_status_between_them() {
+    fn the_prepare_monitor_and_evaluate_functions_split_every_active_status_between_them() {
         for status in RunStatus::ALL {
-            let provider = [
-                upload(status),
-                job(status),
-                deploy(status),
-                evaluate(status),
-            ];
-            let takers = usize::from(dataset(status)) + provider.iter().filter(|t| **t).count();
+            let provider = [upload(status), job(status), deploy(status)];
+            let takers = usize::from(dataset(status))
+                + provider.iter().filter(|t| **t).count()
+                + usize::from(evaluate(status));
             assert_eq!(takers, usize::from(!status.is_terminal()), "{status}");
         }
     }

@@ -120,8 +120,8 @@ impl Pipeline {
     ) -> Result<Self, crate::provider::ProviderError> {
         let store = Store::new(crate::aws::dynamodb_client(sdk), &config.table_name);
         let blobs = Blobs::lazy(sdk, &config.bucket_name);
-        let (providers, answerers) =
-            crate::provider::setup::providers_with_answerers(config, sdk, &blobs).await?;
+        let providers = crate::provider::setup::providers_from_config(config, sdk, &blobs).await?;
+        let answerers = crate::provider::setup::answerers_from_config(config, sdk)?;
         Ok(Self {
             store,
             blobs,
@@ -160,20 +160,24 @@ impl Pipeline {
                         blobs: self.blobs.clone(),
                         providers: self.providers.clone(),
                     },
-                    Both(
-                        self.job_steps(),
-                        Both(
-                            self.deploy_steps(),
-                            EvaluateSteps {
-                                blobs: self.blobs.clone(),
-                                answerers: self.answerers.clone(),
-                            },
-                        ),
-                    ),
+                    Both(self.job_steps(), self.deploy_steps()),
                 ),
             ),
             pushes: self.following_jobs(),
         }
+    }
+
+    /// The evaluate function's reconciler.
+    pub fn evaluating(&self) -> Reconciler<EvaluateSteps> {
+        Reconciler::new(
+            self.ledger(),
+            self.lease,
+            "evaluate",
+            EvaluateSteps {
+                blobs: self.blobs.clone(),
+                answerers: self.answerers.clone(),
+            },
+        )
     }
 
     /// The reconciler of pushes about a job (the webhook function).
@@ -214,6 +218,29 @@ impl Reconciler<DatasetSteps> {
                 blobs: Blobs::lazy(sdk, &config.bucket_name),
             },
         )
+    }
+}
+
+impl Reconciler<EvaluateSteps> {
+    /// The evaluate function's reconciler: the table, the bucket and the
+    /// providers' inference APIs, nothing else of them (no fine-tuning
+    /// adapter, no Bedrock control plane: the monitor's).
+    pub fn for_evaluating(
+        config: &crate::config::Config,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, crate::provider::ProviderError> {
+        Ok(Reconciler::new(
+            Ledger::new(
+                Store::new(crate::aws::dynamodb_client(sdk), &config.table_name),
+                Metrics::stdout(),
+            ),
+            config.run_lease,
+            "evaluate",
+            EvaluateSteps {
+                blobs: Blobs::lazy(sdk, &config.bucket_name),
+                answerers: crate::provider::setup::answerers_from_config(config, sdk)?,
+            },
+        ))
     }
 }
 

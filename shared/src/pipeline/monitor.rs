@@ -1,10 +1,11 @@
 //! One tick: every active run whose status a set of steps covers,
 //! reconciled concurrently but bounded, stopping before the function's own
-//! deadline. Two functions tick every minute, each with its own steps: the
-//! prepare function ([`DatasetSteps`]: queued, preparing) and the monitor
-//! ([`ProviderSteps`]: uploading, submitting, training). They never take
-//! the same run at the same status, so a tick of one never waits on the
-//! other's lease, and neither binary links the other's steps.
+//! deadline. Three functions tick every minute, each with its own steps:
+//! the prepare function ([`DatasetSteps`]: queued, preparing), the monitor
+//! ([`ProviderSteps`]: uploading, submitting, training, deploying) and the
+//! evaluate function ([`EvaluateSteps`]: evaluating). They never take the
+//! same run at the same status, so a tick of one never waits on another's
+//! lease, and no binary links another's steps.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::{DatasetSteps, Outcome, ProviderSteps, PushSteps, Reconciler, Steps};
+use super::{DatasetSteps, EvaluateSteps, Outcome, ProviderSteps, PushSteps, Reconciler, Steps};
 use crate::metrics::MonitorTick;
 use crate::store::StoreError;
 
@@ -287,6 +288,15 @@ pub async fn on_event(
 /// The prepare function's handler: a tick of [`DatasetSteps`].
 pub async fn on_prepare_schedule(
     reconciler: &Reconciler<DatasetSteps>,
+    config: &crate::config::Config,
+    context: &lambda_runtime::Context,
+) -> Result<Summary, TickError> {
+    on_schedule(reconciler, config, context).await
+}
+
+/// The evaluate function's handler: a tick of [`EvaluateSteps`].
+pub async fn on_evaluate_schedule(
+    reconciler: &Reconciler<EvaluateSteps>,
     config: &crate::config::Config,
     context: &lambda_runtime::Context,
 ) -> Result<Summary, TickError> {

@@ -22,24 +22,9 @@ pub async fn providers_from_config(
     sdk: &SdkConfig,
     blobs: &Blobs,
 ) -> Result<Providers, ProviderError> {
-    Ok(providers_with_answerers(config, sdk, blobs).await?.0)
-}
-
-/// The providers [`providers_from_config`] builds and their inference
-/// APIs, sharing one OpenAI client (its key is read once for both): what
-/// the monitor holds, since its evaluating phase asks for answers. The
-/// answerers cost nothing until used (Bedrock Runtime's client is made on
-/// the first answer).
-pub async fn providers_with_answerers(
-    config: &Config,
-    sdk: &SdkConfig,
-    blobs: &Blobs,
-) -> Result<(Providers, Answerers), ProviderError> {
     let mut providers = Providers::new();
-    let mut answerers = Answerers::none();
     if let Some(key) = openai_key(config, sdk) {
         let openai = OpenAiProvider::from_config(&config.openai, key, blobs.clone())?;
-        answerers = answerers.with_kind(ProviderKind::OpenAi, Arc::new(openai.control().clone()));
         providers = providers.with(Arc::new(openai));
     }
     if let Some(role_arn) = &config.bedrock.role_arn {
@@ -52,9 +37,23 @@ pub async fn providers_with_answerers(
             },
         );
         providers = providers.with(Arc::new(bedrock));
+    }
+    Ok(providers)
+}
+
+/// The inference API of the same providers: what the evaluate function
+/// holds (OpenAI's chat completions, Bedrock Runtime's Converse), and
+/// nothing else of them. Like the others, no call is made here.
+pub fn answerers_from_config(config: &Config, sdk: &SdkConfig) -> Result<Answerers, ProviderError> {
+    let mut answerers = Answerers::none();
+    if let Some(key) = openai_key(config, sdk) {
+        let openai = OpenAiControl::from_config(&config.openai, key)?;
+        answerers = answerers.with_kind(ProviderKind::OpenAi, Arc::new(openai));
+    }
+    if config.bedrock.role_arn.is_some() {
         answerers = answerers.with_kind(ProviderKind::Bedrock, Arc::new(BedrockRuntime::lazy(sdk)));
     }
-    Ok((providers, answerers))
+    Ok(answerers)
 }
 
 /// The same providers as [`providers_from_config`], built to stop jobs and

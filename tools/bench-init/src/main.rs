@@ -11,7 +11,7 @@
 //! moto on loopback: DynamoDB and S3, and the OpenAI key and webhook secret
 //! in Secrets Manager. The events, in order: `POST /runs` (a new run each
 //! time), `GET /runs`, `POST /runs/{id}/cancel` of those runs, an
-//! EventBridge scheduled event for the monitor and one for the prepare
+//! EventBridge scheduled event for the monitor, the evaluate and the prepare
 //! function (no active runs left: one index Query each), `GET /models`, and
 //! a signed OpenAI webhook about a job no run owns (verified, answered 200).
 //!
@@ -133,6 +133,11 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         scheduled("0b5f3c1e-9a7d-4e2b-8c6f-1d2e3f4a5b6c", "prepare")
     })?;
     ok &= report("prepare", &prepare, Some(&hello));
+
+    let evaluate = measure(&dir, "evaluate", &env, runs, |_| {
+        scheduled("7c2e9b14-5d3a-4f6e-9a8b-2c1d0e3f4a5b", "evaluate")
+    })?;
+    ok &= report("evaluate", &evaluate, Some(&hello));
 
     let models = measure(&dir, "models", &env, runs, |_| {
         ApiEvent::get("/models").tenant(TENANT).to_json()

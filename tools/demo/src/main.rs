@@ -98,7 +98,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // The demo prints its own story; in Lambda these lines feed CloudWatch.
     pipeline.metrics = finetune::metrics::Metrics::discard();
     let store = pipeline.store.clone();
-    let (preparing, monitoring) = (pipeline.preparing(), pipeline.monitor());
+    let (preparing, monitoring, evaluating) = (
+        pipeline.preparing(),
+        pipeline.monitor(),
+        pipeline.evaluating(),
+    );
 
     // POST /runs, as API Gateway delivers it to start-run.
     let mut body = serde_json::json!({
@@ -148,8 +152,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let run_id = RunId::parse(created["id"].as_str().unwrap_or_default())?;
     let tenant = TenantId::parse(TENANT)?;
 
-    // The prepare function and the monitor on their schedules, until the
-    // run ends.
+    // The prepare, monitor and evaluate functions on their schedules, until
+    // the run ends.
     let started = Instant::now();
     let mut last = String::new();
     let mut training_since: Option<Instant> = None;
@@ -157,14 +161,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let tick = finetune_tests::events::scheduled_tick(Duration::from_secs(60))?;
         let prepared = monitor::on_prepare_schedule(&preparing, &config, &tick.context).await?;
         let summary = monitor::on_schedule(&monitoring.ticks, &config, &tick.context).await?;
+        let evaluated = monitor::on_evaluate_schedule(&evaluating, &config, &tick.context).await?;
         let run = store.get_run(&tenant, &run_id).await?;
         let line = format!("{}: {}", run.status, run.phase);
         if line != last {
             println!(
-                "[{:>5.1}s] prepare advanced {}, monitor advanced {} | run {line}",
+                "[{:>5.1}s] prepare advanced {}, monitor advanced {}, evaluate advanced {} | run {line}",
                 started.elapsed().as_secs_f32(),
                 prepared.advanced,
-                summary.advanced
+                summary.advanced,
+                evaluated.advanced
             );
             last = line;
         }

@@ -1,9 +1,9 @@
 //! `cargo run --release -p demo --bin evaluation-bench [EXAMPLES] [CHAT_LATENCY_MS] [TICK_SECONDS]`
 //!
-//! How long the evaluating phase takes and how the monitor's ticks split
-//! it: a run on the OpenAI sandbox evaluated on EXAMPLES (default 200)
+//! How long the evaluating phase takes and how the evaluate function's
+//! ticks split it: a run on the OpenAI sandbox evaluated on EXAMPLES (default 200)
 //! held-out conversations with a judge, every chat completion taking
-//! CHAT_LATENCY_MS (default 0, the sandbox's default) more, each monitor
+//! CHAT_LATENCY_MS (default 0, the sandbox's default) more, each evaluate
 //! tick an invocation with TICK_SECONDS (default 300, the deployed timeout)
 //! to its deadline. Prints, per tick that answered, its duration and the
 //! calls it made, then the totals and the calls per model. Prints figures;
@@ -50,7 +50,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let mut pipeline = Pipeline::from_config(&config, &env.sdk).await?;
     pipeline.metrics = finetune::metrics::Metrics::discard();
-    let (preparing, monitoring) = (pipeline.preparing(), pipeline.monitor());
+    let (preparing, monitoring, evaluator) = (
+        pipeline.preparing(),
+        pipeline.monitor(),
+        pipeline.evaluating(),
+    );
 
     // Twice as many conversations as examples, half held out (set-up).
     let conversations = examples * 2 + examples / 5;
@@ -105,9 +109,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         let event = finetune_tests::events::scheduled_tick(Duration::from_secs(tick_seconds))?;
         let calls_before = sandbox.chat_calls().len();
-        let started = Instant::now();
         monitor::on_prepare_schedule(&preparing, &config, &event.context).await?;
         monitor::on_schedule(&monitoring.ticks, &config, &event.context).await?;
+        // The evaluate function's tick, timed alone.
+        let started = Instant::now();
+        monitor::on_evaluate_schedule(&evaluator, &config, &event.context).await?;
         let took = started.elapsed();
         let calls = sandbox.chat_calls().len() - calls_before;
         let run = pipeline.store.get_run(&tenant, &run_id).await?;
