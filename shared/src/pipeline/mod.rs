@@ -112,21 +112,31 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Every part from a deployment's config: clients and providers, built
-    /// once per cold start.
+    /// Every part from a deployment's config: clients, providers and their
+    /// inference, built once per cold start (the demo and tools).
     pub async fn from_config(
+        config: &crate::config::Config,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, crate::provider::ProviderError> {
+        let mut pipeline = Self::without_inference(config, sdk).await?;
+        pipeline.answerers = crate::provider::setup::answerers_from_config(config, sdk)?;
+        Ok(pipeline)
+    }
+
+    /// Every part but the providers' inference: the monitor's, which never
+    /// evaluates (so its binary links no inference client).
+    pub async fn without_inference(
         config: &crate::config::Config,
         sdk: &aws_config::SdkConfig,
     ) -> Result<Self, crate::provider::ProviderError> {
         let store = Store::new(crate::aws::dynamodb_client(sdk), &config.table_name);
         let blobs = Blobs::lazy(sdk, &config.bucket_name);
         let providers = crate::provider::setup::providers_from_config(config, sdk, &blobs).await?;
-        let answerers = crate::provider::setup::answerers_from_config(config, sdk)?;
         Ok(Self {
             store,
             blobs,
             providers,
-            answerers,
+            answerers: Answerers::none(),
             lease: config.run_lease,
             metrics: Metrics::stdout(),
         })

@@ -211,7 +211,9 @@ impl Monitor {
         config: &crate::config::Config,
         sdk: &aws_config::SdkConfig,
     ) -> Result<Self, crate::provider::ProviderError> {
-        Ok(super::Pipeline::from_config(config, sdk).await?.monitor())
+        Ok(super::Pipeline::without_inference(config, sdk)
+            .await?
+            .monitor())
     }
 }
 
