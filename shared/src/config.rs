@@ -76,6 +76,22 @@ pub struct OpenAiConfig {
     pub max_retries: u32,
 }
 
+/// Together AI: open-weight models, LoRA, adapters the tenant downloads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TogetherConfig {
+    /// `TOGETHER_BASE_URL`, default `https://api.together.xyz/v1`.
+    pub base_url: String,
+    /// `TOGETHER_API_KEY` or `TOGETHER_API_KEY_SECRET_ARN`; neither: Together
+    /// is not enabled.
+    pub api_key: ApiKeySource,
+    /// `TOGETHER_TIMEOUT_SECONDS`, per request, default 60.
+    pub timeout: Duration,
+    /// `TOGETHER_MAX_RETRIES`, on 429, 5xx and connection errors, default 3.
+    pub max_retries: u32,
+}
+
+pub const DEFAULT_TOGETHER_BASE_URL: &str = "https://api.together.xyz/v1";
+
 /// Amazon Bedrock model customization. No key: the functions' own role
 /// calls Bedrock, and Bedrock reads the dataset from S3 as `role_arn`.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +144,7 @@ pub struct Config {
     /// secret OpenAI signs webhooks with (only the webhook function needs it).
     pub openai_webhook_secret: ApiKeySource,
     pub bedrock: BedrockConfig,
+    pub together: TogetherConfig,
 }
 
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -184,6 +201,17 @@ impl Config {
             let models = profile.base_models();
             allowed_base_models.insert(profile.kind(), vars.list(models.variable, models.default)?);
         }
+        let together_base_url = vars
+            .optional("TOGETHER_BASE_URL")
+            .unwrap_or_else(|| DEFAULT_TOGETHER_BASE_URL.to_owned());
+        if !(together_base_url.starts_with("https://") || together_base_url.starts_with("http://"))
+        {
+            return Err(ConfigError {
+                var: "TOGETHER_BASE_URL",
+                problem: format!("must be an http(s) URL, got {together_base_url:?}"),
+            });
+        }
+        let together_key = secret_source(&vars, "TOGETHER_API_KEY", "TOGETHER_API_KEY_SECRET_ARN")?;
         let role_arn = vars.optional("BEDROCK_ROLE_ARN");
         if let Some(arn) = &role_arn
             && !(arn.starts_with("arn:") && arn.contains(":role/"))
@@ -241,6 +269,16 @@ impl Config {
                 role_arn,
                 region: vars.optional("AWS_REGION"),
             },
+            together: TogetherConfig {
+                base_url: together_base_url.trim_end_matches('/').to_owned(),
+                api_key: together_key,
+                timeout: Duration::from_secs(vars.number(
+                    "TOGETHER_TIMEOUT_SECONDS",
+                    60,
+                    1..=900,
+                )?),
+                max_retries: vars.number("TOGETHER_MAX_RETRIES", 3, 0..=10)?,
+            },
         })
     }
 
@@ -258,6 +296,9 @@ impl Config {
             ProviderKind::Bedrock if self.bedrock.role_arn.is_none() => {
                 Some("bedrock is not enabled in this deployment (it has no BEDROCK_ROLE_ARN)")
             }
+            ProviderKind::Together if self.together.api_key == ApiKeySource::None => Some(
+                "together is not enabled in this deployment (it has no TOGETHER_API_KEY_SECRET_ARN)",
+            ),
             _ => None,
         }
     }

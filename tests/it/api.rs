@@ -107,6 +107,7 @@ impl Api {
             Function::Models => {
                 finetune::http::models_handler(
                     self.store(),
+                    &self.env.blobs,
                     &self.providers.controls(),
                     &self.config,
                     req,
@@ -993,6 +994,9 @@ impl FineTuningProvider for RecordingProvider {
         _: &JobTags,
     ) -> Result<Vec<finetune::domain::curve::MetricPoint>, ProviderError> {
         unimplemented!("not used by cancel")
+    }
+    fn weights(&self) -> Option<&dyn finetune::provider::weights::ModelWeights> {
+        None
     }
 }
 

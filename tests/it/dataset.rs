@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use finetune::blob::{DatasetObject, dataset_key};
-use finetune::dataset::{CheckOptions, DatasetFormat, PrepareError, check_jsonl, prepare_from_s3};
+use finetune::dataset::{CheckOptions, PrepareError, check_jsonl, prepare_from_s3};
 use finetune::domain::{DatasetId, Filters, Hyperparameters, RunConfig, TenantId, TrainSplit};
 use finetune_tests::{MEMORY_MEASUREMENT, TestEnv};
 use sha2::{Digest, Sha256};
@@ -97,7 +97,7 @@ async fn prepares_from_s3_exports_and_writes_the_dataset_back() {
         &tenant,
         &dataset,
         &config(),
-        DatasetFormat::OpenAiChat,
+        finetune::domain::ProviderKind::OpenAi,
     )
     .await
     .unwrap();
@@ -151,7 +151,7 @@ async fn preparation_needs_a_date_range_and_enough_examples() {
         &tenant,
         &dataset,
         &no_range,
-        DatasetFormat::OpenAiChat,
+        finetune::domain::ProviderKind::OpenAi,
     )
     .await
     .unwrap_err();
@@ -175,7 +175,7 @@ async fn preparation_needs_a_date_range_and_enough_examples() {
         &tenant,
         &dataset,
         &cfg,
-        DatasetFormat::OpenAiChat,
+        finetune::domain::ProviderKind::OpenAi,
     )
     .await
     .unwrap_err();

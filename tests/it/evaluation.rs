@@ -212,6 +212,7 @@ async fn force(world: &World, path: &str, body: Value) -> (u16, Value) {
     let request = ApiEvent::post(path).tenant(TENANT).json(&body).build();
     let response = finetune::http::models_handler(
         &world.pipeline.store,
+        &world.pipeline.blobs,
         &world.pipeline.providers.controls(),
         &world.config,
         request,

@@ -27,6 +27,7 @@ pub(crate) async fn call(world: &World, tenant: &str, method: &str, path: &str) 
     let request = ApiEvent::new(method, path).tenant(tenant).build();
     let response = finetune::http::models_handler(
         &world.pipeline.store,
+        &world.pipeline.blobs,
         &world.pipeline.providers.controls(),
         &world.config,
         request,
@@ -221,6 +222,7 @@ async fn another_tenant_sees_none_of_the_models_on_any_route() {
     let request = ApiEvent::get("/models").build();
     let response = finetune::http::models_handler(
         &world.pipeline.store,
+        &world.pipeline.blobs,
         &world.pipeline.providers.controls(),
         &world.config,
         request,
@@ -257,6 +259,7 @@ async fn the_listing_pages_newest_first_with_an_opaque_cursor() {
             status: finetune::domain::ModelStatus::Ready,
             deleted_at: None,
             evaluation: None,
+            weights: None,
             checkpoints: Vec::new(),
         };
         assert!(world.pipeline.store.put_model(&model).await.unwrap());

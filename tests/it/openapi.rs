@@ -324,6 +324,25 @@ async fn every_route_answers_as_the_document_says() {
     d.send(ApiEvent::get(&format!("/datasets/{}", ds.id)), 401)
         .await;
 
+    // GET /datasets/{id}/download: 200 (train), 400 for another file, 404
+    // for another tenant, 401.
+    let download = |query: &str| format!("/datasets/{}/download{query}", ds.id);
+    let url = d
+        .send(ApiEvent::get(&download("?file=train")).tenant("acme"), 200)
+        .await;
+    assert!(
+        url["url"].as_str().unwrap().contains(&ds.train.key),
+        "{url}"
+    );
+    d.send(
+        ApiEvent::get(&download("?file=weights")).tenant("acme"),
+        400,
+    )
+    .await;
+    d.send(ApiEvent::get(&download("")).tenant("globex"), 404)
+        .await;
+    d.send(ApiEvent::get(&download("")), 401).await;
+
     // POST /runs/{id}/cancel: 200 (twice), 409 once completed, 404, 503
     // without the provider's adapter, 405, 401.
     let to_cancel = run_id(&d.api.start("acme", &body("cancel me")).await);
@@ -530,6 +549,7 @@ async fn models_metrics_and_webhooks(
         status,
         deleted_at: None,
         evaluation: None,
+        weights: None,
         checkpoints: vec![ModelCheckpoint {
             step: 10,
             model: "ft:gpt-4o-mini-2024-07-18:org:acme:ckpt-step-10".into(),
@@ -537,7 +557,13 @@ async fn models_metrics_and_webhooks(
             valid_loss: None,
         }],
     };
-    let ready = model(training, ModelStatus::Ready);
+    let mut ready = model(training, ModelStatus::Ready);
+    ready.weights = Some(finetune::domain::WeightsFile {
+        key: format!("models/acme/{}/adapter.tar.zst", ready.id),
+        bytes: 4096,
+        sha256: "ab".repeat(32),
+        checkpoint: "adapter".into(),
+    });
     let gone = model(done, ModelStatus::Deleted);
     d.api.store().put_model(&ready).await.unwrap();
     d.api.store().put_model(&gone).await.unwrap();
@@ -554,6 +580,19 @@ async fn models_metrics_and_webhooks(
     d.send(ApiEvent::post(&activate(&ready.id)).tenant("globex"), 404)
         .await;
     d.send(ApiEvent::post(&activate(&ready.id)), 401).await;
+
+    // GET /models/{id}/download: 200 for weights, 409 for a deleted model,
+    // 404 for another tenant, 401.
+    let download = |id: &ModelId| format!("/models/{id}/download");
+    let url = d
+        .send(ApiEvent::get(&download(&ready.id)).tenant("acme"), 200)
+        .await;
+    assert_eq!(url["bytes"], 4096);
+    d.send(ApiEvent::get(&download(&gone.id)).tenant("acme"), 409)
+        .await;
+    d.send(ApiEvent::get(&download(&ready.id)).tenant("globex"), 404)
+        .await;
+    d.send(ApiEvent::get(&download(&ready.id)), 401).await;
     // With a body: force is a boolean; anything else is 400.
     d.send(
         ApiEvent::post(&activate(&ready.id))

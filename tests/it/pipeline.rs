@@ -343,6 +343,9 @@ macro_rules! provider_wrapper {
             ) -> Result<Vec<finetune::domain::curve::MetricPoint>, ProviderError> {
                 self.inner.step_metrics(job_id, owner).await
             }
+            fn weights(&self) -> Option<&dyn finetune::provider::weights::ModelWeights> {
+                self.inner.weights()
+            }
         }
     };
 }

@@ -5,6 +5,7 @@
 //! `crate::http` maps the errors to problem+json in one place.
 
 pub mod cancel;
+pub mod download;
 pub mod evaluation;
 pub mod input;
 pub mod job_status;

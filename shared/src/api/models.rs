@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::api::input::{FieldError, PageParams};
+use crate::blob::Blobs;
 use crate::domain::{ActiveModel, ModelId, ModelRecord, ModelStatus, TenantId};
 use crate::evaluation::Decision;
 use crate::provider::{Controls, ProviderError};
@@ -205,6 +206,10 @@ pub enum DeleteModelError {
     ProviderUnavailable(ProviderError),
     #[error("the provider refused to delete the model: {0}")]
     ProviderRefused(ProviderError),
+    /// Our copy of its weights could not be deleted; the same DELETE
+    /// finishes it.
+    #[error("could not delete the model's weights from the bucket right now: {0}")]
+    Weights(crate::blob::BlobError),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -215,6 +220,7 @@ pub enum DeleteModelError {
 /// a deleted model again answers it as it is.
 pub async fn delete_model(
     store: &Store,
+    blobs: &Blobs,
     providers: &Controls,
     tenant: &TenantId,
     id: &str,
@@ -254,6 +260,13 @@ pub async fn delete_model(
         Ok(()) | Err(ProviderError::NotFound { .. }) => {}
         Err(e) if e.is_transient() => return Err(DeleteModelError::ProviderUnavailable(e)),
         Err(e) => return Err(DeleteModelError::ProviderRefused(e)),
+    }
+    // Our copy of the weights last: the provider's went first.
+    if let Some(weights) = &model.weights {
+        blobs
+            .delete(&weights.key)
+            .await
+            .map_err(DeleteModelError::Weights)?;
     }
     store
         .mark_model_deleted(tenant, &model.id, now)

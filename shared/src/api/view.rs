@@ -210,6 +210,16 @@ pub struct ModelView {
     pub checkpoints: Vec<ModelCheckpoint>,
     /// How it compared with the tenant's model when its run evaluated it.
     pub evaluation: Option<EvaluationRecord>,
+    /// Its weights in our bucket (`GET /models/{id}/download`), if any.
+    pub weights: Option<WeightsView>,
+}
+
+/// A model's downloadable weights, without the bucket key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WeightsView {
+    pub checkpoint: String,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 impl ModelView {
@@ -233,6 +243,33 @@ impl ModelView {
             deleted_at: opt_timestamp(m.deleted_at),
             checkpoints: m.checkpoints.clone(),
             evaluation: m.evaluation.clone(),
+            weights: m.weights.as_ref().map(|w| WeightsView {
+                checkpoint: w.checkpoint.clone(),
+                bytes: w.bytes,
+                sha256: w.sha256.clone(),
+            }),
+        }
+    }
+}
+
+/// A download URL and what it fetches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DownloadView {
+    pub url: String,
+    pub expires_at: String,
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl From<&crate::api::download::Download> for DownloadView {
+    fn from(d: &crate::api::download::Download) -> Self {
+        Self {
+            url: d.url.clone(),
+            expires_at: timestamp(d.expires_at),
+            file: d.file.clone(),
+            bytes: d.bytes,
+            sha256: d.sha256.clone(),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use chrono::{Datelike, NaiveDate};
 
-use crate::domain::{DatasetId, RunId, TenantId};
+use crate::domain::{DatasetId, ModelId, RunId, TenantId};
 
 /// `conversations/{tenant}/{YYYY}/{MM}/{DD}/`: one day of one tenant's exports.
 pub fn conversation_day_prefix(tenant: &TenantId, day: NaiveDate) -> String {
@@ -66,6 +66,13 @@ pub fn evaluation_answer_key(tenant: &TenantId, run: &RunId, index: usize, role:
         "{}answers/{index:06}/{role}.json",
         evaluation_prefix(tenant, run)
     )
+}
+
+/// `models/{tenant}/{model_id}/{checkpoint}.tar.zst`: a model's weights
+/// as the provider packs them (Together: a zstd-compressed tar of the
+/// adapter or the merged model).
+pub fn model_weights_key(tenant: &TenantId, model: &ModelId, checkpoint: &str) -> String {
+    format!("models/{tenant}/{model}/{checkpoint}.tar.zst")
 }
 
 /// Every UTC day from `start` to `end`, both included.

@@ -262,6 +262,41 @@ impl Blobs {
         Ok(())
     }
 
+    /// A URL that GETs the object for `expires_in`, signed with this
+    /// function's credentials (no request to S3 is made); the download is
+    /// saved as `filename`.
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+        filename: &str,
+    ) -> Result<String, BlobError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| BlobError::s3("presign", key, e))?;
+        let request = self
+            .client()
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_disposition(format!("attachment; filename=\"{filename}\""))
+            .presigned(config)
+            .await
+            .map_err(|e| BlobError::s3("presign GetObject", key, e))?;
+        Ok(request.uri().to_owned())
+    }
+
+    /// Deletes the object (deleting one that is gone is not an error).
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        self.client()
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| BlobError::s3("DeleteObject", key, e))?;
+        Ok(())
+    }
+
     /// Starts a streaming upload of a large object; see [`MultipartWriter`].
     pub fn writer(&self, key: impl Into<String>, content_type: &str) -> MultipartWriter {
         MultipartWriter::new(

@@ -176,7 +176,7 @@ impl MultipartWriter {
 
     /// Best effort: the upload is already failing; the lifecycle rule
     /// catches what this misses.
-    async fn abort(&mut self) {
+    pub async fn abort(&mut self) {
         if let Some(upload_id) = self.upload_id.take() {
             let result = self
                 .client

@@ -24,6 +24,7 @@ pub use format::{DatasetFormat, ExampleFormat};
 pub use prepare::{DatasetStats, FORMAT, PrepareSettings};
 
 use crate::blob::{BlobError, Blobs, DatasetObject, dataset_key};
+use crate::domain::ProviderKind;
 use crate::domain::{DatasetFile, DatasetId, DateRange, RunConfig, TenantId};
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +77,7 @@ impl PrepareSettings {
     pub fn from_run_config(
         tenant: &TenantId,
         config: &RunConfig,
-        format: DatasetFormat,
+        provider: ProviderKind,
     ) -> Result<Self, PrepareError> {
         let (Some(start_date), Some(end_date)) = (config.start_date, config.end_date) else {
             return Err(PrepareError::NoDateRange);
@@ -97,7 +98,8 @@ impl PrepareSettings {
             filters: config.filters.clone(),
             n_epochs: config.hyperparameters.n_epochs.value(),
             max_tokens_per_example: None,
-            format,
+            format: crate::provider::profiles::profile(provider).dataset_format(),
+            provider: Some(provider),
         })
     }
 }
@@ -109,9 +111,9 @@ pub async fn prepare_from_s3(
     tenant: &TenantId,
     dataset_id: &DatasetId,
     config: &RunConfig,
-    format: DatasetFormat,
+    provider: ProviderKind,
 ) -> Result<PreparedDataset, PrepareError> {
-    let settings = PrepareSettings::from_run_config(tenant, config, format)?;
+    let settings = PrepareSettings::from_run_config(tenant, config, provider)?;
     let source = io::ExportSource::S3(blobs.clone());
     let sink = io::DatasetSink::S3 {
         blobs: blobs.clone(),
@@ -134,6 +136,6 @@ pub async fn prepare_from_s3(
         }),
         manifest_key: dataset_key(tenant, dataset_id, DatasetObject::Manifest),
         stats: out.stats,
-        format,
+        format: settings.format,
     })
 }

@@ -54,6 +54,11 @@ pub struct PrepareSettings {
     /// The file format to write (the run's provider decides).
     #[serde(default)]
     pub format: DatasetFormat,
+    /// The provider whose rules apply (limits, checker, epochs, price):
+    /// two providers can train on one format (OpenAI and Together on chat
+    /// JSONL). `None`: the one provider of `format` first listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<crate::domain::ProviderKind>,
 }
 
 /// What a preparation did, exactly as written to `manifest.json`.
@@ -167,7 +172,11 @@ pub async fn prepare(
 ) -> Result<Output, PrepareError> {
     // The rules of the provider that trains on this format: its model's
     // limits, its example writer and checker, its epochs and price.
-    let profile = profiles::for_format(settings.format).ok_or_else(|| {
+    let profile = settings
+        .provider
+        .map(profiles::profile)
+        .or_else(|| profiles::for_format(settings.format));
+    let profile = profile.ok_or_else(|| {
         PrepareError::InvalidSettings(format!(
             "no provider trains on {}",
             settings.format.as_str()

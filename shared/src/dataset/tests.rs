@@ -56,6 +56,7 @@ fn settings() -> PrepareSettings {
         n_epochs: None,
         max_tokens_per_example: None,
         format: Default::default(),
+        provider: None,
     }
 }
 

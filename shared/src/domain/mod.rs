@@ -28,7 +28,7 @@ pub use event::{EventLevel, EventSource, RunEvent};
 pub use examples::{ExampleBounds, ExampleBoundsError};
 pub use ids::{DatasetId, EventId, IdError, IdempotencyKey, ModelId, RunId, TenantId};
 pub use job::{JobInfo, JobStatus};
-pub use model::{ActiveModel, ModelCheckpoint, ModelRecord, ModelStatus};
+pub use model::{ActiveModel, ModelCheckpoint, ModelRecord, ModelStatus, WeightsFile};
 pub use provider::{ProviderKind, UnknownProvider};
 pub use run::{
     AutoOr, Filters, Hyperparameters, NewRun, Run, RunConfig, RunError, RunStats, RunStatus,

@@ -67,6 +67,10 @@ pub struct ModelRecord {
     /// model the provider can serve too.
     #[serde(default)]
     pub checkpoints: Vec<ModelCheckpoint>,
+    /// The trained weights, copied into our bucket when the provider lets
+    /// them go (Together: the LoRA adapter): the tenant's to download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<WeightsFile>,
     /// How it compared with the tenant's model when its run evaluated it;
     /// activating a `worse` model needs `force`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +83,16 @@ impl ModelRecord {
     pub fn endpoint(&self) -> &str {
         self.deployment.as_deref().unwrap_or(&self.provider_model)
     }
+}
+
+/// A model's weights in our bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightsFile {
+    pub key: String,
+    pub bytes: u64,
+    pub sha256: String,
+    /// What was copied: `adapter` (LoRA) or `merged` (a full fine-tune).
+    pub checkpoint: String,
 }
 
 /// One checkpoint of a model's job.

@@ -18,16 +18,22 @@ pub enum ProviderKind {
     #[serde(rename = "openai")]
     OpenAi,
     Bedrock,
+    Together,
 }
 
 impl ProviderKind {
     /// Every provider, in the order messages list them.
-    pub const ALL: [ProviderKind; 2] = [ProviderKind::OpenAi, ProviderKind::Bedrock];
+    pub const ALL: [ProviderKind; 3] = [
+        ProviderKind::OpenAi,
+        ProviderKind::Bedrock,
+        ProviderKind::Together,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Together => "together",
         }
     }
 
@@ -42,7 +48,7 @@ impl ProviderKind {
     }
 
     /// The names, each between `quote`s, joined as a sentence lists them:
-    /// `"openai" or "bedrock"` (with `"`), `'openai' or 'bedrock'` (with `'`).
+    /// `"openai", "bedrock" or "together"` (with `"`).
     pub fn choices(quote: char) -> String {
         let names: Vec<String> = Self::ALL
             .iter()
@@ -100,8 +106,14 @@ mod tests {
 
     #[test]
     fn the_choices_read_as_a_sentence() {
-        assert_eq!(ProviderKind::choices('"'), "\"openai\" or \"bedrock\"");
-        assert_eq!(ProviderKind::choices('\''), "'openai' or 'bedrock'");
+        assert_eq!(
+            ProviderKind::choices('"'),
+            "\"openai\", \"bedrock\" or \"together\""
+        );
+        assert_eq!(
+            ProviderKind::choices('\''),
+            "'openai', 'bedrock' or 'together'"
+        );
     }
 
     #[test]

@@ -158,6 +158,18 @@ pub struct Hyperparameters {
     /// Bedrock only (`learningRateWarmupSteps`).
     #[serde(default, skip_serializing_if = "AutoOr::is_auto")]
     pub learning_rate_warmup_steps: AutoOr<u32>,
+    /// Together only: `false` trains every weight (`Full`); LoRA otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<bool>,
+    /// Together only: the LoRA rank (`lora_r`).
+    #[serde(default, skip_serializing_if = "AutoOr::is_auto")]
+    pub lora_rank: AutoOr<u32>,
+    /// Together only: the LoRA alpha (`lora_alpha`).
+    #[serde(default, skip_serializing_if = "AutoOr::is_auto")]
+    pub lora_alpha: AutoOr<u32>,
+    /// Together only: intermediate models saved while training.
+    #[serde(default, skip_serializing_if = "AutoOr::is_auto")]
+    pub n_checkpoints: AutoOr<u32>,
 }
 
 /// Which conversations are good enough to learn from. Defaults keep only

@@ -15,15 +15,15 @@ use super::problem::ApiError;
 use super::request;
 use super::routes::{Route, not_found, route};
 use crate::api::cancel::{CancelOutcome, cancel_run};
-use crate::api::evaluation;
 use crate::api::input::IDEMPOTENCY_KEY_HEADER;
 use crate::api::job_status::{self, ListRunsQuery};
 use crate::api::models;
 use crate::api::start_run::start_run;
 use crate::api::view::{
-    ActiveModelView, DatasetView, EventView, ListView, MetricsView, ModelView, RunDetailView,
-    RunView,
+    ActiveModelView, DatasetView, DownloadView, EventView, ListView, MetricsView, ModelView,
+    RunDetailView, RunView,
 };
+use crate::api::{download, evaluation};
 use crate::blob::Blobs;
 use crate::config::Config;
 use crate::domain::TenantId;
@@ -139,6 +139,13 @@ pub async fn job_status_handler(
             let dataset = job_status::get_dataset(store, &tenant, &id).await?;
             json(StatusCode::OK, &DatasetView::from(&dataset))
         }
+        Route::DownloadDataset(id) => {
+            let file = request::query(&req, "file");
+            let download =
+                download::download_dataset(store, blobs, &tenant, &id, file.as_deref(), Utc::now())
+                    .await?;
+            json(StatusCode::OK, &DownloadView::from(&download))
+        }
         _ => Err(not_found()),
     })
     .await
@@ -175,6 +182,7 @@ pub async fn cancel_handler(
 /// `POST /models/{id}/activate`, `DELETE /models/{id}`.
 pub async fn models_handler(
     store: &Store,
+    blobs: &Blobs,
     providers: &Controls,
     config: &Config,
     req: Request,
@@ -207,8 +215,13 @@ pub async fn models_handler(
             let active = models::activate_model(store, &tenant, &id, force, Utc::now()).await?;
             json(StatusCode::OK, &ActiveModelView::from(&active))
         }
+        Route::DownloadModel(id) => {
+            let download = download::download_model(store, blobs, &tenant, &id, Utc::now()).await?;
+            json(StatusCode::OK, &DownloadView::from(&download))
+        }
         Route::DeleteModel(id) => {
-            let model = models::delete_model(store, providers, &tenant, &id, Utc::now()).await?;
+            let model =
+                models::delete_model(store, blobs, providers, &tenant, &id, Utc::now()).await?;
             json(StatusCode::OK, &ModelView::new(&model, false))
         }
         _ => Err(not_found()),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::problem::{ApiError, InternalCause};
 use crate::api::cancel::CancelError;
+use crate::api::download::{DownloadDatasetError, DownloadModelError};
 use crate::api::evaluation::ListEvaluationError;
 use crate::api::input::FieldError;
 use crate::api::job_status::{
@@ -174,6 +175,31 @@ impl From<ListEvaluationError> for ApiError {
     }
 }
 
+impl From<DownloadModelError> for ApiError {
+    fn from(e: DownloadModelError) -> Self {
+        match e {
+            DownloadModelError::NotFound => model_not_found(),
+            e @ (DownloadModelError::NoWeights(_) | DownloadModelError::Deleted(_)) => {
+                ApiError::Conflict(e.to_string())
+            }
+            DownloadModelError::Store(e) => internal(&e),
+            e @ DownloadModelError::Presign(_) => ApiError::internal("presign failed", &e),
+        }
+    }
+}
+
+impl From<DownloadDatasetError> for ApiError {
+    fn from(e: DownloadDatasetError) -> Self {
+        match e {
+            DownloadDatasetError::NotFound => ApiError::NotFound("dataset not found".to_owned()),
+            DownloadDatasetError::InvalidQuery(errors) => ApiError::Validation(errors),
+            e @ DownloadDatasetError::NoValidation(_) => ApiError::Conflict(e.to_string()),
+            DownloadDatasetError::Store(e) => internal(&e),
+            e @ DownloadDatasetError::Presign(_) => ApiError::internal("presign failed", &e),
+        }
+    }
+}
+
 impl From<ListModelsError> for ApiError {
     fn from(e: ListModelsError) -> Self {
         match e {
@@ -233,6 +259,16 @@ impl From<DeleteModelError> for ApiError {
                 "the provider refused to delete the model ({})",
                 p.code()
             )),
+            DeleteModelError::Weights(e) => {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "the model's weights could not be deleted");
+                ApiError::Unavailable {
+                    detail: "the model is deleted at the provider, but our copy of its weights \
+                             could not be deleted right now; it is marked deleting, repeat the \
+                             DELETE to finish"
+                        .to_owned(),
+                    retry_after: Some(Duration::from_secs(5)),
+                }
+            }
             DeleteModelError::Store(e) => internal(&e),
         }
     }

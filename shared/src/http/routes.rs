@@ -26,6 +26,10 @@ pub enum Route {
     CancelRun(String),
     /// `GET /datasets/{id}` (job-status)
     GetDataset(String),
+    /// `GET /datasets/{id}/download?file=` (job-status)
+    DownloadDataset(String),
+    /// `GET /models/{id}/download` (models)
+    DownloadModel(String),
     /// `POST /webhooks/openai` (webhook; signed, no authorizer)
     OpenAiWebhook,
     /// `GET /models` (models)
@@ -50,11 +54,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/runs/{id}/evaluation"),
     ("POST", "/runs/{id}/cancel"),
     ("GET", "/datasets/{id}"),
+    ("GET", "/datasets/{id}/download"),
     ("POST", "/webhooks/openai"),
     ("GET", "/models"),
     ("GET", "/models/active"),
     ("GET", "/models/{id}"),
     ("POST", "/models/{id}/activate"),
+    ("GET", "/models/{id}/download"),
     ("DELETE", "/models/{id}"),
 ];
 
@@ -98,6 +104,14 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["datasets", id] => (
             &["GET"],
             (*method == Method::GET).then(|| Route::GetDataset((*id).to_owned())),
+        ),
+        ["datasets", id, "download"] => (
+            &["GET"],
+            (*method == Method::GET).then(|| Route::DownloadDataset((*id).to_owned())),
+        ),
+        ["models", id, "download"] => (
+            &["GET"],
+            (*method == Method::GET).then(|| Route::DownloadModel((*id).to_owned())),
         ),
         ["models"] => (
             &["GET"],
@@ -185,7 +199,15 @@ mod tests {
             route(&Method::GET, "/runs/r1/evaluation"),
             Ok(Route::GetRunEvaluation("r1".into()))
         );
-        assert_eq!(ROUTES.len(), 14);
+        assert_eq!(
+            route(&Method::GET, "/models/m1/download"),
+            Ok(Route::DownloadModel("m1".into()))
+        );
+        assert_eq!(
+            route(&Method::GET, "/datasets/d1/download"),
+            Ok(Route::DownloadDataset("d1".into()))
+        );
+        assert_eq!(ROUTES.len(), 16);
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl DatasetSteps {
                     &run.tenant_id,
                     &dataset_id,
                     &run.config,
-                    profile(run.provider).dataset_format(),
+                    run.provider,
                 )
                 .await?;
                 ledger.metrics.dataset_prepared(

@@ -5,11 +5,15 @@
 //! created, and followed across ticks until it serves — its id is then the
 //! model's endpoint, what the chat system calls. A failed deployment fails
 //! the run with the provider's reason. The evaluating step follows.
-//! Needs the table and the providers.
+//! Where the provider lets the trained weights go (Together), they are
+//! copied into the tenant's bucket prefix first. Needs the table and the
+//! providers.
 
 use super::{Ledger, PipelineError, Step, Steps};
-use crate::domain::{EventLevel, ModelId, ModelStatus, Run, RunStatus, ServingChoice};
+use crate::blob::keys::model_weights_key;
+use crate::domain::{EventLevel, ModelId, ModelStatus, Run, RunStatus, ServingChoice, WeightsFile};
 use crate::provider::serving::DeploymentStatus;
+use crate::provider::weights::checkpoint_name;
 use crate::provider::{JobTags, Providers};
 use crate::store::StoreError;
 
@@ -51,6 +55,39 @@ impl DeploySteps {
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
+        if let (Some(weights), Some(model), Some(job)) = (provider.weights(), &model, &run.job)
+            && model.weights.is_none()
+        {
+            // The tenant's copy of what was trained, before anything else
+            // can delete it at the provider.
+            let full = run.config.hyperparameters.lora == Some(false);
+            let checkpoint = checkpoint_name(full);
+            let key = model_weights_key(&run.tenant_id, &model.id, checkpoint);
+            let written = weights
+                .copy_weights(&job.provider_job_id, full, &key)
+                .await?;
+            let file = WeightsFile {
+                key: written.key,
+                bytes: written.bytes,
+                sha256: written.sha256,
+                checkpoint: checkpoint.to_owned(),
+            };
+            ledger
+                .store
+                .record_model_weights(&run.tenant_id, &model.id, &file)
+                .await?;
+            ledger
+                .event(
+                    run,
+                    EventLevel::Info,
+                    "weights_copied",
+                    format!(
+                        "the model's {} ({} bytes, sha256 {}) is in the tenant's bucket prefix: GET /models/{}/download",
+                        file.checkpoint, file.bytes, file.sha256, model.id
+                    ),
+                )
+                .await;
+        }
         let serving = provider
             .serving()
             .filter(|_| run.config.serving == ServingChoice::OnDemand);

@@ -356,6 +356,7 @@ impl JobSteps {
             deployment: None,
             deleted_at: None,
             evaluation: None,
+            weights: None,
             checkpoints: checkpoints
                 .into_iter()
                 .map(|c| ModelCheckpoint {

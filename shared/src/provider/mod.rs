@@ -15,6 +15,7 @@ pub mod profile;
 pub mod profiles;
 pub mod shutdown;
 pub mod status;
+pub mod together;
 
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ pub mod inference;
 pub mod registry;
 pub mod serving;
 pub mod setup;
+pub mod weights;
 
 pub use profile::Profile;
 pub use registry::{Controls, Providers, Registry};
@@ -287,4 +289,8 @@ pub trait FineTuningProvider: JobControl {
         job_id: &str,
         owner: &JobTags,
     ) -> Result<Vec<MetricPoint>, ProviderError>;
+
+    /// The trained weights, when the provider lets them go (Together);
+    /// `None` when they stay with it (OpenAI, Bedrock).
+    fn weights(&self) -> Option<&dyn weights::ModelWeights>;
 }

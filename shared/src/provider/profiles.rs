@@ -4,6 +4,7 @@
 use super::Profile;
 use super::bedrock::profile::BedrockProfile;
 use super::openai::profile::OpenAiProfile;
+use super::together::profile::TogetherProfile;
 use crate::dataset::DatasetFormat;
 use crate::domain::ProviderKind;
 
@@ -12,6 +13,7 @@ pub fn profile(kind: ProviderKind) -> &'static dyn Profile {
     match kind {
         ProviderKind::OpenAi => &OpenAiProfile,
         ProviderKind::Bedrock => &BedrockProfile,
+        ProviderKind::Together => &TogetherProfile,
     }
 }
 

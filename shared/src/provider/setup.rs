@@ -8,6 +8,7 @@ use super::ProviderError;
 use super::bedrock::{BedrockJobs, BedrockProvider, BedrockRuntime, BedrockSettings};
 use super::openai::{API_KEY, OpenAiControl, OpenAiProvider};
 use super::registry::{Answerers, Controls, Providers};
+use super::together::{TogetherControl, TogetherProvider};
 use crate::blob::Blobs;
 use crate::config::{ApiKeySource, Config};
 use crate::domain::ProviderKind;
@@ -38,6 +39,10 @@ pub async fn providers_from_config(
         );
         providers = providers.with(Arc::new(bedrock));
     }
+    if let Some(key) = together_key(config, sdk) {
+        let control = TogetherControl::from_config(&config.together, key)?;
+        providers = providers.with(Arc::new(TogetherProvider::new(control, blobs.clone())));
+    }
     Ok(providers)
 }
 
@@ -53,6 +58,10 @@ pub fn answerers_from_config(config: &Config, sdk: &SdkConfig) -> Result<Answere
     if config.bedrock.role_arn.is_some() {
         answerers = answerers.with_kind(ProviderKind::Bedrock, Arc::new(BedrockRuntime::lazy(sdk)));
     }
+    if let Some(key) = together_key(config, sdk) {
+        let control = TogetherControl::from_config(&config.together, key)?;
+        answerers = answerers.with_kind(ProviderKind::Together, Arc::new(control));
+    }
     Ok(answerers)
 }
 
@@ -67,7 +76,25 @@ pub fn controls_from_config(config: &Config, sdk: &SdkConfig) -> Result<Controls
     if config.bedrock.role_arn.is_some() {
         controls = controls.with(Arc::new(BedrockJobs::lazy(sdk)));
     }
+    if let Some(key) = together_key(config, sdk) {
+        controls = controls.with(Arc::new(TogetherControl::from_config(
+            &config.together,
+            key,
+        )?));
+    }
     Ok(controls)
+}
+
+/// The Together key, when a source is configured; read by the first call.
+fn together_key(config: &Config, sdk: &SdkConfig) -> Option<LazySecret> {
+    (config.together.api_key != ApiKeySource::None).then(|| {
+        LazySecret::new(
+            super::together::API_KEY,
+            "TOGETHER_API_KEY or TOGETHER_API_KEY_SECRET_ARN",
+            &config.together.api_key,
+            sdk,
+        )
+    })
 }
 
 /// The OpenAI key, when a source is configured; read by the first call.

@@ -29,6 +29,29 @@ pub fn openai_job_status(status: &str) -> JobStatus {
     }
 }
 
+/// Together's `FinetuneJobStatus`: `pending` and `queued` wait for a GPU
+/// (`Queued`); `running`, `compressing` and `uploading` are the job still
+/// at work (the model is not ready until `completed`); `cancel_requested`
+/// is `Stopping`; `error` is `Failed`. Anything newer is `Unknown` and
+/// logged, as for the others.
+pub fn together_job_status(status: &str) -> JobStatus {
+    match status {
+        "pending" | "queued" => JobStatus::Queued,
+        "running" | "compressing" | "uploading" => JobStatus::Running,
+        "cancel_requested" => JobStatus::Stopping,
+        "cancelled" => JobStatus::Cancelled,
+        "error" => JobStatus::Failed,
+        "completed" => JobStatus::Succeeded,
+        other => {
+            tracing::warn!(
+                status = other,
+                "Together reported a fine-tuning job status this service does not know"
+            );
+            JobStatus::Unknown
+        }
+    }
+}
+
 /// Bedrock's `ModelCustomizationJobStatus`: `InProgress`, `Completed`,
 /// `Failed`, `Stopping`, `Stopped`. Bedrock does not say whether an
 /// in-progress job is still validating or already training, so
@@ -70,6 +93,27 @@ mod tests {
         }
         assert_eq!(bedrock_job_status("Paused"), JobStatus::Unknown);
         assert!(!bedrock_job_status("Stopping").is_terminal());
+    }
+
+    #[test]
+    fn every_documented_together_status_has_its_own_mapping() {
+        // The schema's FinetuneJobStatus enum, in its order.
+        let cases = [
+            ("pending", JobStatus::Queued),
+            ("queued", JobStatus::Queued),
+            ("running", JobStatus::Running),
+            ("compressing", JobStatus::Running),
+            ("uploading", JobStatus::Running),
+            ("cancel_requested", JobStatus::Stopping),
+            ("cancelled", JobStatus::Cancelled),
+            ("error", JobStatus::Failed),
+            ("completed", JobStatus::Succeeded),
+        ];
+        for (wire, ours) in cases {
+            assert_eq!(together_job_status(wire), ours, "{wire}");
+        }
+        assert_eq!(together_job_status("paused"), JobStatus::Unknown);
+        assert!(!together_job_status("uploading").is_terminal());
     }
 
     #[test]

@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use super::keys::{ACTIVE_MODEL_SK, MODEL_PREFIX, PK, SK, model_sk, tenant_pk};
 use super::runs::Page;
 use super::{Item, Store, StoreError, cursor, from_item, is_condition_failure, s, to_item};
-use crate::domain::{ActiveModel, EvaluationRecord, ModelId, ModelRecord, ModelStatus, TenantId};
+use crate::domain::{
+    ActiveModel, EvaluationRecord, ModelId, ModelRecord, ModelStatus, TenantId, WeightsFile,
+};
 
 impl Store {
     /// Records a model; `false` when it already was (a completion step
@@ -259,6 +261,41 @@ impl Store {
             .expression_attribute_names("#evaluation", "evaluation")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":evaluation", value)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound {
+                kind: "model",
+                id: id.to_string(),
+            }),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// Records the model's weights copied into our bucket.
+    pub async fn record_model_weights(
+        &self,
+        tenant: &TenantId,
+        id: &ModelId,
+        weights: &WeightsFile,
+    ) -> Result<(), StoreError> {
+        let value =
+            serde_dynamo::to_attribute_value(weights).map_err(|source| StoreError::Corrupt {
+                kind: "model weights",
+                source,
+            })?;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(model_sk(id)))
+            .update_expression("SET #weights = :weights")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#weights", "weights")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":weights", value)
             .send()
             .await;
         match out {

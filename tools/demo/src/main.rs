@@ -229,7 +229,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .tenant(TENANT)
             .try_build()?;
         let controls = pipeline.providers.controls();
-        let response = finetune::http::models_handler(&store, &controls, &config, request).await;
+        let response =
+            finetune::http::models_handler(&store, &blobs, &controls, &config, request).await;
         let model: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
         println!("\nGET /models/{model_id} -> {}", response.status());
         println!("{}", serde_json::to_string_pretty(&model)?);
@@ -248,7 +249,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
         // GET /models/active: what the chat system calls from now on.
         let request = ApiEvent::get("/models/active").tenant(TENANT).try_build()?;
-        let response = finetune::http::models_handler(&store, &controls, &config, request).await;
+        let response =
+            finetune::http::models_handler(&store, &blobs, &controls, &config, request).await;
         let active: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
         println!("\nGET /models/active -> {}", response.status());
         println!("{}", serde_json::to_string_pretty(&active)?);

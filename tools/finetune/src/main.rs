@@ -126,6 +126,7 @@ fn main() -> ExitCode {
                 n_epochs: None,
                 max_tokens_per_example: None,
                 format: Default::default(),
+                provider: None,
             };
             run_prepare(input, output, settings)
         }

@@ -494,6 +494,10 @@ fn hyperparameters(c: &mut Checker, value: &Value) -> Hyperparameters {
             "learning_rate_multiplier",
             "learning_rate",
             "learning_rate_warmup_steps",
+            "lora",
+            "lora_rank",
+            "lora_alpha",
+            "n_checkpoints",
         ],
     ) else {
         return Hyperparameters::default();
@@ -553,12 +557,20 @@ fn hyperparameters(c: &mut Checker, value: &Value) -> Hyperparameters {
             .and_then(|n| u32::try_from(n).ok())
             .map_or(AutoOr::Auto, AutoOr::Value),
     };
+    let lora = c.boolean(map.get("lora"), &path(at, "lora"));
+    let lora_rank = whole(c, "lora_rank", 1024);
+    let lora_alpha = whole(c, "lora_alpha", 4096);
+    let n_checkpoints = whole(c, "n_checkpoints", 100);
     Hyperparameters {
         n_epochs,
         batch_size,
         learning_rate_multiplier,
         learning_rate,
         learning_rate_warmup_steps,
+        lora,
+        lora_rank,
+        lora_alpha,
+        n_checkpoints,
     }
 }
 

@@ -229,6 +229,7 @@ mod tests {
             learning_rate_multiplier: AutoOr::Value(2.0),
             learning_rate: AutoOr::Value(0.001),
             learning_rate_warmup_steps: AutoOr::Value(101),
+            ..Hyperparameters::default()
         };
         let fields: Vec<&str> = to_bedrock(&h, MICRO)
             .unwrap_err()

@@ -293,6 +293,11 @@ impl JobControl for BedrockProvider {
 
 #[async_trait]
 impl FineTuningProvider for BedrockProvider {
+    /// Bedrock keeps the weights it trains: none to copy.
+    fn weights(&self) -> Option<&dyn crate::provider::weights::ModelWeights> {
+        None
+    }
+
     /// Nothing to upload: Bedrock reads the object where it is.
     async fn prepare_file(
         &self,

@@ -87,6 +87,10 @@ impl Profile for BedrockProfile {
     /// record limits.
     fn check_config(&self, run: &RunConfig) -> Vec<FieldProblem> {
         let mut problems = limits::check(&run.hyperparameters, &run.base_model);
+        problems.extend(crate::provider::together::profile::refuse_lora(
+            &run.hyperparameters,
+            "Bedrock",
+        ));
         if let Some(limits) = limits_for(&run.base_model)
             && u64::from(run.max_examples)
                 > limits.max_train_records + limits.max_validation_records

@@ -389,7 +389,7 @@ impl OpenAiClient {
 /// A multipart part whose body is the S3 object (or one byte range of it),
 /// streamed with a known length so the request has a Content-Length and
 /// memory stays at one read buffer.
-async fn blob_part(
+pub(crate) async fn blob_part(
     blobs: &Blobs,
     key: &str,
     range: Option<Range<u64>>,

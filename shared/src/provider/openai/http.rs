@@ -323,7 +323,7 @@ impl Http {
 
 /// reqwest's message plus its cause chain (the cause says *why* a
 /// connection failed). Headers, and so the key, are never part of it.
-fn describe_reqwest(e: &reqwest::Error) -> String {
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {

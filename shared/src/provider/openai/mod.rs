@@ -260,6 +260,11 @@ impl JobControl for OpenAiProvider {
 
 #[async_trait]
 impl FineTuningProvider for OpenAiProvider {
+    /// OpenAI keeps the weights it trains: none to copy.
+    fn weights(&self) -> Option<&dyn crate::provider::weights::ModelWeights> {
+        None
+    }
+
     async fn prepare_file(
         &self,
         file: &DatasetFileSource,

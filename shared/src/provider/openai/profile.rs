@@ -149,6 +149,7 @@ impl Profile for OpenAiProfile {
                 ));
             }
         }
+        problems.extend(crate::provider::together::profile::refuse_lora(h, "OpenAI"));
         problems
     }
 
