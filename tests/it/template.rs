@@ -3,6 +3,7 @@
 
 use finetune::provider::bedrock::profile::DEFAULT_BASE_MODELS as DEFAULT_BEDROCK_BASE_MODELS;
 use finetune::provider::openai::profile::DEFAULT_BASE_MODELS;
+use finetune::provider::together::profile::DEFAULT_BASE_MODELS as DEFAULT_TOGETHER_BASE_MODELS;
 
 const TEMPLATE: &str = include_str!("../../template.yaml");
 
@@ -25,6 +26,10 @@ fn the_templates_default_base_models_are_the_codes_defaults() {
     assert_eq!(
         parameter_default("BedrockAllowedBaseModels"),
         DEFAULT_BEDROCK_BASE_MODELS
+    );
+    assert_eq!(
+        parameter_default("TogetherAllowedBaseModels"),
+        DEFAULT_TOGETHER_BASE_MODELS
     );
 }
 
