@@ -925,6 +925,7 @@ impl RecordingProvider {
             finished_at: Some(Utc::now()),
             estimated_finish: None,
             tags: None,
+            estimated_cost_usd: None,
         }
     }
 }

@@ -164,6 +164,7 @@ async fn cancel_at_provider(
             finished_at: None,
             estimated_finish: None,
             tags: None,
+            estimated_cost_usd: None,
         }),
         Err(e) if e.is_transient() => {
             tracing::warn!(run_id = %run.id, code = e.code(), "provider cancel failed, transient");

@@ -76,6 +76,11 @@ impl JobSteps {
             .await?;
         let mut next = run.clone();
         next.job = Some(job_info(&job, None));
+        if let (Some(cost), Some(stats)) = (job.estimated_cost_usd, next.stats.as_mut()) {
+            // The provider's own estimate beats ours (Together prices by
+            // its tokenizer and its current list).
+            stats.estimated_cost_usd = (cost * 100.0).round() / 100.0;
+        }
         let phase = format!("job {} {}", job.id, job.provider_status);
         match ledger.transition(next, RunStatus::Training, phase).await {
             Ok(stored) => {

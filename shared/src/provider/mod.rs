@@ -92,6 +92,10 @@ pub struct ProviderJob {
     pub estimated_finish: Option<DateTime<Utc>>,
     /// The tags read back from the provider, when it reports them.
     pub tags: Option<JobTags>,
+    /// The provider's own estimate of the job's price, when it gives one
+    /// as the job is created (Together's `estimate-price`); it replaces
+    /// ours in the run's stats.
+    pub estimated_cost_usd: Option<f64>,
 }
 
 /// Why the provider failed a job, as it said it.

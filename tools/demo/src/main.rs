@@ -13,6 +13,12 @@
 //! never ends a job by itself, so the demo ends it a few seconds after it
 //! starts, as Bedrock would after training.
 //!
+//! `PROVIDER=together` trains on Together AI's adapter against the
+//! sandbox's Together mode: a LoRA adapter of an open-weight model, which
+//! the deploying step copies into the tenant's prefix; the demo then
+//! downloads it through `GET /models/{id}/download`'s presigned URL and
+//! prints its size and sha256.
+//!
 //! The events are the tests' samples (`finetune_tests::events`, JSON files
 //! in `tests/fixtures/events`).
 
@@ -23,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use finetune::config::Config;
-use finetune::domain::{RunId, TenantId};
+use finetune::domain::{ProviderKind, RunId, TenantId};
 use finetune::pipeline::{Pipeline, monitor};
 use finetune_tests::ApiEvent;
 use openai_sandbox::{Progression, SandboxConfig};
@@ -37,17 +43,17 @@ const LIMIT: Duration = Duration::from_secs(300);
 const BEDROCK_ROLE: &str = "arn:aws:iam::123456789012:role/finetune-bedrock-demo";
 /// How long the demo lets a Bedrock job "train" at moto.
 const BEDROCK_TRAINING: Duration = Duration::from_secs(3);
+/// The open-weight model the Together demo trains a LoRA adapter of.
+const TOGETHER_BASE: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     // Quiet by default: the demo prints its own story.
-    let bedrock = match std::env::var("PROVIDER").as_deref() {
-        Err(_) | Ok("") | Ok("openai") => false,
-        Ok("bedrock") => true,
-        Ok(other) => {
-            return Err(format!("PROVIDER must be openai or bedrock, got {other:?}").into());
-        }
+    let provider = match std::env::var("PROVIDER").as_deref() {
+        Err(_) | Ok("") | Ok("openai") => ProviderKind::OpenAi,
+        Ok(name) => ProviderKind::parse(name).map_err(|e| format!("PROVIDER: {e}"))?,
     };
+    let bedrock = provider == ProviderKind::Bedrock;
     let endpoint = finetune_tests::moto_endpoint();
     println!("local stack: moto at {endpoint}");
     let sandbox = openai_sandbox::spawn(SandboxConfig {
@@ -69,6 +75,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "OPENAI_API_KEY" => Some("sk-local-demo".to_owned()),
         "RUN_LEASE_SECONDS" => Some("60".to_owned()),
         "BEDROCK_ROLE_ARN" => Some(BEDROCK_ROLE.to_owned()),
+        // The sandbox's Together mode, on the same server.
+        "TOGETHER_BASE_URL" => Some(sandbox.base_url()),
+        "TOGETHER_API_KEY" => Some("together-local-demo".to_owned()),
         _ => None,
     })?;
     finetune::store::provision::create_table(&finetune::aws::dynamodb_client(&sdk), &table).await?;
@@ -130,6 +139,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         body["config"]["base_model"] = "amazon.nova-micro-v1:0:128k".into();
         body["config"]["hyperparameters"] = serde_json::json!({"n_epochs": 2});
         body["config"]["evaluation"]["judge_model"] = "amazon.nova-lite-v1:0".into();
+    }
+    if provider == ProviderKind::Together {
+        body["provider"] = "together".into();
+        body["config"]["base_model"] = TOGETHER_BASE.into();
+        body["config"]["hyperparameters"] =
+            serde_json::json!({"n_epochs": 2, "lora_rank": 8, "n_checkpoints": 1});
+        body["config"]["evaluation"]["judge_model"] = TOGETHER_BASE.into();
     }
     let request = ApiEvent::post("/runs")
         .tenant(TENANT)
@@ -258,6 +274,46 @@ async fn main() -> Result<(), Box<dyn Error>> {
             "\ndecision: {}; active model: {}",
             run["evaluation"]["decision"], active["id"]
         );
+
+        // GET /models/{id}/download: the tenant's copy of the weights
+        // (Together's LoRA adapter), fetched through the presigned URL.
+        if provider == ProviderKind::Together {
+            download_weights(&store, &blobs, &controls, &config, &model_id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `GET /models/{id}/download`, then the URL it answers, as a tenant's
+/// script would: prints the size and sha256 of what arrived and checks
+/// them against the model's record.
+async fn download_weights(
+    store: &finetune::store::Store,
+    blobs: &finetune::blob::Blobs,
+    controls: &finetune::provider::Controls,
+    config: &Config,
+    model_id: &finetune::domain::ModelId,
+) -> Result<(), Box<dyn Error>> {
+    use sha2::Digest;
+    let request = ApiEvent::get(&format!("/models/{model_id}/download"))
+        .tenant(TENANT)
+        .try_build()?;
+    let response = finetune::http::models_handler(store, blobs, controls, config, request).await;
+    let status = response.status();
+    let download: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
+    println!("\nGET /models/{model_id}/download -> {status}");
+    println!("{}", serde_json::to_string_pretty(&download)?);
+    let url = download["url"].as_str().ok_or("no download URL")?;
+    finetune::tls::install_crypto_provider();
+    let bytes = reqwest::get(url).await?.error_for_status()?.bytes().await?;
+    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    println!(
+        "downloaded {} ({} bytes, sha256 {sha256}) through the presigned URL",
+        download["file"].as_str().unwrap_or_default(),
+        bytes.len()
+    );
+    if download["sha256"] != sha256.as_str() || download["bytes"] != bytes.len() {
+        return Err("the downloaded adapter is not the one the model records".into());
     }
     Ok(())
 }

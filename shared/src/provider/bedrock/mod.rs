@@ -137,6 +137,7 @@ impl BedrockJobs {
             },
             estimated_finish: None,
             tags: None,
+            estimated_cost_usd: None,
         })
     }
 }

@@ -183,6 +183,7 @@ pub fn provider_job(job: FineTuningJobObject) -> ProviderJob {
         finished_at: job.finished_at.and_then(time),
         estimated_finish: job.estimated_finish.and_then(time),
         tags,
+        estimated_cost_usd: None,
     }
 }
 

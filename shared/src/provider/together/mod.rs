@@ -38,7 +38,7 @@ use crate::provider::{
 use crate::secret::LazySecret;
 
 pub use client::TogetherClient;
-use types::{CreateFineTuneRequest, FineTune, TrainingMethod, TrainingType};
+use types::{CreateFineTuneRequest, EstimatePriceRequest, FineTune, TrainingMethod, TrainingType};
 
 /// The secret's name in messages (its value is never shown).
 pub const API_KEY: &str = "Together API key";
@@ -175,6 +175,7 @@ pub fn provider_job(job: FineTune, tags: Option<JobTags>) -> ProviderJob {
         finished_at,
         estimated_finish: None,
         tags,
+        estimated_cost_usd: None,
         id: job.id,
     }
 }
@@ -298,8 +299,34 @@ impl FineTuningProvider for TogetherProvider {
             training_type,
             training_method: TrainingMethod { method: "sft" },
         };
+        // Together's own price first: what the run's stats show, and a
+        // refusal in words when the account may not spend it.
+        let estimate = self
+            .control
+            .client
+            .estimate_price(&EstimatePriceRequest {
+                training_file: request.training_file,
+                validation_file: request.validation_file,
+                model: request.model,
+                n_epochs: request.n_epochs,
+                training_type: request.training_type.clone(),
+                training_method: TrainingMethod { method: "sft" },
+            })
+            .await?;
+        if estimate.allowed_to_proceed == Some(false) {
+            return Err(ProviderError::PermissionDenied {
+                message: format!(
+                    "Together estimates ${:.2} for this job, more than the account may spend (its credit limit is ${:.2})",
+                    estimate.estimated_total_price.unwrap_or_default(),
+                    estimate.user_limit.unwrap_or_default()
+                ),
+                request_id: None,
+            });
+        }
         let created = self.control.client.create_fine_tune(&request).await?;
-        Ok(provider_job(created, Some(job.tags.clone())))
+        let mut created = provider_job(created, Some(job.tags.clone()));
+        created.estimated_cost_usd = estimate.estimated_total_price;
+        Ok(created)
     }
 
     /// The account's jobs whose suffix is the run's, newest first.

@@ -72,6 +72,8 @@ pub struct PriceEstimate {
     #[serde(default)]
     pub allowed_to_proceed: Option<bool>,
     #[serde(default)]
+    pub user_limit: Option<f64>,
+    #[serde(default)]
     pub estimated_train_token_count: Option<f64>,
 }
 
