@@ -26,7 +26,7 @@ type AppState = Arc<Shared>;
 
 /// Which recorded request a handler is serving (to attach form fields).
 #[derive(Clone, Copy)]
-struct RequestSeq(u64);
+pub(crate) struct RequestSeq(u64);
 
 pub(crate) fn router(shared: AppState) -> Router {
     let v1 = Router::new()
@@ -51,7 +51,8 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route(
             "/chat/completions",
             post(crate::chat::create_chat_completion),
-        );
+        )
+        .merge(crate::together::routes::router());
     Router::new()
         .nest("/v1", v1)
         .fallback(not_found_route)
@@ -137,7 +138,7 @@ pub(crate) fn ok(value: Value) -> ApiResult {
 
 async fn not_found_route() -> ApiError {
     ApiError::not_found(
-        "Invalid URL: the sandbox serves OpenAI's fine-tuning and chat completions APIs under /v1",
+        "Invalid URL: the sandbox serves OpenAI's and Together's fine-tuning and chat completions APIs under /v1",
     )
 }
 
@@ -392,7 +393,7 @@ fn fault_response(kind: FaultKind) -> ApiError {
     }
 }
 
-fn record_form(shared: &Shared, seq: RequestSeq, form: Value) {
+pub(crate) fn record_form(shared: &Shared, seq: RequestSeq, form: Value) {
     if let Some(r) = shared
         .lock()
         .requests
@@ -422,7 +423,7 @@ const FILE_PURPOSES: [&str; 6] = [
 
 /// Streams a multipart body: text fields into the map, the binary field
 /// `binary_name` into a [`ContentWriter`] (spilled to disk when large).
-async fn read_form(
+pub(crate) async fn read_form(
     shared: &Shared,
     mut multipart: Multipart,
     binary_name: &str,

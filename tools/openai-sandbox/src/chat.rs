@@ -15,7 +15,7 @@ use crate::api::{ApiError, ApiResult, json_body, ok};
 use crate::content::Content;
 use crate::judge::{self, Trigrams};
 use crate::state::{Inner, Stage, now_secs};
-use crate::{AnswerKind, ChatCall, Quality, Shared, ids};
+use crate::{AnswerKind, ChatCall, Quality, Shared, ids, together};
 
 /// Chat models the sandbox serves besides the fine-tuned ones: OpenAI's
 /// fine-tunable snapshots and their aliases (the pipeline's judges and
@@ -75,6 +75,20 @@ const KNOWN_FIELDS: &[&str] = &[
     "parallel_tool_calls",
     "function_call",
     "functions",
+];
+
+/// Request fields Together's `ChatCompletionRequest` has beyond OpenAI's,
+/// accepted (and ignored) for Together models only.
+const TOGETHER_FIELDS: &[&str] = &[
+    "top_k",
+    "context_length_exceeded_behavior",
+    "repetition_penalty",
+    "echo",
+    "min_p",
+    "compliance",
+    "chat_template_kwargs",
+    "safety_model",
+    "reasoning",
 ];
 
 const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
@@ -482,7 +496,13 @@ fn parse_request(body: &Value) -> Result<ChatRequest, ApiError> {
             None,
         ));
     };
-    if let Some(unknown) = body.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
+    let together_model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .is_some_and(together::is_together_model_name);
+    let known =
+        |k: &str| KNOWN_FIELDS.contains(&k) || (together_model && TOGETHER_FIELDS.contains(&k));
+    if let Some(unknown) = body.keys().find(|k| !known(k.as_str())) {
         return Err(ApiError::invalid(
             format!("Unrecognized request argument supplied: {unknown}"),
             None,
@@ -605,7 +625,28 @@ fn resolve(inner: &Inner, model: &str) -> Option<Serving> {
             quality,
         });
     }
-    let base = CHAT_BASE_MODELS.contains(&model) || inner.jobs.iter().any(|j| j.model == model);
+    let together = inner
+        .together_jobs
+        .iter()
+        .find(|j| j.stage == together::job::Stage::Completed && j.model_output_name == model);
+    if let Some(job) = together {
+        let quality = inner
+            .model_quality
+            .get(model)
+            .copied()
+            .unwrap_or(job.quality);
+        return Some(Serving::FineTuned {
+            job_id: job.id.clone(),
+            quality,
+        });
+    }
+    let base = CHAT_BASE_MODELS.contains(&model)
+        || together::base_model(model).is_some()
+        || inner.jobs.iter().any(|j| j.model == model)
+        || inner
+            .together_jobs
+            .iter()
+            .any(|j| j.spec.model.name == model);
     base.then_some(Serving::Base)
 }
 
@@ -726,22 +767,15 @@ fn read_examples(content: &Content) -> Vec<Example> {
 
 /// A job's examples, parsed once and kept with the job.
 async fn examples_of(shared: &Shared, job_id: &str) -> Result<Arc<Vec<Example>>, ApiError> {
-    let content = {
-        let mut inner = shared.lock();
-        let job = inner
-            .job_mut(job_id)
-            .ok_or_else(|| ApiError::server("the job behind this model is gone"))?;
-        if let Some(examples) = &job.examples {
-            return Ok(examples.clone());
-        }
-        job.training_content.clone()
+    let content = match shared.lock().examples_or_content(job_id) {
+        None => return Err(ApiError::server("the job behind this model is gone")),
+        Some(Ok(examples)) => return Ok(examples),
+        Some(Err(content)) => content,
     };
     let examples = tokio::task::spawn_blocking(move || Arc::new(read_examples(&content)))
         .await
         .map_err(|e| ApiError::server(format!("reading the training file failed: {e}")))?;
-    if let Some(job) = shared.lock().job_mut(job_id) {
-        job.examples = Some(examples.clone());
-    }
+    shared.lock().keep_examples(job_id, examples.clone());
     Ok(examples)
 }
 
@@ -985,7 +1019,7 @@ fn response(
         .collect();
     let completion_tokens = completion * request.n;
     let fingerprint = hex::encode(Sha256::digest(request.model.as_bytes()));
-    json!({
+    let mut body = json!({
         "id": ids::new_id(ids::CHAT_COMPLETION),
         "object": "chat.completion",
         "created": now_secs(),
@@ -1005,7 +1039,13 @@ fn response(
         },
         "service_tier": "default",
         "system_fingerprint": format!("fp_{}", &fingerprint[..10]),
-    })
+    });
+    // Together's ChatCompletionResponse requires `prompt` (filled only
+    // with `echo`, which the sandbox does not do).
+    if together::is_together_model_name(&request.model) {
+        body["prompt"] = json!([]);
+    }
+    body
 }
 
 pub(crate) async fn create_chat_completion(

@@ -73,6 +73,7 @@ mod content;
 mod ids;
 pub mod judge;
 mod state;
+pub mod together;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -250,6 +251,13 @@ pub struct SandboxConfig {
     /// Added to every chat completion, on top of `latency` (generation
     /// takes longer than a metadata call).
     pub chat_latency: Duration,
+    /// Together mode: bytes of each `GET /finetune/download` file
+    /// ([`together::DEFAULT_DOWNLOAD_BYTES`]; raise it to test a client's
+    /// constant-memory streaming).
+    pub together_download_bytes: u64,
+    /// Together mode: the credit limit (US dollars) price estimates
+    /// compare with ([`together::DEFAULT_CREDIT_LIMIT`]).
+    pub together_credit_limit: f64,
 }
 
 impl Default for SandboxConfig {
@@ -272,6 +280,8 @@ impl Default for SandboxConfig {
             ignore_list_filters: false,
             fine_tuned_quality: Quality::Good,
             chat_latency: Duration::ZERO,
+            together_download_bytes: together::DEFAULT_DOWNLOAD_BYTES,
+            together_credit_limit: together::DEFAULT_CREDIT_LIMIT,
         }
     }
 }
@@ -369,6 +379,8 @@ pub async fn spawn(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
             ignore_list_filters: config.ignore_list_filters,
             fine_tuned_quality: config.fine_tuned_quality,
             chat_latency: config.chat_latency,
+            together_download_bytes: config.together_download_bytes,
+            together_credit_limit: config.together_credit_limit,
         }),
         api_key: config.api_key.clone(),
         data_dir,
@@ -429,21 +441,66 @@ impl Sandbox {
             .collect()
     }
 
-    /// The job's status word, without advancing it.
+    /// The job's status word (an OpenAI or a Together job), without
+    /// advancing it.
     pub fn job_status(&self, job_id: &str) -> Option<String> {
-        self.shared
-            .lock()
-            .job_mut(job_id)
+        let mut inner = self.shared.lock();
+        if let Some(job) = inner.job_mut(job_id) {
+            return Some(job.stage.status().to_owned());
+        }
+        inner
+            .together_job_mut(job_id)
             .map(|j| j.stage.status().to_owned())
     }
 
-    /// Moves a job one step (`validating_files -> queued -> running ->
-    /// … -> succeeded`); returns its new status.
+    /// Moves a job one step (OpenAI: `validating_files -> queued ->
+    /// running -> … -> succeeded`; Together: `pending -> queued -> running
+    /// -> … -> compressing -> uploading -> completed`); returns its new
+    /// status.
     pub fn advance(&self, job_id: &str) -> Option<String> {
         let settings = self.shared.settings();
         let mut inner = self.shared.lock();
+        if let Some(job) = inner.together_job_mut(job_id) {
+            job.advance();
+            return Some(job.stage.status().to_owned());
+        }
         inner.advance(job_id, &settings);
         inner.job_mut(job_id).map(|j| j.stage.status().to_owned())
+    }
+
+    /// Every Together fine-tune as `GET /fine-tunes/{id}` would show it
+    /// (`FinetuneResponse`), oldest first, without advancing anything.
+    pub fn together_jobs(&self) -> Vec<Value> {
+        let per_step = self.shared.settings().seconds_per_step();
+        self.shared
+            .lock()
+            .together_jobs
+            .iter()
+            .map(|j| j.full_json(per_step))
+            .collect()
+    }
+
+    /// How many downloads (`GET /finetune/download`, answered 200) of this
+    /// Together job started.
+    pub fn together_downloads(&self, job_id: &str) -> u64 {
+        self.shared
+            .lock()
+            .together_downloads
+            .get(job_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The size of Together downloads from now on.
+    pub fn set_together_download_bytes(&self, bytes: u64) {
+        self.shared
+            .update_settings(|s| s.together_download_bytes = bytes);
+    }
+
+    /// The credit limit Together price estimates compare with from now on.
+    pub fn set_together_credit_limit(&self, dollars: f64) {
+        self.shared
+            .update_settings(|s| s.together_credit_limit = dollars);
     }
 
     /// Advances until the job ends or pauses; returns its final status.

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::chat::Example;
 use crate::content::{Content, Segment};
 use crate::ids;
+use crate::together::job::TogetherJob;
 use crate::validate::validate_training_file;
 use crate::{ChatCall, Fault, Progression, Quality, RecordedRequest};
 
@@ -35,6 +36,21 @@ pub struct Settings {
     pub ignore_list_filters: bool,
     pub fine_tuned_quality: Quality,
     pub chat_latency: Duration,
+    /// Size of a Together download (`GET /finetune/download`).
+    pub together_download_bytes: u64,
+    /// The credit limit (US dollars) Together's price estimate compares with.
+    pub together_credit_limit: f64,
+}
+
+impl Settings {
+    /// Seconds a job step takes, for progress estimates: the timed
+    /// progression's step, else a nominal minute.
+    pub fn seconds_per_step(&self) -> u64 {
+        match self.progression {
+            Progression::Every(step) => step.as_secs().max(1),
+            Progression::Manual | Progression::OnRead => 60,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -57,7 +73,22 @@ impl StoredFile {
             "filename": self.filename,
             "purpose": self.purpose,
             "status": "processed",
+            // Together's FileResponse members, so one answer serves both
+            // APIs' `GET /files` and `GET /files/{id}`.
+            "FileType": file_type_of(&self.filename),
+            "Processed": true,
         })
+    }
+}
+
+/// Together's `FileType` of a file, by its name (`jsonl` when unsure).
+pub fn file_type_of(filename: &str) -> &'static str {
+    if filename.ends_with(".csv") {
+        "csv"
+    } else if filename.ends_with(".parquet") {
+        "parquet"
+    } else {
+        "jsonl"
     }
 }
 
@@ -245,11 +276,49 @@ pub struct Inner {
     pub chat_calls: Vec<ChatCall>,
     /// Per-model overrides of the jobs' [`Quality`].
     pub model_quality: HashMap<String, Quality>,
+    /// Together fine-tunes, oldest first.
+    pub together_jobs: Vec<TogetherJob>,
+    /// Together downloads started, per job id.
+    pub together_downloads: HashMap<String, u64>,
 }
 
 impl Inner {
     pub fn job_mut(&mut self, id: &str) -> Option<&mut JobRec> {
         self.jobs.iter_mut().find(|j| j.id == id)
+    }
+
+    pub fn together_job_mut(&mut self, id: &str) -> Option<&mut TogetherJob> {
+        self.together_jobs.iter_mut().find(|j| j.id == id)
+    }
+
+    /// The examples a fine-tuned model (OpenAI or Together job) answers
+    /// from: `Ok` when already parsed, else the training content to parse.
+    pub fn examples_or_content(
+        &mut self,
+        job_id: &str,
+    ) -> Option<Result<Arc<Vec<Example>>, Content>> {
+        if let Some(job) = self.job_mut(job_id) {
+            return Some(
+                job.examples
+                    .clone()
+                    .ok_or_else(|| job.training_content.clone()),
+            );
+        }
+        let job = self.together_job_mut(job_id)?;
+        Some(
+            job.examples
+                .clone()
+                .ok_or_else(|| job.training_content.clone()),
+        )
+    }
+
+    /// Keeps a job's parsed examples for its next chat completions.
+    pub fn keep_examples(&mut self, job_id: &str, examples: Arc<Vec<Example>>) {
+        if let Some(job) = self.job_mut(job_id) {
+            job.examples = Some(examples);
+        } else if let Some(job) = self.together_job_mut(job_id) {
+            job.examples = Some(examples);
+        }
     }
 
     /// Advances timed jobs whose next step is due.
@@ -277,6 +346,12 @@ impl Inner {
                         _ => None,
                     };
                 }
+            }
+        }
+        for job in &mut self.together_jobs {
+            while let Some(at) = job.next_step_at.filter(|at| *at <= now) {
+                job.advance();
+                job.next_step_at = (!job.stage.is_terminal()).then_some(at + step);
             }
         }
     }
