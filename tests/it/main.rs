@@ -21,5 +21,6 @@ mod sandbox_chat;
 mod secret;
 mod store;
 mod template;
+mod together;
 mod webhook;
 mod world;

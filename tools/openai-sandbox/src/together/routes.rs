@@ -53,7 +53,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/fine-tunes/estimate-price", post(estimate_price))
         .route("/fine-tunes/models/supported", get(supported_models))
         .route("/fine-tunes/models/limits", get(model_limits))
-        .route("/fine-tunes/{id}", get(retrieve_fine_tune))
+        .route(
+            "/fine-tunes/{id}",
+            get(retrieve_fine_tune).delete(delete_fine_tune),
+        )
         .route("/fine-tunes/{id}/cancel", post(cancel_fine_tune))
         .route("/fine-tunes/{id}/events", get(list_events))
         .route("/fine-tunes/{id}/checkpoints", get(list_checkpoints))
@@ -233,6 +236,27 @@ async fn retrieve_fine_tune(State(shared): State<AppState>, Path(id): Path<Strin
         job.advance();
     }
     ok(job.full_json(settings.seconds_per_step()))
+}
+
+/// `DELETE /fine-tunes/{id}`: the job and the model it made are gone
+/// (its model no longer answers chat completions, its download is 404).
+/// A running job must be cancelled first, as on Together.
+async fn delete_fine_tune(State(shared): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let settings = shared.settings();
+    let mut inner = shared.lock();
+    inner.catch_up(&settings);
+    let job = inner.together_job_mut(&id).ok_or_else(|| no_job(&id))?;
+    if !job.stage.is_terminal() {
+        return Err(ApiError::invalid(
+            format!(
+                "Fine-tune job {id} is {}; cancel it before deleting it",
+                job.stage.status()
+            ),
+            None,
+        ));
+    }
+    inner.together_jobs.retain(|j| j.id != id);
+    ok(json!({"message": format!("fine-tune job {id} deleted")}))
 }
 
 async fn cancel_fine_tune(State(shared): State<AppState>, Path(id): Path<String>) -> ApiResult {
