@@ -22,5 +22,6 @@ mod secret;
 mod store;
 mod template;
 mod together;
+mod together_contract;
 mod webhook;
 mod world;
