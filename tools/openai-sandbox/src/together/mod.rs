@@ -7,7 +7,9 @@
 //! (the contract test checks every answer against it); behaviour the
 //! schema does not pin down is the sandbox's choice, stated here.
 //!
+//! - [`spec`]: a creation request checked against the sandbox's limits.
 //! - [`job`]: a job's record, its statuses and how it is shown.
+//! - [`price`]: the price arithmetic behind estimates and `total_price`.
 //! - [`download`]: the deterministic adapter file `GET /finetune/download`
 //!   streams.
 //! - [`routes`]: the handlers.
@@ -17,9 +19,12 @@
 
 pub mod download;
 pub(crate) mod job;
+pub mod price;
 pub(crate) mod routes;
+pub(crate) mod spec;
 
-pub use job::{Estimate, estimate, model_output_name, nano_dollars, tokens_of};
+pub use job::model_output_name;
+pub use price::{Estimate, estimate, nano_dollars, tokens_of};
 
 /// A base model the sandbox fine-tunes and serves.
 #[derive(Debug, Clone, Copy, PartialEq)]

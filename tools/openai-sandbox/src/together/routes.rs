@@ -19,7 +19,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::download::AdapterFile;
-use super::job::{self, JobSpec, NewJob, Stage, TogetherJob};
+use super::job::{NewJob, Stage, TogetherJob};
+use super::price;
+use super::spec::{JobSpec, Refusal};
 use super::{
     BASE_MODELS, FULL_BATCH, LORA_BATCH, MAX_EPOCHS, MAX_EVALS, MAX_LEARNING_RATE, MAX_LORA_RANK,
     MIN_LEARNING_RATE, base_model,
@@ -64,7 +66,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/finetune/download", get(download))
 }
 
-fn refused((message, param): job::Refusal) -> ApiError {
+fn refused((message, param): Refusal) -> ApiError {
     ApiError::invalid(message, Some(param))
 }
 
@@ -365,7 +367,7 @@ async fn estimate_price(
         };
         (training, validation)
     };
-    let e = job::estimate(
+    let e = price::estimate(
         model,
         full,
         training_bytes,
