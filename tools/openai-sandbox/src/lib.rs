@@ -66,6 +66,55 @@
 //! figures, not equal. `max_tokens` / `max_completion_tokens` cut the
 //! answer to that many tokens (`finish_reason: length`). Every answered
 //! call is counted in [`Sandbox::chat_calls`].
+//!
+//! # Together AI mode
+//!
+//! The same server also speaks Together's fine-tuning API ([`together`]),
+//! in Together's shapes (`tests/contract/together-finetuning-openapi.json`,
+//! checked by `tests/it/together_contract.rs`), sharing the file store,
+//! the chat engine, auth, faults, latency and request recording:
+//!
+//! - `POST /v1/files/upload` (multipart `purpose`, `file_name`,
+//!   `file_type`, `file`; streamed, large files spill to disk): a
+//!   `fine-tune` file must pass the pipeline's checker with at least one
+//!   example, else 400; only `jsonl` is accepted. `GET /v1/files`,
+//!   `GET`/`DELETE /v1/files/{id}` are the OpenAI handlers, whose answers
+//!   carry Together's `FileType` and `Processed` too.
+//! - `POST /v1/fine-tunes` (400 for a model outside
+//!   [`together::BASE_MODELS`], a limit broken, an unknown file),
+//!   `GET /v1/fine-tunes` (newest first), `GET /v1/fine-tunes/{id}`,
+//!   `POST /v1/fine-tunes/{id}/cancel` (400 once ended), `/events`,
+//!   `/checkpoints` (newest first), `/metrics` (optional JSON body
+//!   `global_step_from`/`_to`), `POST /v1/fine-tunes/estimate-price`,
+//!   `GET /v1/fine-tunes/models/supported`, `/models/limits?model_name=`.
+//!   Jobs (`ft-` + a UUID) walk `pending → queued → running` (one epoch
+//!   per step) `→ compressing → uploading → completed` under the same
+//!   [`Progression`]; `fail_training` ends them in `error` after their
+//!   first epoch; cancel moves to `cancel_requested`, the next step to
+//!   `cancelled`. `model_output_name` is
+//!   `{organization}/{model basename}-{suffix}-{8 hex of sha256(job id)}`;
+//!   `suffix` round-trips exactly (Together has no metadata: clients find
+//!   their jobs by it).
+//! - `GET /v1/finetune/download?ft_id=&checkpoint=adapter|merged|model_output_path`
+//!   (or `checkpoint_step=`): a completed job's deterministic
+//!   safetensors-shaped file ([`together::download`]),
+//!   [`SandboxConfig::together_download_bytes`] long (300 KiB by default),
+//!   streamed with its `Content-Length`; 404 for an unknown job, 400 for one
+//!   not completed. [`Sandbox::together_downloads`] counts them.
+//! - `POST /v1/chat/completions`: a completed job's `model_output_name`
+//!   answers like an OpenAI fine-tune (its training data; [`Quality`]
+//!   knobs alike), a Together base model answers with the base template,
+//!   and Together's extra request fields (`top_k`, `repetition_penalty`,
+//!   …) are accepted for `org/name` models, whose answers carry the
+//!   `prompt` member Together's schema requires.
+//!
+//! Prices: tokens are a quarter of a file's bytes; LoRA $0.48 and full
+//! training $0.54 per million tokens for both models; `total_price` is in
+//! nano-dollars (Together's CLI divides it by 10^9). Limits: LoRA rank
+//! 1..=64, epochs 1..=20, `n_checkpoints` 1..=`n_epochs`, learning rate
+//! 1e-6..=1e-2, batch size 8..=32 (LoRA) or 8..=16 (full), suffix up to 40
+//! characters. These are the sandbox's numbers, modelled on Together's
+//! published ones, not guaranteed equal to them.
 
 mod api;
 mod chat;

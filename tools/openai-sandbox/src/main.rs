@@ -1,6 +1,6 @@
-//! `cargo run -p openai-sandbox -- --port 8089`: OpenAI's fine-tuning and
-//! chat completions APIs on
-//! loopback, for the demo and for OpenAI's own SDKs
+//! `cargo run -p openai-sandbox -- --port 8089`: OpenAI's (and Together
+//! AI's) fine-tuning and chat completions APIs on loopback, for the demo
+//! and for the providers' own SDKs
 //! (`OPENAI_BASE_URL=http://127.0.0.1:8089/v1`).
 
 use std::path::PathBuf;
@@ -46,6 +46,9 @@ struct Args {
     /// demos).
     #[arg(long)]
     worse_fine_tunes: bool,
+    /// Bytes of each Together download (`GET /v1/finetune/download`).
+    #[arg(long, default_value_t = openai_sandbox::together::DEFAULT_DOWNLOAD_BYTES)]
+    together_download_bytes: u64,
 }
 
 #[tokio::main]
@@ -72,6 +75,7 @@ async fn main() -> std::process::ExitCode {
         deny_fine_tuning: args.deny_fine_tuning,
         fail_training: args.fail_training,
         chat_latency: Duration::from_millis(args.chat_latency_ms),
+        together_download_bytes: args.together_download_bytes,
         fine_tuned_quality: if args.worse_fine_tunes {
             Quality::Worse
         } else {

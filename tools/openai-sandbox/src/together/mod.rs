@@ -7,12 +7,12 @@
 //! (the contract test checks every answer against it); behaviour the
 //! schema does not pin down is the sandbox's choice, stated here.
 //!
-//! - [`spec`]: a creation request checked against the sandbox's limits.
-//! - [`job`]: a job's record, its statuses and how it is shown.
+//! - `spec`: a creation request checked against the sandbox's limits.
+//! - `job`: a job's record, its statuses and how it is shown.
 //! - [`price`]: the price arithmetic behind estimates and `total_price`.
 //! - [`download`]: the deterministic adapter file `GET /finetune/download`
 //!   streams.
-//! - [`routes`]: the handlers.
+//! - `routes`: the handlers.
 //!
 //! The numbers below (models, limits, prices) are the sandbox's, modelled
 //! on Together's published tiers but not guaranteed to be Together's.
