@@ -135,6 +135,7 @@ fn endpoints() -> Vec<Endpoint> {
         json_op("GET", "/fine-tunes", false),
         json_op("POST", "/fine-tunes/estimate-price", true),
         json_op("GET", "/fine-tunes/{id}", false),
+        json_op("DELETE", "/fine-tunes/{id}", false),
         json_op("POST", "/fine-tunes/{id}/cancel", false),
         json_op("GET", "/fine-tunes/{id}/events", false),
         json_op("GET", "/fine-tunes/{id}/checkpoints", false),
@@ -450,6 +451,14 @@ async fn every_together_route_and_error_answers_in_the_shape_the_published_schem
     );
     let (status, _) = t.get("/fine-tunes/models/limits?model_name=gpt-4o").await;
     assert_eq!(status, 404);
+    // Deleting: a running job refuses, an ended one goes.
+    let running = t.create(create_body(&training, "contract-c")).await;
+    let running_id = running["id"].as_str().unwrap().to_owned();
+    sb.advance(&running_id);
+    sb.advance(&running_id);
+    assert_eq!(t.delete(&format!("/fine-tunes/{running_id}")).await.0, 400);
+    assert_eq!(t.delete(&format!("/fine-tunes/{other_id}")).await.0, 200);
+    assert_eq!(t.get(&format!("/fine-tunes/{other_id}")).await.0, 404);
 
     // THEN every request sent and every answer given matches the spec
     let doc = spec();

@@ -83,7 +83,8 @@
 //! - `POST /v1/fine-tunes` (400 for a model outside
 //!   [`together::BASE_MODELS`], a limit broken, an unknown file),
 //!   `GET /v1/fine-tunes` (newest first), `GET /v1/fine-tunes/{id}`,
-//!   `POST /v1/fine-tunes/{id}/cancel` (400 once ended), `/events`,
+//!   `POST /v1/fine-tunes/{id}/cancel` (400 once ended),
+//!   `DELETE /v1/fine-tunes/{id}` (an ended job; 400 before), `/events`,
 //!   `/checkpoints` (newest first), `/metrics` (optional JSON body
 //!   `global_step_from`/`_to`), `POST /v1/fine-tunes/estimate-price`,
 //!   `GET /v1/fine-tunes/models/supported`, `/models/limits?model_name=`.
