@@ -315,6 +315,55 @@ fn form_instance(form: &Value) -> Value {
     Value::Object(fields.collect())
 }
 
+#[test]
+fn the_adapters_own_request_bodies_are_what_the_published_schema_asks_for() {
+    use finetune::provider::together::types::{
+        CreateFineTuneRequest, EstimatePriceRequest, TrainingMethod, TrainingType,
+    };
+    let doc = spec();
+    for training_type in [
+        TrainingType::Lora {
+            lora_r: 8,
+            lora_alpha: 16,
+        },
+        TrainingType::Full,
+    ] {
+        let create = CreateFineTuneRequest {
+            training_file: "file-1",
+            validation_file: Some("file-2"),
+            model: "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+            n_epochs: Some(2),
+            n_checkpoints: Some(1),
+            n_evals: Some(1),
+            batch_size: Some(8),
+            learning_rate: Some(1e-5),
+            suffix: "0193a1b2c3d4e5f60718293a4b5c6d7e",
+            training_type: training_type.clone(),
+            training_method: TrainingMethod::SFT,
+        };
+        assert_valid(
+            &doc,
+            &request_schema("/fine-tunes", "post", "application/json"),
+            &serde_json::to_value(&create).unwrap(),
+            "the adapter's POST /fine-tunes body",
+        );
+        let estimate = EstimatePriceRequest {
+            training_file: "file-1",
+            validation_file: None,
+            model: "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+            n_epochs: Some(2),
+            training_type,
+            training_method: TrainingMethod::SFT,
+        };
+        assert_valid(
+            &doc,
+            &request_schema("/fine-tunes/estimate-price", "post", "application/json"),
+            &serde_json::to_value(&estimate).unwrap(),
+            "the adapter's POST /fine-tunes/estimate-price body",
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_together_schemas_compile_and_reject_what_they_should() {
     let doc = spec();

@@ -297,7 +297,7 @@ impl FineTuningProvider for TogetherProvider {
             learning_rate: h.learning_rate.value(),
             suffix: &suffix,
             training_type,
-            training_method: TrainingMethod { method: "sft" },
+            training_method: TrainingMethod::SFT,
         };
         // Together's own price first: what the run's stats show, and a
         // refusal in words when the account may not spend it.
@@ -310,7 +310,7 @@ impl FineTuningProvider for TogetherProvider {
                 model: request.model,
                 n_epochs: request.n_epochs,
                 training_type: request.training_type.clone(),
-                training_method: TrainingMethod { method: "sft" },
+                training_method: TrainingMethod::SFT,
             })
             .await?;
         if estimate.allowed_to_proceed == Some(false) {

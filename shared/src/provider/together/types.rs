@@ -23,9 +23,20 @@ pub enum TrainingType {
 }
 
 /// `training_method`: supervised fine-tuning on the chat messages.
+/// `TrainingMethodSFT` requires `train_on_inputs`: false trains on the
+/// assistant turns only (the prompt is context, not a target), as OpenAI's
+/// chat fine-tuning does.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrainingMethod {
     pub method: &'static str,
+    pub train_on_inputs: bool,
+}
+
+impl TrainingMethod {
+    pub const SFT: TrainingMethod = TrainingMethod {
+        method: "sft",
+        train_on_inputs: false,
+    };
 }
 
 /// The body of `POST /fine-tunes`.
