@@ -322,6 +322,111 @@ async fn tick_until(
     panic!("the run never got there: {:?}", run(world, id).await);
 }
 
+/// A model that refuses (400) every prompt that mentions `refused`, and
+/// answers the rest.
+struct RefusesOne {
+    inner: Arc<dyn Inference>,
+    refused: String,
+}
+
+#[async_trait]
+impl Inference for RefusesOne {
+    async fn answer(
+        &self,
+        model: &str,
+        example: &EvalExample,
+        max_tokens: u32,
+    ) -> Result<Reply, ProviderError> {
+        if example.turns.iter().any(|t| t.text.contains(&self.refused)) {
+            return Err(ProviderError::InvalidRequest {
+                message: "This model's maximum context length is 128000 tokens".into(),
+                param: Some("messages".into()),
+                code: Some("context_length_exceeded".into()),
+                request_id: None,
+            });
+        }
+        self.inner.answer(model, example, max_tokens).await
+    }
+}
+
+#[tokio::test]
+async fn an_example_a_model_refuses_is_left_out_on_record_and_the_run_still_completes() {
+    // GIVEN a model that refuses outright (400) the prompts about orders
+    // ending in 7 (A7, A17, A27, A37: some held out, by the run's seed)
+    let world = world_answering(
+        quick_sandbox(),
+        |p| p,
+        |inner| {
+            Arc::new(RefusesOne {
+                inner,
+                refused: "7?".into(),
+            })
+        },
+    )
+    .await;
+    seed(&world, 40).await;
+    let id = start(&world, &evaluated_run(json!({}))).await;
+
+    // WHEN the run is driven to its end
+    let done = drive(&world, &id, 30).await;
+
+    // THEN it completed, evaluated on the other examples, and says which
+    // were left out and why
+    assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
+    let evaluation = done.evaluation.clone().unwrap();
+    assert_eq!(evaluation.status, EvaluationStatus::Completed);
+    let n = done.stats.unwrap().validation_examples;
+    let (_, rows) = rows(&world, TENANT, &format!("/runs/{id}/evaluation?limit=100")).await;
+    let listed = rows["data"].as_array().unwrap();
+    assert_eq!(listed.len() as u64, evaluation.examples);
+    let left_out = n - evaluation.examples;
+    let keys: Vec<String> = world
+        .pipeline
+        .blobs
+        .list_prefix(&format!("runs/{TENANT}/{id}/evaluation/answers/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.ends_with("refused.json"))
+        .collect();
+    assert!(left_out > 0, "no held-out example was refused");
+    // AND each left-out example's refusal is kept with the provider's words
+    assert_eq!(keys.len() as u64, left_out, "{keys:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|r| !r["prompt_excerpt"].as_str().unwrap().contains("7?")),
+        "a refused example was scored: {listed:#?}"
+    );
+    let events = world
+        .pipeline
+        .store
+        .list_events(
+            &finetune::domain::TenantId::parse(TENANT).unwrap(),
+            &id,
+            100,
+            None,
+        )
+        .await
+        .unwrap()
+        .items;
+    let note = events
+        .iter()
+        .find(|e| e.kind == "examples_left_out")
+        .map(|e| e.message.clone());
+    if left_out > 0 {
+        let note = note.expect("an event says examples were left out");
+        assert!(
+            note.starts_with(&format!("{left_out} of {n} sampled examples")),
+            "{note}"
+        );
+    } else {
+        // The refused conversation went to training, not validation.
+        assert!(note.is_none());
+    }
+}
+
 #[tokio::test]
 async fn a_run_without_an_evaluation_is_activated_by_policy_alone() {
     // GIVEN a run that skips its evaluation and activates whatever it gets

@@ -51,6 +51,7 @@ use crate::evaluation::{
     PairedScore, Price, combine_orders, estimate_cost, parse_example, sample_indices, score_answer,
     summarize,
 };
+use crate::provider::ProviderError;
 use crate::provider::inference::Inference;
 use crate::provider::profiles::profile;
 use crate::provider::registry::Answerers;
@@ -115,6 +116,16 @@ struct Plan {
     indices: Vec<usize>,
     estimated_cost_usd: f64,
     estimated_tokens: u64,
+}
+
+/// The marker of an example a provider refused to answer (stored with
+/// the refusal's code and message; the example is left out).
+const REFUSED: &str = "refused";
+
+/// What became of one example.
+enum Answered {
+    Row(Box<EvaluationRow>),
+    Refused(usize),
 }
 
 /// The models answering for one plan.
@@ -191,11 +202,21 @@ impl EvaluateSteps {
             .into_iter()
             .map(|o| o.key)
             .collect();
+        let refused_key = |i: usize| evaluation_answer_key(&run.tenant_id, &run.id, i, REFUSED);
+        let mut refused: HashSet<usize> = plan
+            .indices
+            .iter()
+            .copied()
+            .filter(|i| stored.contains(&refused_key(*i)))
+            .collect();
         let pending: Vec<usize> = plan
             .indices
             .iter()
             .copied()
-            .filter(|i| !stored.contains(&evaluation_row_key(&run.tenant_id, &run.id, *i)))
+            .filter(|i| {
+                !refused.contains(i)
+                    && !stored.contains(&evaluation_row_key(&run.tenant_id, &run.id, *i))
+            })
             .collect();
         let mut rows: HashMap<usize, EvaluationRow> = HashMap::new();
         if !pending.is_empty() {
@@ -204,18 +225,20 @@ impl EvaluateSteps {
                 None => Utc::now() + to_chrono(BUDGET_WITHOUT_DEADLINE),
             };
             let examples = self.read_examples(run, &pending).await?;
-            let results: Vec<Result<EvaluationRow, PipelineError>> =
-                futures::stream::iter(examples)
-                    .take_while(|_| std::future::ready(Utc::now() < stop_at))
-                    .map(|example| self.answer_example(run, &plan, &callers, &stored, example))
-                    .buffer_unordered(CONCURRENCY)
-                    .collect()
-                    .await;
+            let results: Vec<Result<Answered, PipelineError>> = futures::stream::iter(examples)
+                .take_while(|_| std::future::ready(Utc::now() < stop_at))
+                .map(|example| self.answer_example(run, &plan, &callers, &stored, example))
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
             let mut first_error = None;
             for result in results {
                 match result {
-                    Ok(row) => {
-                        rows.insert(row.index, row);
+                    Ok(Answered::Row(row)) => {
+                        rows.insert(row.index, *row);
+                    }
+                    Ok(Answered::Refused(index)) => {
+                        refused.insert(index);
                     }
                     Err(e) => {
                         first_error.get_or_insert(e);
@@ -225,7 +248,11 @@ impl EvaluateSteps {
             ledger
                 .metrics
                 .examples_scored(run.provider, rows.len() as u64);
-            let done = plan.indices.len() - pending.len() + rows.len();
+            let still_pending = pending
+                .iter()
+                .filter(|i| !rows.contains_key(i) && !refused.contains(i))
+                .count();
+            let done = plan.indices.len() - still_pending;
             if let Some(e) = first_error {
                 return Err(e);
             }
@@ -240,7 +267,28 @@ impl EvaluateSteps {
                 return Ok(Step::Wait(ledger.store.update_run(&next).await?));
             }
         }
-        let rows = self.all_rows(run, &plan, rows).await?;
+        let rows = self.all_rows(run, &plan, rows, &refused).await?;
+        if rows.is_empty() {
+            let record = EvaluationRecord::skipped(
+                &plan.candidate.model,
+                "the providers refused every sampled example (see the run's events)",
+            );
+            return self.finish(ledger, run, Some(&model), record).await;
+        }
+        if !refused.is_empty() {
+            ledger
+                .event(
+                    run,
+                    EventLevel::Warn,
+                    "examples_left_out",
+                    format!(
+                        "{} of {} sampled examples were left out of the evaluation: a provider refused to answer them (their reasons are under the run's evaluation prefix)",
+                        refused.len(),
+                        plan.indices.len()
+                    ),
+                )
+                .await;
+        }
         let record = decide(&plan, &rows, run.config.seed)?;
         self.finish(ledger, run, Some(&model), record).await
     }
@@ -420,6 +468,47 @@ impl EvaluateSteps {
         callers: &Callers,
         stored: &HashSet<String>,
         example: EvalExample,
+    ) -> Result<Answered, PipelineError> {
+        let index = example.index;
+        match self
+            .answer_or_refuse(run, plan, callers, stored, example)
+            .await
+        {
+            Ok(row) => Ok(Answered::Row(Box::new(row))),
+            // A model that will not answer this prompt (too long for its
+            // context, refused content): the example is left out, on
+            // record, instead of failing the run after its training was
+            // paid for. A transient error is retried next tick as ever.
+            Err(PipelineError::Provider(ProviderError::InvalidRequest {
+                message, code, ..
+            })) => {
+                let reason = serde_json::json!({
+                    "code": code,
+                    "message": message,
+                });
+                let body = serde_json::to_vec(&reason).map_err(|e| {
+                    PipelineError::Inconsistent(format!("an evaluation refusal: {e}"))
+                })?;
+                self.blobs
+                    .put_bytes(
+                        &evaluation_answer_key(&run.tenant_id, &run.id, index, REFUSED),
+                        body,
+                        "application/json",
+                    )
+                    .await?;
+                Ok(Answered::Refused(index))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn answer_or_refuse(
+        &self,
+        run: &Run,
+        plan: &Plan,
+        callers: &Callers,
+        stored: &HashSet<String>,
+        example: EvalExample,
     ) -> Result<EvaluationRow, PipelineError> {
         let key = |role: &str| evaluation_answer_key(&run.tenant_id, &run.id, example.index, role);
         // `join`, not `try_join`: a failed call must not drop its sibling
@@ -524,12 +613,13 @@ impl EvaluateSteps {
         run: &Run,
         plan: &Plan,
         mut rows: HashMap<usize, EvaluationRow>,
+        refused: &HashSet<usize>,
     ) -> Result<Vec<EvaluationRow>, PipelineError> {
         let missing: Vec<usize> = plan
             .indices
             .iter()
             .copied()
-            .filter(|i| !rows.contains_key(i))
+            .filter(|i| !rows.contains_key(i) && !refused.contains(i))
             .collect();
         let read: Vec<EvaluationRow> = futures::stream::iter(missing)
             .map(|i| async move {
