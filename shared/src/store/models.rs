@@ -245,32 +245,8 @@ impl Store {
         id: &ModelId,
         evaluation: &EvaluationRecord,
     ) -> Result<(), StoreError> {
-        let value =
-            serde_dynamo::to_attribute_value(evaluation).map_err(|source| StoreError::Corrupt {
-                kind: "model evaluation",
-                source,
-            })?;
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(tenant_pk(tenant)))
-            .key(SK, s(model_sk(id)))
-            .update_expression("SET #evaluation = :evaluation")
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#evaluation", "evaluation")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":evaluation", value)
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound {
-                kind: "model",
-                id: id.to_string(),
-            }),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        self.set_model_member(tenant, id, "evaluation", evaluation)
+            .await
     }
 
     /// Records the model's weights copied into our bucket.
@@ -280,9 +256,20 @@ impl Store {
         id: &ModelId,
         weights: &WeightsFile,
     ) -> Result<(), StoreError> {
+        self.set_model_member(tenant, id, "weights", weights).await
+    }
+
+    /// Sets one member of an existing model's record to `value`.
+    async fn set_model_member<T: serde::Serialize>(
+        &self,
+        tenant: &TenantId,
+        id: &ModelId,
+        member: &'static str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         let value =
-            serde_dynamo::to_attribute_value(weights).map_err(|source| StoreError::Corrupt {
-                kind: "model weights",
+            serde_dynamo::to_attribute_value(value).map_err(|source| StoreError::Corrupt {
+                kind: member,
                 source,
             })?;
         let out = self
@@ -291,11 +278,11 @@ impl Store {
             .table_name(&self.table)
             .key(PK, s(tenant_pk(tenant)))
             .key(SK, s(model_sk(id)))
-            .update_expression("SET #weights = :weights")
+            .update_expression("SET #member = :value")
             .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#weights", "weights")
+            .expression_attribute_names("#member", member)
             .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":weights", value)
+            .expression_attribute_values(":value", value)
             .send()
             .await;
         match out {

@@ -421,6 +421,31 @@ const FILE_PURPOSES: [&str; 6] = [
     "evals",
 ];
 
+/// A read form's text fields and its binary field, if any.
+pub(crate) type Form = (
+    BTreeMap<String, String>,
+    Option<(ContentWriter, String, Value)>,
+);
+
+/// [`read_form`], and the form recorded on the request (texts, and the
+/// binary field's name, size and type) for the tests to inspect.
+pub(crate) async fn read_recorded_form(
+    shared: &Shared,
+    seq: RequestSeq,
+    multipart: Multipart,
+    binary_name: &str,
+    limit: u64,
+) -> Result<Form, ApiError> {
+    let (texts, binary) = read_form(shared, multipart, binary_name, limit).await?;
+    let mut form: serde_json::Map<String, Value> =
+        texts.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    if let Some((_, _, meta)) = &binary {
+        form.insert(binary_name.to_owned(), meta.clone());
+    }
+    record_form(shared, seq, Value::Object(form));
+    Ok((texts, binary))
+}
+
 /// Streams a multipart body: text fields into the map, the binary field
 /// `binary_name` into a [`ContentWriter`] (spilled to disk when large).
 pub(crate) async fn read_form(
@@ -490,13 +515,8 @@ async fn create_file(
     axum::Extension(seq): axum::Extension<RequestSeq>,
     multipart: Multipart,
 ) -> ApiResult {
-    let (texts, binary) = read_form(&shared, multipart, "file", shared.max_file_bytes).await?;
-    let mut form: serde_json::Map<String, Value> =
-        texts.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    if let Some((_, _, meta)) = &binary {
-        form.insert("file".to_owned(), meta.clone());
-    }
-    record_form(&shared, seq, Value::Object(form));
+    let (texts, binary) =
+        read_recorded_form(&shared, seq, multipart, "file", shared.max_file_bytes).await?;
     let purpose = texts.get("purpose").ok_or_else(|| {
         ApiError::invalid("Missing required parameter: 'purpose'.", Some("purpose"))
     })?;
@@ -673,13 +693,8 @@ async fn add_part(
             ));
         }
     }
-    let (texts, binary) = read_form(&shared, multipart, "data", shared.max_part_bytes).await?;
-    let mut form: serde_json::Map<String, Value> =
-        texts.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    if let Some((_, _, meta)) = &binary {
-        form.insert("data".to_owned(), meta.clone());
-    }
-    record_form(&shared, seq, Value::Object(form));
+    let (_, binary) =
+        read_recorded_form(&shared, seq, multipart, "data", shared.max_part_bytes).await?;
     let (writer, _, _) = binary
         .ok_or_else(|| ApiError::invalid("Missing required parameter: 'data'.", Some("data")))?;
     let (segment, sha256) = writer

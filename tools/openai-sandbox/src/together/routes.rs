@@ -26,7 +26,7 @@ use super::{
     BASE_MODELS, FULL_BATCH, LORA_BATCH, MAX_EPOCHS, MAX_EVALS, MAX_LEARNING_RATE, MAX_LORA_RANK,
     MIN_LEARNING_RATE, base_model,
 };
-use crate::api::{ApiError, ApiResult, RequestSeq, json_body, ok, read_form, record_form};
+use crate::api::{ApiError, ApiResult, RequestSeq, json_body, ok, read_recorded_form};
 use crate::content::Content;
 use crate::state::{StoredFile, now_secs};
 use crate::validate::validate_training_file;
@@ -85,13 +85,8 @@ async fn upload_file(
     axum::Extension(seq): axum::Extension<RequestSeq>,
     multipart: Multipart,
 ) -> ApiResult {
-    let (texts, binary) = read_form(&shared, multipart, "file", shared.max_file_bytes).await?;
-    let mut form: serde_json::Map<String, Value> =
-        texts.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    if let Some((_, _, meta)) = &binary {
-        form.insert("file".to_owned(), meta.clone());
-    }
-    record_form(&shared, seq, Value::Object(form));
+    let (texts, binary) =
+        read_recorded_form(&shared, seq, multipart, "file", shared.max_file_bytes).await?;
     let purpose = texts
         .get("purpose")
         .ok_or_else(|| ApiError::invalid("purpose is required", Some("purpose")))?;
