@@ -34,7 +34,7 @@ demo: $(STAMP)
 ## bench: per function, release binary size, init time (process start to the
 ## first Runtime API `next`) and first response, beside a hello-world function
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
-FUNCTION_BINS := --bin start-run --bin job-status --bin cancel --bin monitor --bin prepare --bin evaluate --bin models --bin webhook --bin hello-lambda
+FUNCTION_BINS := --bin start-run --bin job-status --bin cancel --bin monitor --bin prepare --bin prepare-shard --bin evaluate --bin models --bin webhook --bin hello-lambda
 bench: $(STAMP)
 	cargo build --release --workspace $(FUNCTION_BINS)
 	cargo build --workspace --bin bench-init
@@ -45,7 +45,7 @@ SAM_VENV := .venv-sam
 sam-validate: $(SAM_VENV)/.installed
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint -t template.yaml
 
-## package: `sam build` of the eight functions (ARCH=arm64, the default, or
+## package: `sam build` of the nine functions (ARCH=arm64, the default, or
 ## x86_64) with the pinned SAM CLI, cargo-lambda and zig of .venv-sam, then
 ## checks the result (tools/package/check.py: architecture, 8 MiB budget,
 ## binaries, the dictionaries layer), then starts two of the built functions

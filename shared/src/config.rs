@@ -139,6 +139,14 @@ pub struct Config {
     /// vocabularies (`<encoding>.tokens.zlib`) from, default `/opt` (the
     /// dictionaries layer's mount point).
     pub dictionary_dir: std::path::PathBuf,
+    /// When a run's preparation fans out over the shard queue:
+    /// `PREPARE_SINGLE_MAX_MB` (runs with at most this many MB of exports,
+    /// gzip counted ×6, are prepared in one invocation; default 256),
+    /// `PREPARE_SHARD_MB` (per shard, default 256), `PREPARE_MAX_EXPORT_GB`
+    /// (the most one run may prepare, default 64) and
+    /// `PREPARE_SHARDS_TIMEOUT_MINUTES` (how long shards may take before
+    /// the run fails, default 60).
+    pub fan_out: crate::dataset::fanout::FanOutLimits,
     pub openai: OpenAiConfig,
     /// `OPENAI_WEBHOOK_SECRET` or `OPENAI_WEBHOOK_SECRET_ARN`: the `whsec_`
     /// secret OpenAI signs webhooks with (only the webhook function needs it).
@@ -146,6 +154,9 @@ pub struct Config {
     pub bedrock: BedrockConfig,
     pub together: TogetherConfig,
 }
+
+/// A megabyte as the preparation's thresholds count it (MiB).
+const MB: u64 = 1024 * 1024;
 
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
@@ -255,6 +266,17 @@ impl Config {
                 .optional("FINETUNE_DICTIONARY_DIR")
                 .unwrap_or_else(|| "/opt".to_owned())
                 .into(),
+            fan_out: crate::dataset::fanout::FanOutLimits {
+                single_max_bytes: MB
+                    * vars.number::<u64>("PREPARE_SINGLE_MAX_MB", 256, 1..=4096)?,
+                shard_bytes: MB * vars.number::<u64>("PREPARE_SHARD_MB", 256, 1..=4096)?,
+                max_export_bytes: 1024
+                    * MB
+                    * vars.number::<u64>("PREPARE_MAX_EXPORT_GB", 64, 1..=2048)?,
+                stall_after: Duration::from_secs(
+                    60 * vars.number::<u64>("PREPARE_SHARDS_TIMEOUT_MINUTES", 60, 5..=1440)?,
+                ),
+            },
             openai: OpenAiConfig {
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 api_key,

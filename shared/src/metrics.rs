@@ -16,6 +16,10 @@
 //! | `ProviderErrors` | Count | Provider, Kind; none | a pipeline step failed at the provider |
 //! | `DatasetExamples`, `DatasetTokens` | Count | Provider; none | a dataset was prepared |
 //! | `BilledTokens` | Count | Provider; none | a job finished with trained tokens |
+//! | `PreparationShardsStarted` | Count | Provider; none | a run's preparation was fanned out |
+//! | `PreparationShardsDone`, `PreparationShardsFailed` | Count | none | a shard worker's invocation ended |
+//! | `PreparationShardBytes` | Count | none | bytes a shard read (done or not) |
+//! | `PreparationShardDuration` | Milliseconds | none | a shard worker's invocation |
 //! | `MonitorRunsChecked`, `MonitorRunsAdvanced`, `MonitorRunsErrored` | Count | none | a monitor tick |
 //! | `MonitorDuration` | Milliseconds | none | a monitor tick |
 //! | `MonitorStalestRunIdle` | Seconds | none | a monitor tick: the longest any run it took had gone unwritten |
@@ -163,6 +167,38 @@ impl Metrics {
             &[
                 ("DatasetExamples", Unit::Count, examples as f64),
                 ("DatasetTokens", Unit::Count, tokens as f64),
+            ],
+        );
+    }
+
+    /// A run's preparation was fanned out over `shards` shards.
+    pub fn shards_handed_out(&self, provider: ProviderKind, shards: u32) {
+        self.per_provider(
+            provider,
+            &[],
+            &[("PreparationShardsStarted", Unit::Count, f64::from(shards))],
+        );
+    }
+
+    /// A shard worker's invocation ended: done or failed, with the bytes
+    /// it read and how long it took.
+    pub fn shard_ended(&self, done: bool, bytes: u64, duration: Duration) {
+        let metric = if done {
+            "PreparationShardsDone"
+        } else {
+            "PreparationShardsFailed"
+        };
+        self.emit(
+            &[],
+            &[],
+            &[
+                (metric, Unit::Count, 1.0),
+                ("PreparationShardBytes", Unit::Count, bytes as f64),
+                (
+                    "PreparationShardDuration",
+                    Unit::Milliseconds,
+                    duration.as_millis() as f64,
+                ),
             ],
         );
     }

@@ -22,6 +22,9 @@ pub const BEDROCK_JOB_STATE_CHANGE: &str = include_str!(
     "../fixtures/events/example-eventbridge-bedrock-customization-job-state-change.json"
 );
 
+/// The shard queue's SQS event: S3's notification of a shard task.
+pub const SQS_SHARD_TASK: &str = include_str!("../fixtures/events/example-sqs-s3-shard-task.json");
+
 /// A fixture as JSON. They are checked by this module's tests, so a
 /// broken file fails there first.
 fn fixture(text: &str) -> Value {
@@ -34,6 +37,18 @@ pub fn scheduled(id: &str, rule: &str) -> Value {
     event["id"] = id.into();
     event["resources"] =
         serde_json::json!([format!("arn:aws:events:us-east-1:123456789012:rule/{rule}")]);
+    event
+}
+
+/// The shard queue's event for the task at `key`, delivered for the
+/// `receive_count`th time.
+pub fn shard_task(key: &str, receive_count: u32) -> Value {
+    let mut event = fixture(SQS_SHARD_TASK);
+    let record = &mut event["Records"][0];
+    let mut body = fixture(record["body"].as_str().unwrap_or("{}"));
+    body["Records"][0]["s3"]["object"]["key"] = key.into();
+    record["body"] = body.to_string().into();
+    record["attributes"]["ApproximateReceiveCount"] = receive_count.to_string().into();
     event
 }
 
@@ -212,6 +227,15 @@ mod tests {
         let push: EventBridgeEvent = serde_json::from_str(BEDROCK_JOB_STATE_CHANGE).unwrap();
         assert_eq!(push.source, finetune::webhook::BEDROCK_SOURCE);
         assert_eq!(push.detail_type, finetune::webhook::BEDROCK_DETAIL_TYPE);
+        let shards: aws_lambda_events::sqs::SqsEvent =
+            serde_json::from_str(SQS_SHARD_TASK).unwrap();
+        let body = shards.records[0].body.as_deref().unwrap();
+        let notification: aws_lambda_events::s3::S3Event = serde_json::from_str(body).unwrap();
+        let key = notification.records[0].s3.object.key.as_deref().unwrap();
+        assert!(
+            finetune::blob::keys::parse_shard_task_key(key).is_some(),
+            "{key}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! The events Lambda delivers come from one set of samples ([`events`]).
 
 pub mod events;
+pub mod shards;
 
 pub use events::ApiEvent;
 

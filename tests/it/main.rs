@@ -8,6 +8,7 @@ mod blob;
 mod contract_schemas;
 mod dataset;
 mod evaluation;
+mod fanout;
 mod gateway;
 mod inference;
 mod logs;

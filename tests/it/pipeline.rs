@@ -47,15 +47,26 @@ pub(crate) async fn world_answering(
     wrap: impl FnOnce(Arc<dyn FineTuningProvider>) -> Arc<dyn FineTuningProvider>,
     wrap_answers: impl FnOnce(Arc<dyn Inference>) -> Arc<dyn Inference>,
 ) -> World {
+    world_configured(sandbox, wrap, wrap_answers, &[]).await
+}
+
+/// [`world_answering`] with more of the functions' settings (`extra`).
+pub(crate) async fn world_configured(
+    sandbox: SandboxConfig,
+    wrap: impl FnOnce(Arc<dyn FineTuningProvider>) -> Arc<dyn FineTuningProvider>,
+    wrap_answers: impl FnOnce(Arc<dyn Inference>) -> Arc<dyn Inference>,
+    extra: &[(&str, String)],
+) -> World {
     let env = TestEnv::new().await;
     let sandbox = crate::openai::sandbox(sandbox).await;
     let openai = crate::openai::provider_with(&env, crate::openai::settings(&sandbox));
     let answerer = wrap_answers(Arc::new(openai.control().clone()));
     let openai: Arc<dyn FineTuningProvider> = Arc::new(openai);
-    let vars = [
+    let mut vars = vec![
         ("OPENAI_BASE_URL", sandbox.base_url()),
         ("OPENAI_API_KEY", crate::openai::KEY.to_owned()),
     ];
+    vars.extend(extra.iter().cloned());
     World::new(env, &vars, wrap(openai), answerer, Some(sandbox))
 }
 

@@ -93,9 +93,13 @@ pub(crate) fn scheduled_context() -> lambda_runtime::Context {
 /// tick), then the evaluate function's. The monitor's summary is returned.
 pub(crate) async fn tick(world: &World) -> Summary {
     let event = finetune_tests::events::scheduled_tick(Duration::from_secs(60)).unwrap();
-    monitor::on_prepare_schedule(&world.pipeline.preparing(), &world.config, &event.context)
-        .await
-        .unwrap();
+    monitor::on_prepare_schedule(
+        &world.pipeline.preparing_with(world.config.fan_out.clone()),
+        &world.config,
+        &event.context,
+    )
+    .await
+    .unwrap();
     let invocation = monitor::on_event(
         &world.pipeline.monitor(),
         &world.config,

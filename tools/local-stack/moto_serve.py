@@ -27,6 +27,13 @@ wire format, with their local-only knobs and call counters under
 request: both Bedrock services sign as `bedrock`, and these paths are
 theirs alone).
 
+S3 event notifications: moto sends a record without `userIdentity`,
+`requestParameters`, `responseElements`, the bucket's `ownerIdentity` and
+the object's `sequencer`, which every notification S3 sends carries (the
+user guide's "Event message structure") and the Lambda event types
+require. They are added, with local values, so the shard worker reads the
+notification S3 would send.
+
 Usage: python moto_serve.py -H 127.0.0.1 -p PORT
 """
 
@@ -95,6 +102,28 @@ def _bedrock_hook(environ, start_response):
     return [json.dumps({"message": f"no job {name}"}).encode()]
 
 
+def _patch_s3_notifications():
+    from moto.s3 import notifications
+
+    original = notifications._get_s3_event
+    sequence = iter(range(1, 1 << 62))
+
+    def complete(*args, **kwargs):
+        event = original(*args, **kwargs)
+        for record in event["Records"]:
+            record.setdefault("userIdentity", {"principalId": "AWS:AIDALOCALSTACK"})
+            record.setdefault("requestParameters", {"sourceIPAddress": "127.0.0.1"})
+            record.setdefault(
+                "responseElements",
+                {"x-amz-request-id": "LOCAL", "x-amz-id-2": "LOCAL"},
+            )
+            record["s3"]["bucket"].setdefault("ownerIdentity", {"principalId": "LOCALOWNER"})
+            record["s3"]["object"].setdefault("sequencer", f"{next(sequence):016X}")
+        return event
+
+    notifications._get_s3_event = complete
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -102,6 +131,7 @@ def main() -> None:
     args = parser.parse_args()
 
     _patch_bedrock_times()
+    _patch_s3_notifications()
     bedrock_serving.patch_moto()
     moto_app = DomainDispatcherApplication(create_backend_app)
 

@@ -38,6 +38,88 @@ pub fn dataset_key(tenant: &TenantId, dataset: &DatasetId, object: DatasetObject
     format!("datasets/{tenant}/{dataset}/{}", object.file_name())
 }
 
+/// `datasets/{tenant}/{dataset_id}/shards/`: a large run's preparation
+/// while it is fanned out (its plan, each shard's task and results);
+/// removed once the dataset is recorded.
+pub fn shards_prefix(tenant: &TenantId, dataset: &DatasetId) -> String {
+    format!("datasets/{tenant}/{dataset}/shards/")
+}
+
+/// The objects of a fanned-out preparation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardObject {
+    /// What shard `n` reads; writing it is what hands the shard out (the
+    /// bucket notifies the shard queue of every `task.json`).
+    Task,
+    Train,
+    Validation,
+    /// Its examples' index (binary, see `dataset::shard`).
+    Index,
+    /// Its counts; written last, so its presence says the shard is done.
+    Done,
+    /// Its last error, written when its attempts are spent.
+    Failed,
+}
+
+impl ShardObject {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ShardObject::Task => SHARD_TASK_FILE,
+            ShardObject::Train => "train.jsonl",
+            ShardObject::Validation => "validation.jsonl",
+            ShardObject::Index => "index.bin",
+            ShardObject::Done => "done.json",
+            ShardObject::Failed => "failed.json",
+        }
+    }
+}
+
+/// The file name the bucket's notification to the shard queue matches
+/// (its suffix filter in `template.yaml`).
+pub const SHARD_TASK_FILE: &str = "task.json";
+
+/// `datasets/{tenant}/{dataset_id}/shards/{n:05}/{file}`.
+pub fn shard_key(
+    tenant: &TenantId,
+    dataset: &DatasetId,
+    shard: u32,
+    object: ShardObject,
+) -> String {
+    format!(
+        "{}{shard:05}/{}",
+        shards_prefix(tenant, dataset),
+        object.file_name()
+    )
+}
+
+/// The fan-out's own records: `plan.json` (the shards, fixed once) and
+/// `attempts.json` (invocations started on the single path and the merge).
+pub fn shards_record_key(tenant: &TenantId, dataset: &DatasetId, name: &str) -> String {
+    format!("{}{name}", shards_prefix(tenant, dataset))
+}
+
+/// The tenant, dataset and shard of a task's key, for the shard worker
+/// reading a bucket notification: `None` for any other key. The ids are
+/// parsed, so a key outside the layout never names a prefix to read.
+pub fn parse_shard_task_key(key: &str) -> Option<(TenantId, DatasetId, u32)> {
+    let rest = key.strip_prefix("datasets/")?;
+    let mut parts = rest.split('/');
+    let tenant = TenantId::parse(parts.next()?).ok()?;
+    let dataset = DatasetId::parse(parts.next()?).ok()?;
+    if parts.next()? != "shards" {
+        return None;
+    }
+    let shard = parts.next()?;
+    if shard.len() != 5 || !shard.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let shard: u32 = shard.parse().ok()?;
+    if parts.next()? != SHARD_TASK_FILE || parts.next().is_some() {
+        return None;
+    }
+    Some((tenant, dataset, shard))
+}
+
 /// `runs/{tenant}/{run_id}/evaluation/`: everything a run's evaluation
 /// stores (its plan, each answer as it arrives, each example's row).
 pub fn evaluation_prefix(tenant: &TenantId, run: &RunId) -> String {
@@ -104,5 +186,31 @@ mod tests {
             ["2026-01-30", "2026-01-31", "2026-02-01", "2026-02-02"]
         );
         assert_eq!(days(e, s).count(), 0);
+    }
+}
+
+#[cfg(test)]
+mod shard_key_tests {
+    use super::*;
+
+    #[test]
+    fn a_task_key_parses_back_to_its_tenant_dataset_and_shard() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let dataset = DatasetId::generate();
+        let key = shard_key(&tenant, &dataset, 7, ShardObject::Task);
+        assert_eq!(
+            parse_shard_task_key(&key),
+            Some((tenant.clone(), dataset.clone(), 7))
+        );
+        // Any other object of the shard, or a key off the layout, is not a task.
+        for other in [
+            shard_key(&tenant, &dataset, 7, ShardObject::Done),
+            format!("datasets/acme/{dataset}/shards/7/task.json"),
+            format!("datasets/acme/{dataset}/shards/00007/task.json/x"),
+            format!("datasets/../{dataset}/shards/00007/task.json"),
+            format!("conversations/acme/{dataset}/shards/00007/task.json"),
+        ] {
+            assert_eq!(parse_shard_task_key(&other), None, "{other}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! for `.gz`) and datasets are written by multipart upload from a fixed
 //! buffer, so memory does not grow with object size.
 
+mod compose;
 pub mod keys;
 mod writer;
 
@@ -17,7 +18,10 @@ use tokio::io::{AsyncBufRead, AsyncRead, BufReader};
 
 use crate::domain::TenantId;
 
-pub use keys::{DatasetObject, conversation_day_prefix, dataset_key};
+pub use compose::{Composed, Part, Piece, plan_parts};
+pub use keys::{
+    DatasetObject, ShardObject, conversation_day_prefix, dataset_key, shard_key, shards_prefix,
+};
 pub use writer::{MultipartWriter, WrittenObject};
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +245,17 @@ impl Blobs {
             key: key.to_owned(),
             source,
         })
+    }
+
+    /// Reads a small object whole (a shard's index).
+    pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, BlobError> {
+        let body = self.get_body(key, None).await?;
+        Ok(body
+            .collect()
+            .await
+            .map_err(|e| BlobError::s3("GetObject", key, e))?
+            .into_bytes()
+            .to_vec())
     }
 
     /// Writes a small object whole.

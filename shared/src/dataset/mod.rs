@@ -8,10 +8,13 @@
 pub mod check;
 pub mod conversation;
 pub mod dictionaries;
+pub mod fanout;
 pub mod format;
 pub mod io;
+pub mod merge;
 pub mod prepare;
 pub mod redact;
+pub mod shard;
 pub mod stats;
 pub mod tokens;
 mod window;
@@ -51,6 +54,63 @@ pub enum PrepareError {
     Manifest(#[source] serde_json::Error),
     #[error(transparent)]
     Dictionary(#[from] dictionaries::DictionaryError),
+    /// The invocation's deadline came before the exports were read; what
+    /// was written is abandoned (a shard is redone whole).
+    #[error(
+        "stopped at the invocation's deadline after reading {files_read} of {files} export \
+         files ({bytes_read} bytes)"
+    )]
+    OutOfTime {
+        files_read: u64,
+        files: u64,
+        bytes_read: u64,
+    },
+    /// A shard's index or summary that does not describe its files.
+    #[error("a shard's results are inconsistent: {0}")]
+    ShardIndex(String),
+    /// More exports than one run may prepare, known before reading a byte.
+    #[error(
+        "the exports for this run's date range hold {bytes} bytes in {files} files ({effective} \
+         bytes once decompressed, estimated), over the {limit}-byte limit of one preparation: \
+         narrow the date range or the filters, or raise PREPARE_MAX_EXPORT_BYTES"
+    )]
+    TooLarge {
+        bytes: u64,
+        effective: u64,
+        files: u64,
+        limit: u64,
+    },
+    /// A shard failed on its every attempt (its last error is kept).
+    #[error("shard {shard} of {shards} failed after {attempts} attempts: {code}: {message}")]
+    ShardFailed {
+        shard: u32,
+        shards: u32,
+        attempts: u32,
+        code: String,
+        message: String,
+    },
+    /// Shards were not all done long after they were handed out.
+    #[error(
+        "{missing} of {shards} shards were not done {minutes} minutes after they were handed out \
+         (first missing: shard {first}); check the shard queue's dead-letter queue and the \
+         prepare-shard function's logs"
+    )]
+    ShardsStalled {
+        missing: u32,
+        shards: u32,
+        first: u32,
+        minutes: i64,
+    },
+    /// The merge did not finish within its attempts (each an invocation).
+    #[error(
+        "the merge of {shards} shards ({bytes} bytes of exports) did not finish in {attempts} \
+         invocations: narrow the date range or lower max_examples"
+    )]
+    MergeTooLarge {
+        shards: u32,
+        bytes: u64,
+        attempts: u32,
+    },
 }
 
 impl PrepareError {

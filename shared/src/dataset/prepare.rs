@@ -1,33 +1,29 @@
-//! The preparation run: exports in, train/validation/manifest out.
+//! The preparation of a small run: exports in, train/validation/manifest
+//! out, in one invocation. (A large run's shards and merge share its two
+//! halves: [`super::shard`] and [`super::merge`]; see [`super::fanout`].)
 //!
 //! Pass 1 streams every export line through the rules and writes each
 //! accepted example to a spill file in /tmp, keeping in memory only a
-//! 16-byte digest per conversation (dedup) and 16 bytes per example
-//! (sample priority, tokens, side). Pass 2 reads the spill back and writes
-//! the examples the seeded sample keeps. Memory therefore grows with the
-//! number of examples by a few bytes each, never with their size.
+//! 24-byte entry per conversation (dedup) and 16 bytes per example
+//! (sample priority, tokens, length). Pass 2 copies the examples the seeded
+//! sample keeps from the spill. Memory therefore grows with the number of
+//! examples by a few bytes each, never with their size.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader as StdBufReader, BufWriter as StdBufWriter, Write};
 
 use chrono::NaiveDate;
-use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncBufReadExt;
 
-use super::check::{CheckOptions, trim_line};
-use super::conversation::{Conversation, Rules, content_digest};
 use super::io::{DatasetSink, ExportSource, TempFile, Written};
+use super::merge::{Span, merge};
 use super::redact::Redactions;
+use super::shard::{ExampleOut, Rulebook, read_exports};
 use super::stats::Distribution;
-use super::tokens::{Encoding, TokenCounter};
-use super::window::windows;
+use super::tokens::Encoding;
 use super::{DatasetFormat, PrepareError};
 use crate::blob::DatasetObject;
 use crate::domain::{DateRange, Filters, TenantId, TrainSplit};
-use crate::provider::profile::estimated_cost_usd;
-use crate::provider::profiles;
 
 /// Everything a preparation needs to know, from a `RunConfig` or the CLI.
 /// The date range and the split checked themselves when built, so the
@@ -95,6 +91,10 @@ pub struct DatasetStats {
     /// model, cost 0). An estimate; see the provider profile's price table.
     pub price_usd_per_1m_tokens: Option<f64>,
     pub estimated_cost_usd: f64,
+    /// How many shards read the exports: 1 for a run prepared in one
+    /// invocation (0 in a record written before shards existed).
+    #[serde(default)]
+    pub shards: u64,
 }
 
 /// The files written, with their stats.
@@ -135,16 +135,9 @@ struct FileEntry {
 /// compare manifests with it.
 pub const FORMAT: &str = DatasetFormat::OpenAiChat.as_str();
 
-/// One accepted example, as remembered between the passes.
-struct Candidate {
-    priority: u64,
-    tokens: u32,
-    train: bool,
-}
-
 /// A stable 64-bit hash of the seed, a purpose and a key (sha256-based,
 /// so the split and the sample never change with a library's hasher).
-fn seeded_hash(seed: u64, purpose: &str, key: &str, index: u64) -> u64 {
+pub(crate) fn seeded_hash(seed: u64, purpose: &str, key: &str, index: u64) -> u64 {
     let mut h = Sha256::new();
     h.update(seed.to_le_bytes());
     h.update(purpose.as_bytes());
@@ -164,60 +157,30 @@ pub fn is_train(seed: u64, conversation_id: &str, train_split: f64) -> bool {
     (h as f64 / (u64::MAX as f64 + 1.0)) < train_split
 }
 
-/// Runs the preparation from `source` into `sink`.
+/// Runs the preparation from `source` into `sink` in one pass over every
+/// file (the CLI, and the pipeline's small runs).
 pub async fn prepare(
     source: &ExportSource,
     sink: &DatasetSink,
     settings: &PrepareSettings,
 ) -> Result<Output, PrepareError> {
-    // The rules of the provider that trains on this format: its model's
-    // limits, its example writer and checker, its epochs and price.
-    let profile = settings
-        .provider
-        .map(profiles::profile)
-        .or_else(|| profiles::for_format(settings.format));
-    let profile = profile.ok_or_else(|| {
-        PrepareError::InvalidSettings(format!(
-            "no provider trains on {}",
-            settings.format.as_str()
-        ))
-    })?;
-    let limits = profile
-        .dataset_limits(&settings.base_model)
-        .map_err(|e| PrepareError::InvalidSettings(e.to_string()))?;
-    let example_format = profile.example_format();
-    let mut options = CheckOptions {
-        encoding: limits.encoding,
-        max_tokens_per_example: limits.max_tokens_per_example,
-    };
-    if let Some(max) = settings.max_tokens_per_example {
-        options.max_tokens_per_example = max;
-    }
-    let limit = options.max_tokens_per_example as u64;
-    let rules = Rules {
-        tenant: settings.tenant.as_str().to_owned(),
-        start: settings.dates.start(),
-        end: settings.dates.end(),
-        filters: settings.filters.clone(),
-        system_prompt: settings
-            .system_prompt
-            .clone()
-            .filter(|p| !p.trim().is_empty()),
-    };
-    let mut counter = TokenCounter::new(options.encoding)?;
-    let mut stats = DatasetStats {
-        encoding: options.encoding,
-        max_tokens_per_example: options.max_tokens_per_example,
-        ..DatasetStats::default()
-    };
-    let spill = TempFile::new();
-    let spill_file = std::fs::File::create(spill.path())
-        .map_err(|e| PrepareError::io(&spill.path().to_string_lossy(), e))?;
-    let mut spill_out = StdBufWriter::with_capacity(1024 * 1024, spill_file);
-    let mut seen: FxHashSet<u128> = FxHashSet::default();
-    let mut candidates: Vec<Candidate> = Vec::new();
+    prepare_within(source, sink, settings, None).await
+}
 
-    // Pass 1: every export line through the rules, into the spill file.
+/// [`prepare`], stopping with [`PrepareError::OutOfTime`] when `deadline`
+/// passes before every file is read.
+///
+/// Pass 1 ([`read_exports`]) writes every accepted example to a spill file
+/// per side in /tmp, keeping in memory only its index (a few bytes per
+/// example, never their text); the merge decides from the index; pass 2
+/// copies the kept byte ranges of the spill files into the dataset.
+pub async fn prepare_within(
+    source: &ExportSource,
+    sink: &DatasetSink,
+    settings: &PrepareSettings,
+    deadline: Option<std::time::Instant>,
+) -> Result<Output, PrepareError> {
+    let book = Rulebook::new(settings)?;
     let files = source
         .files(
             &settings.tenant,
@@ -225,192 +188,96 @@ pub async fn prepare(
             settings.dates.end(),
         )
         .await?;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut example_line = Vec::with_capacity(64 * 1024);
-    for key in &files {
-        stats.files_read += 1;
-        let mut reader = source.open(key).await?;
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .await
-                .map_err(|e| PrepareError::io(key, e))?;
-            if n == 0 {
-                break;
-            }
-            // A BOM can start any line when exports are concatenated.
-            let line = trim_line(&buf, true);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let conv: Conversation = match serde_json::from_slice(line) {
-                Ok(c) => c,
-                Err(_) => {
-                    stats.malformed_lines += 1;
-                    continue;
-                }
-            };
-            stats.conversations_read += 1;
-            let id = conv.id.clone();
-            let messages = match rules.apply(conv, &mut stats.redactions) {
-                Ok(m) => m,
-                Err(reason) => {
-                    *stats.dropped.entry(reason.as_str().to_owned()).or_default() += 1;
-                    continue;
-                }
-            };
-            if !seen.insert(content_digest(&messages)) {
-                stats.duplicates_removed += 1;
-                continue;
-            }
-            let Some(parts) = windows(messages, &mut counter, limit) else {
-                *stats
-                    .dropped
-                    .entry("turn_over_token_limit".to_owned())
-                    .or_default() += 1;
-                continue;
-            };
-            if parts.len() > 1 {
-                stats.examples_over_limit += 1;
-                stats.windows_made += parts.len() as u64;
-            }
-            let train = is_train(settings.seed, &id, settings.train_split.get());
-            // Check every window before keeping any, so a conversation
-            // is used whole or not at all.
-            let mut lines = Vec::with_capacity(parts.len());
-            let mut failed = None;
-            for part in &parts {
-                example_line.clear();
-                let checked = example_format.write_checked(
-                    &mut example_line,
-                    part,
-                    &mut counter,
-                    limit as usize,
-                );
-                match checked {
-                    Ok(tokens) => lines.push((example_line.clone(), tokens)),
-                    Err(category) => {
-                        failed = Some(category);
-                        break;
-                    }
-                }
-            }
-            if let Some(category) = failed {
-                *stats
-                    .dropped
-                    .entry(format!("format:{category}"))
-                    .or_default() += 1;
-                continue;
-            }
-            for (index, (text, tokens)) in lines.into_iter().enumerate() {
-                spill_out
-                    .write_all(&text)
-                    .and_then(|_| spill_out.write_all(b"\n"))
-                    .map_err(|e| PrepareError::io(&spill.path().to_string_lossy(), e))?;
-                candidates.push(Candidate {
-                    priority: seeded_hash(settings.seed, "sample", &id, index as u64),
-                    tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
-                    train,
-                });
-            }
-        }
-    }
-    drop(seen);
-    spill_out
-        .flush()
-        .map_err(|e| PrepareError::io(&spill.path().to_string_lossy(), e))?;
-    drop(spill_out);
+    let spills = [TempFile::new(), TempFile::new()];
+    let [train_spill, validation_spill] = [&spills[0], &spills[1]].map(spill_writer);
+    let shard = read_exports(
+        &book,
+        source,
+        &files,
+        train_spill?,
+        validation_spill?,
+        deadline,
+    )
+    .await?;
+    let merged = merge(&book, settings, std::slice::from_ref(&shard))?;
 
-    // The seeded sample: the max_examples lowest priorities.
-    let mut keep = sample(&candidates, settings.max_examples as usize);
-    if let Some(max) = limits.max_validation_records {
-        cap_validation(&candidates, &mut keep, max);
-    }
-    stats.sampled_out = (candidates.len() - keep.iter().filter(|&&k| k).count()) as u64;
-    let mut train_tokens = Vec::new();
-    let mut validation_tokens = Vec::new();
-    for (c, _) in candidates.iter().zip(&keep).filter(|(_, k)| **k) {
-        if c.train {
-            train_tokens.push(c.tokens);
-        } else {
-            validation_tokens.push(c.tokens);
-        }
-    }
-    stats.train_examples = train_tokens.len() as u64;
-    stats.validation_examples = validation_tokens.len() as u64;
-    if stats.train_examples < u64::from(settings.min_examples) {
-        // Counts only: enough to see which rule removed the data.
-        tracing::warn!(
-            stats = %serde_json::to_string(&stats).unwrap_or_default(),
-            "too few training examples"
-        );
-        return Err(PrepareError::TooFewExamples {
-            found: stats.train_examples,
-            required: settings.min_examples,
-        });
-    }
-    stats.train_tokens = Distribution::of(&train_tokens);
-    stats.validation_tokens = Distribution::of(&validation_tokens);
-    stats.epochs = settings
-        .n_epochs
-        .unwrap_or_else(|| profile.default_epochs(&settings.base_model, stats.train_examples));
-    stats.billing_tokens = train_tokens.iter().map(|&t| u64::from(t).min(limit)).sum();
-    stats.estimated_charged_tokens = u64::from(stats.epochs) * stats.billing_tokens;
-    stats.price_usd_per_1m_tokens = profile.training_price_per_million(&settings.base_model);
-    stats.estimated_cost_usd = estimated_cost_usd(
-        stats.price_usd_per_1m_tokens,
-        stats.estimated_charged_tokens,
-    );
-
-    // Pass 2: the kept examples from the spill into their files.
-    let mut train_out = sink.create(DatasetObject::Train).await?;
-    let mut validation_out = if stats.validation_examples > 0 {
-        Some(sink.create(DatasetObject::Validation).await?)
+    // Pass 2: the kept ranges of the spill files into the dataset's files.
+    let train = copy_spans(&spills[0], &merged.train, sink, DatasetObject::Train).await?;
+    let validation = if merged.stats.validation_examples > 0 {
+        Some(
+            copy_spans(
+                &spills[1],
+                &merged.validation,
+                sink,
+                DatasetObject::Validation,
+            )
+            .await?,
+        )
     } else {
         None
     };
-    let spill_in = std::fs::File::open(spill.path())
-        .map_err(|e| PrepareError::io(&spill.path().to_string_lossy(), e))?;
-    let mut spill_in = StdBufReader::with_capacity(1024 * 1024, spill_in);
-    let mut line = Vec::with_capacity(64 * 1024);
-    let mut chunk: Vec<u8> = Vec::with_capacity(1024 * 1024);
-    let mut chunk_validation: Vec<u8> = Vec::with_capacity(1024 * 1024);
-    for (c, kept) in candidates.iter().zip(&keep) {
-        line.clear();
-        spill_in
-            .read_until(b'\n', &mut line)
-            .map_err(|e| PrepareError::io(&spill.path().to_string_lossy(), e))?;
-        if !kept {
-            continue;
-        }
-        let target = if c.train {
-            &mut chunk
-        } else {
-            &mut chunk_validation
-        };
-        target.extend_from_slice(&line);
-        if chunk.len() >= 1024 * 1024 {
-            train_out.write(&chunk).await?;
-            chunk.clear();
-        }
-        if chunk_validation.len() >= 1024 * 1024 {
-            if let Some(v) = validation_out.as_mut() {
-                v.write(&chunk_validation).await?;
-            }
-            chunk_validation.clear();
+    let manifest =
+        write_manifest(sink, settings, &merged.stats, &train, validation.as_ref()).await?;
+    let stats = merged.stats;
+    tracing::info!(
+        conversations = stats.conversations_read,
+        malformed = stats.malformed_lines,
+        train = stats.train_examples,
+        validation = stats.validation_examples,
+        "dataset prepared"
+    );
+    Ok(Output {
+        train,
+        validation,
+        manifest,
+        stats,
+    })
+}
+
+fn spill_writer(spill: &TempFile) -> Result<ExampleOut, PrepareError> {
+    let path = spill.path().to_string_lossy().into_owned();
+    let file = std::fs::File::create(spill.path()).map_err(|e| PrepareError::io(&path, e))?;
+    Ok(ExampleOut::File(
+        std::io::BufWriter::with_capacity(1024 * 1024, file),
+        path,
+    ))
+}
+
+/// Copies `spans` of the spill file, in order, into the dataset's `object`.
+async fn copy_spans(
+    spill: &TempFile,
+    spans: &[Span],
+    sink: &DatasetSink,
+    object: DatasetObject,
+) -> Result<Written, PrepareError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = spill.path().to_string_lossy().into_owned();
+    let mut file = std::fs::File::open(spill.path()).map_err(|e| PrepareError::io(&path, e))?;
+    let mut out = sink.create(object).await?;
+    let mut chunk = vec![0u8; 1024 * 1024];
+    for span in spans {
+        file.seek(SeekFrom::Start(span.start))
+            .map_err(|e| PrepareError::io(&path, e))?;
+        let mut left = span.len();
+        while left > 0 {
+            let n = (left as usize).min(chunk.len());
+            file.read_exact(&mut chunk[..n])
+                .map_err(|e| PrepareError::io(&path, e))?;
+            out.write(&chunk[..n]).await?;
+            left -= n as u64;
         }
     }
-    train_out.write(&chunk).await?;
-    let train = train_out.finish().await?;
-    let validation = match validation_out {
-        Some(mut v) => {
-            v.write(&chunk_validation).await?;
-            Some(v.finish().await?)
-        }
-        None => None,
-    };
+    out.finish().await
+}
 
+/// Writes `manifest.json`: the settings, the source, the files and the stats.
+pub(crate) async fn write_manifest(
+    sink: &DatasetSink,
+    settings: &PrepareSettings,
+    stats: &DatasetStats,
+    train: &Written,
+    validation: Option<&Written>,
+) -> Result<Written, PrepareError> {
     let mut entries = BTreeMap::new();
     entries.insert(
         "train",
@@ -421,7 +288,7 @@ pub async fn prepare(
             examples: stats.train_examples,
         },
     );
-    if let Some(v) = &validation {
+    if let Some(v) = validation {
         entries.insert(
             "validation",
             FileEntry {
@@ -442,61 +309,10 @@ pub async fn prepare(
             files: stats.files_read,
         },
         files: entries,
-        stats: &stats,
+        stats,
     };
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(PrepareError::Manifest)?;
     let mut manifest_out = sink.create(DatasetObject::Manifest).await?;
     manifest_out.write(&manifest_bytes).await?;
-    let manifest = manifest_out.finish().await?;
-    tracing::info!(
-        conversations = stats.conversations_read,
-        malformed = stats.malformed_lines,
-        train = stats.train_examples,
-        validation = stats.validation_examples,
-        "dataset prepared"
-    );
-    Ok(Output {
-        train,
-        validation,
-        manifest,
-        stats,
-    })
-}
-
-/// Some providers (Bedrock) take a limited number of validation records: keep the
-/// `max` kept validation examples of lowest priority (the same seeded
-/// order as the sample), leave the rest out.
-fn cap_validation(candidates: &[Candidate], keep: &mut [bool], max: u64) {
-    let mut validation: Vec<(u64, usize)> = candidates
-        .iter()
-        .enumerate()
-        .filter(|(i, c)| !c.train && keep[*i])
-        .map(|(i, c)| (c.priority, i))
-        .collect();
-    if validation.len() as u64 <= max {
-        return;
-    }
-    validation.sort_unstable();
-    for &(_, i) in &validation[max as usize..] {
-        keep[i] = false;
-    }
-}
-
-/// Which candidates the seeded sample keeps: all when there are at most
-/// `max` of them, else the `max` lowest (priority, position) pairs.
-fn sample(candidates: &[Candidate], max: usize) -> Vec<bool> {
-    if candidates.len() <= max {
-        return vec![true; candidates.len()];
-    }
-    let mut order: Vec<(u64, usize)> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.priority, i))
-        .collect();
-    order.select_nth_unstable(max);
-    let mut keep = vec![false; candidates.len()];
-    for &(_, i) in &order[..max] {
-        keep[i] = true;
-    }
-    keep
+    manifest_out.finish().await
 }

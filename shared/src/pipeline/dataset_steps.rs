@@ -7,8 +7,9 @@ use chrono::Utc;
 
 use super::{Ledger, PipelineError, Step, Steps};
 use crate::blob::Blobs;
-use crate::dataset::{self, DatasetStats, PreparedDataset};
-use crate::domain::{DatasetId, DatasetRecord, Run, RunStats, RunStatus};
+use crate::dataset::fanout::{Advance, FanOut, FanOutLimits};
+use crate::dataset::{DatasetStats, PrepareSettings, PreparedDataset};
+use crate::domain::{DatasetId, DatasetRecord, EventLevel, Run, RunStats, RunStatus};
 use crate::provider::profiles::profile;
 use crate::store::StoreError;
 
@@ -18,6 +19,8 @@ pub(super) const COVERS: [RunStatus; 2] = [RunStatus::Queued, RunStatus::Prepari
 /// Queued and preparing.
 pub struct DatasetSteps {
     pub blobs: Blobs,
+    /// When a run is prepared in one invocation, fanned out, or refused.
+    pub limits: FanOutLimits,
 }
 
 impl Steps for DatasetSteps {
@@ -29,11 +32,11 @@ impl Steps for DatasetSteps {
         &self,
         ledger: &Ledger,
         run: &Run,
-        _deadline: Option<chrono::DateTime<chrono::Utc>>,
+        deadline: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Step, PipelineError> {
         match run.status {
             RunStatus::Queued => self.start(ledger, run).await,
-            RunStatus::Preparing => self.prepare(ledger, run).await,
+            RunStatus::Preparing => self.prepare(ledger, run, deadline).await,
             _ => Ok(Step::Wait(run.clone())),
         }
     }
@@ -88,25 +91,46 @@ impl DatasetSteps {
         Ok(Step::Continue(run))
     }
 
-    /// preparing: read the exports, write the dataset files and record the
+    /// preparing: read the exports and write the dataset — in this
+    /// invocation for a small run, else by shards handed to the shard
+    /// queue and merged when all are done ([`FanOut`]) — then record the
     /// dataset. A dataset already recorded (a crash after the write) is
     /// taken as it is.
-    async fn prepare(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
+    async fn prepare(
+        &self,
+        ledger: &Ledger,
+        run: &Run,
+        deadline: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Step, PipelineError> {
         let dataset_id = run
             .dataset_id
             .clone()
             .ok_or_else(|| PipelineError::Inconsistent("preparing without a dataset id".into()))?;
+        let settings = PrepareSettings::from_run_config(&run.tenant_id, &run.config, run.provider)?;
+        let fan_out = FanOut {
+            blobs: &self.blobs,
+            limits: &self.limits,
+            tenant: &run.tenant_id,
+            dataset: &dataset_id,
+            settings: &settings,
+        };
         let record = match ledger.store.get_dataset(&run.tenant_id, &dataset_id).await {
             Ok(record) => record,
             Err(StoreError::NotFound { .. }) => {
-                let prepared = dataset::prepare_from_s3(
-                    &self.blobs,
-                    &run.tenant_id,
-                    &dataset_id,
-                    &run.config,
-                    run.provider,
-                )
-                .await?;
+                let prepared = match fan_out.advance(deadline).await {
+                    Ok(Advance::Prepared(prepared)) => *prepared,
+                    Ok(Advance::Waiting { phase, handed_out }) => {
+                        return self.wait(ledger, run, phase, handed_out).await;
+                    }
+                    Err(e) => {
+                        let e = PipelineError::from(e);
+                        // The run fails: its shards' objects go too.
+                        if !e.is_transient() {
+                            fan_out.clean_up().await;
+                        }
+                        return Err(e);
+                    }
+                };
                 ledger.metrics.dataset_prepared(
                     run.provider,
                     prepared.stats.train_examples + prepared.stats.validation_examples,
@@ -126,6 +150,7 @@ impl DatasetSteps {
             }
             Err(e) => return Err(e.into()),
         };
+        fan_out.clean_up().await;
         let stats = stats_of(&record);
         let mut run = run.clone();
         run.stats = Some(run_stats(&stats));
@@ -139,6 +164,38 @@ impl DatasetSteps {
             (RunStatus::Uploading, summary)
         };
         Ok(Step::Continue(ledger.transition(run, next, phase).await?))
+    }
+}
+
+impl DatasetSteps {
+    /// Shards are out: say how far they are (written only when it
+    /// changed, so a waiting run is not rewritten every minute).
+    async fn wait(
+        &self,
+        ledger: &Ledger,
+        run: &Run,
+        phase: String,
+        handed_out: Option<u32>,
+    ) -> Result<Step, PipelineError> {
+        if let Some(shards) = handed_out {
+            ledger.metrics.shards_handed_out(run.provider, shards);
+            ledger
+                .event(
+                    run,
+                    EventLevel::Info,
+                    "preparation_fanned_out",
+                    format!("{shards} shards handed out: {phase}"),
+                )
+                .await;
+        }
+        if run.phase == phase && run.retries == 0 {
+            return Ok(Step::Wait(run.clone()));
+        }
+        let mut next = run.clone();
+        next.phase = phase;
+        next.retries = 0;
+        next.updated_at = Utc::now();
+        Ok(Step::Wait(ledger.store.update_run(&next).await?))
     }
 }
 

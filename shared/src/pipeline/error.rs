@@ -87,7 +87,15 @@ fn prepare_is_transient(error: &PrepareError) -> bool {
         // A missing or damaged vocabulary is a deployment to fix, not a
         // property of the run: it is retried until someone does.
         PrepareError::Io { .. } | PrepareError::Dictionary(_) => true,
+        // A step out of time retries on the next tick (the step decides
+        // when attempts are spent).
+        PrepareError::OutOfTime { .. } => true,
         PrepareError::TooFewExamples { .. }
+        | PrepareError::ShardIndex(_)
+        | PrepareError::TooLarge { .. }
+        | PrepareError::ShardFailed { .. }
+        | PrepareError::ShardsStalled { .. }
+        | PrepareError::MergeTooLarge { .. }
         | PrepareError::NoDateRange
         | PrepareError::InvalidSettings(_)
         | PrepareError::Manifest(_) => false,
@@ -102,5 +110,10 @@ fn prepare_code(error: &PrepareError) -> &'static str {
         PrepareError::Blob(_) | PrepareError::Io { .. } => "dataset_io",
         PrepareError::Manifest(_) => "dataset_manifest",
         PrepareError::Dictionary(_) => "tokenizer_unavailable",
+        PrepareError::OutOfTime { .. } => "preparation_out_of_time",
+        PrepareError::ShardIndex(_) => "dataset_shard_inconsistent",
+        PrepareError::TooLarge { .. } | PrepareError::MergeTooLarge { .. } => "dataset_too_large",
+        PrepareError::ShardFailed { .. } => "dataset_shard_failed",
+        PrepareError::ShardsStalled { .. } => "dataset_shards_stalled",
     }
 }

@@ -23,6 +23,7 @@ mod job_steps;
 mod ledger;
 pub mod monitor;
 mod reconciler;
+pub mod shard_worker;
 mod upload_steps;
 
 use std::time::Duration;
@@ -154,8 +155,19 @@ impl Pipeline {
             "prepare",
             DatasetSteps {
                 blobs: self.blobs.clone(),
+                limits: crate::dataset::fanout::FanOutLimits::default(),
             },
         )
+    }
+
+    /// The prepare function's reconciler with its fan-out thresholds.
+    pub fn preparing_with(
+        &self,
+        limits: crate::dataset::fanout::FanOutLimits,
+    ) -> Reconciler<DatasetSteps> {
+        let mut reconciler = self.preparing();
+        reconciler.steps.limits = limits;
+        reconciler
     }
 
     /// The monitor function's reconcilers (ticks and Bedrock's pushes).
@@ -226,6 +238,7 @@ impl Reconciler<DatasetSteps> {
             "prepare",
             DatasetSteps {
                 blobs: Blobs::lazy(sdk, &config.bucket_name),
+                limits: config.fan_out.clone(),
             },
         )
     }

@@ -12,7 +12,9 @@
 //! in Secrets Manager. The events, in order: `POST /runs` (a new run each
 //! time), `GET /runs`, `POST /runs/{id}/cancel` of those runs, an
 //! EventBridge scheduled event for the monitor, the evaluate and the prepare
-//! function (no active runs left: one index Query each), `GET /models`, and
+//! function (no active runs left: one index Query each), the shard queue's
+//! SQS event for a shard task that does not exist (one GetObject),
+//! `GET /models`, and
 //! a signed OpenAI webhook about a job no run owns (verified, answered 200).
 //!
 //! `SSL_CERT_FILE` / `SSL_CERT_DIR`, when set, are passed on: where the
@@ -133,6 +135,16 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         scheduled("0b5f3c1e-9a7d-4e2b-8c6f-1d2e3f4a5b6c", "prepare")
     })?;
     ok &= report("prepare", &prepare, Some(&hello));
+
+    // A task no shard wrote: the handler reads the notification, finds
+    // no task, and reports the message failed (init is what is measured).
+    let shard = measure(&dir, "prepare-shard", &env, runs, |_| {
+        finetune_tests::events::shard_task(
+            "datasets/acme/ds_0193f1a2b3c47d5e8f90a1b2c3d4e5f6/shards/00000/task.json",
+            1,
+        )
+    })?;
+    ok &= report("prepare-shard", &shard, Some(&hello));
 
     let evaluate = measure(&dir, "evaluate", &env, runs, |_| {
         scheduled("7c2e9b14-5d3a-4f6e-9a8b-2c1d0e3f4a5b", "evaluate")

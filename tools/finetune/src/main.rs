@@ -1,8 +1,6 @@
 //! `finetune`: check an OpenAI training file, or prepare a dataset from a
 //! local folder laid out like the bucket, with the pipeline's own code.
 
-mod generate;
-
 use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -135,7 +133,7 @@ fn main() -> ExitCode {
             tenant,
             megabytes,
             seed,
-        } => match generate::corpus(&output, &tenant, megabytes * 1_000_000, seed) {
+        } => match corpus::corpus(&output, &tenant, megabytes * 1_000_000, seed) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e.to_string()),
         },

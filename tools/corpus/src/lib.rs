@@ -1,6 +1,7 @@
-//! A synthetic export corpus for benchmarks: mixed Spanish/English support
-//! chats with emoji, numbers, made-up words (so not every word is in a
-//! small vocabulary), some PII, tool calls, and a share of messy lines.
+//! A synthetic export corpus for benchmarks, the large-run demo and the
+//! fan-out tests: mixed Spanish/English support chats with emoji,
+//! numbers, made-up words (so not every word is in a small vocabulary),
+//! some PII, tool calls, and a share of messy lines.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -126,22 +127,61 @@ fn sentence(rng: &mut Rng, out: &mut String) {
     out.push_str(if rng.below(3) == 0 { "?" } else { "." });
 }
 
-/// Writes about `bytes` of exports under OUTPUT/conversations/{tenant}/2026/10/DD/.
-pub fn corpus(output: &Path, tenant: &str, bytes: u64, seed: u64) -> std::io::Result<()> {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut written = 0u64;
-    let mut file_no = 0u32;
-    let mut n = 0u64;
-    while written < bytes {
-        let day = 1 + file_no % 28;
-        let dir = output.join(format!("conversations/{tenant}/2026/10/{day:02}"));
-        std::fs::create_dir_all(&dir)?;
-        let mut w = BufWriter::new(std::fs::File::create(
-            dir.join(format!("part-{file_no:04}.jsonl")),
-        )?);
-        let mut in_file = 0u64;
-        while in_file < 64_000_000 && written + in_file < bytes {
-            n += 1;
+/// One export file: its key (`conversations/{tenant}/2026/10/DD/part-NNNN.jsonl`)
+/// and its bytes.
+pub struct ExportFile {
+    pub key: String,
+    pub bytes: Vec<u8>,
+}
+
+/// About `bytes` of exports for `tenant`, file by file (each at most
+/// `file_bytes`, spread over the 28 first days of October 2026), from
+/// `seed`: the same arguments always give the same files. One file is in
+/// memory at a time.
+pub struct Corpus {
+    rng: Rng,
+    tenant: String,
+    seed: u64,
+    bytes: u64,
+    file_bytes: u64,
+    written: u64,
+    file_no: u32,
+    n: u64,
+}
+
+impl Corpus {
+    pub fn new(tenant: &str, bytes: u64, file_bytes: u64, seed: u64) -> Self {
+        Self {
+            rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            tenant: tenant.to_owned(),
+            seed,
+            bytes,
+            file_bytes: file_bytes.max(1),
+            written: 0,
+            file_no: 0,
+            n: 0,
+        }
+    }
+}
+
+impl Iterator for Corpus {
+    type Item = ExportFile;
+
+    fn next(&mut self) -> Option<ExportFile> {
+        if self.written >= self.bytes {
+            return None;
+        }
+        let (rng, seed) = (&mut self.rng, self.seed);
+        let day = 1 + self.file_no % 28;
+        let key = format!(
+            "conversations/{}/2026/10/{day:02}/part-{:04}.jsonl",
+            self.tenant, self.file_no
+        );
+        let mut out = Vec::new();
+        while (out.len() as u64) < self.file_bytes && self.written + (out.len() as u64) < self.bytes
+        {
+            self.n += 1;
+            let n = self.n;
             let mut line = String::with_capacity(4096);
             if rng.below(200) == 0 {
                 line.push_str("{\"id\": \"broken\", \"messages\": [");
@@ -151,10 +191,10 @@ pub fn corpus(output: &Path, tenant: &str, bytes: u64, seed: u64) -> std::io::Re
                 ];
                 for t in 0..1 + rng.below(6) {
                     let mut u = String::new();
-                    sentence(&mut rng, &mut u);
+                    sentence(rng, &mut u);
                     let mut a = String::new();
-                    sentence(&mut rng, &mut a);
-                    sentence(&mut rng, &mut a);
+                    sentence(rng, &mut a);
+                    sentence(rng, &mut a);
                     messages.push(serde_json::json!({"role": "user", "content": u}));
                     if t == 0 && rng.below(10) == 0 {
                         messages.push(serde_json::json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup_order", "arguments": format!("{{\"order\":{}}}", rng.below(100000))}}]}));
@@ -169,12 +209,25 @@ pub fn corpus(output: &Path, tenant: &str, bytes: u64, seed: u64) -> std::io::Re
                 line.push_str(&v.to_string());
             }
             line.push('\n');
-            w.write_all(line.as_bytes())?;
-            in_file += line.len() as u64;
+            out.extend_from_slice(line.as_bytes());
         }
+        self.written += out.len() as u64;
+        self.file_no += 1;
+        Some(ExportFile { key, bytes: out })
+    }
+}
+
+/// Writes about `bytes` of exports under OUTPUT/conversations/{tenant}/2026/10/DD/
+/// (files of at most 64 MB).
+pub fn corpus(output: &Path, tenant: &str, bytes: u64, seed: u64) -> std::io::Result<()> {
+    for file in Corpus::new(tenant, bytes, 64_000_000, seed) {
+        let path = output.join(&file.key);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut w = BufWriter::new(std::fs::File::create(path)?);
+        w.write_all(&file.bytes)?;
         w.flush()?;
-        written += in_file;
-        file_no += 1;
     }
     Ok(())
 }

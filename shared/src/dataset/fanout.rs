@@ -1,0 +1,711 @@
+//! A run's preparation at any size: small runs in one invocation, large
+//! ones fanned out over Lambda.
+//!
+//! The export objects are listed with their sizes before a byte is read.
+//! A run over the hard limit fails at once with the figures; a small run
+//! (and one that has not tried before) is prepared in this invocation
+//! ([`super::prepare`]); a large one — or a small one whose one attempt
+//! did not finish — is split into shards of contiguous export files. Each
+//! shard's `task.json` is written to the bucket, which notifies the shard
+//! queue; the shard worker (the `prepare-shard` function, one invocation
+//! per shard, retried by SQS, dead-lettered after its attempts) reads its
+//! files through every per-conversation rule and writes its examples
+//! straight to S3 with its index. When every shard is done, the next tick
+//! merges: dedup, the sample and the split from the indexes, and the
+//! dataset's files assembled inside S3 from byte ranges of the shards'
+//! files ([`Blobs::compose`]). Everything is keyed by dataset and shard, so
+//! a retried shard or a repeated hand-out overwrites, never doubles.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::io::{DatasetSink, ExportSource, Written};
+use super::merge::{Merger, Span};
+use super::prepare::{PrepareSettings, prepare_within, write_manifest};
+use super::shard::{ExampleOut, Rulebook, ShardCounts, ShardIndex, ShardResult, read_exports};
+use super::{PrepareError, PreparedDataset};
+use crate::blob::keys::{ShardObject, shard_key, shards_prefix, shards_record_key};
+use crate::blob::{BlobError, Blobs, DatasetObject, ObjectInfo, Piece, dataset_key};
+use crate::domain::{DatasetFile, DatasetId, TenantId};
+
+/// A gzipped export is counted as this many times its size: the spill of
+/// the single path and a shard's work grow with the decompressed bytes.
+/// (Conversation JSON compresses 5–10×; an estimate that errs towards
+/// sharding.)
+pub const GZIP_EXPANSION: u64 = 6;
+
+/// The merge's attempts (each an invocation, a killed one included)
+/// before the run fails.
+pub const MERGE_ATTEMPTS: u32 = 3;
+
+/// Where the fan-out's thresholds come from (`Config`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FanOutLimits {
+    /// Runs whose exports are at most this many (effective) bytes are
+    /// prepared in one invocation.
+    pub single_max_bytes: u64,
+    /// About how many (effective) bytes one shard reads.
+    pub shard_bytes: u64,
+    /// The most (effective) bytes one run may prepare.
+    pub max_export_bytes: u64,
+    /// How long shards may take, all told, before the run fails.
+    pub stall_after: Duration,
+}
+
+impl Default for FanOutLimits {
+    fn default() -> Self {
+        Self {
+            single_max_bytes: 256 * 1024 * 1024,
+            shard_bytes: 256 * 1024 * 1024,
+            max_export_bytes: 64 * 1024 * 1024 * 1024,
+            stall_after: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// The shards of a fanned-out run, fixed once (`plan.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub shards: Vec<PlannedShard>,
+    pub files: u64,
+    pub export_bytes: u64,
+    pub effective_bytes: u64,
+    /// Why the run was fanned out.
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedShard {
+    pub files: Vec<String>,
+    pub effective_bytes: u64,
+}
+
+/// What a shard worker reads: its files and the run's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardTask {
+    pub tenant: TenantId,
+    pub dataset: DatasetId,
+    pub shard: u32,
+    pub shards: u32,
+    pub files: Vec<String>,
+    pub effective_bytes: u64,
+    pub settings: PrepareSettings,
+}
+
+/// A shard's last error, once its attempts are spent (`failed.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardFailure {
+    pub code: String,
+    pub message: String,
+    pub attempts: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// Invocations started on each path (`attempts.json`): written before the
+/// work, so an invocation killed at its timeout still counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Attempts {
+    single: u32,
+    merge: u32,
+}
+
+/// The run's export objects and their size, listed before reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exports {
+    pub files: Vec<ObjectInfo>,
+    pub bytes: u64,
+    pub effective_bytes: u64,
+}
+
+/// An object's bytes as the preparation will see them.
+pub fn effective_size(object: &ObjectInfo) -> u64 {
+    if object.is_gzip() {
+        object.size.saturating_mul(GZIP_EXPANSION)
+    } else {
+        object.size
+    }
+}
+
+/// Contiguous runs of `files` (in order) of about `shard_bytes` each; a
+/// file larger than that is a shard alone (a file is never split).
+pub fn split(files: &[ObjectInfo], shard_bytes: u64) -> Vec<PlannedShard> {
+    let mut shards: Vec<PlannedShard> = Vec::new();
+    let mut current = PlannedShard {
+        files: Vec::new(),
+        effective_bytes: 0,
+    };
+    for file in files {
+        let size = effective_size(file);
+        if !current.files.is_empty() && current.effective_bytes + size > shard_bytes {
+            shards.push(std::mem::replace(
+                &mut current,
+                PlannedShard {
+                    files: Vec::new(),
+                    effective_bytes: 0,
+                },
+            ));
+        }
+        current.files.push(file.key.clone());
+        current.effective_bytes += size;
+    }
+    if !current.files.is_empty() || shards.is_empty() {
+        shards.push(current);
+    }
+    shards
+}
+
+/// Where a run's preparation stands after this invocation's step.
+#[derive(Debug)]
+pub enum Advance {
+    /// The dataset is written.
+    Prepared(Box<PreparedDataset>),
+    /// Shards are out; `phase` says how far they are. `handed_out` is set
+    /// on the tick that handed them out.
+    Waiting {
+        phase: String,
+        handed_out: Option<u32>,
+    },
+}
+
+/// One run's preparation, as the prepare function's step drives it.
+pub struct FanOut<'a> {
+    pub blobs: &'a Blobs,
+    pub limits: &'a FanOutLimits,
+    pub tenant: &'a TenantId,
+    pub dataset: &'a DatasetId,
+    pub settings: &'a PrepareSettings,
+}
+
+/// Time kept back from the invocation's deadline on the single path, for
+/// pass 2 and the manifest after pass 1: a quarter of what is left, at
+/// most a minute (240 s of reading in the prepare function's 300).
+const SINGLE_MARGIN: Duration = Duration::from_secs(60);
+/// The least time the merge starts with (it assembles in S3 and reads the
+/// result once for its checksum); with less, it waits for the next tick.
+const MERGE_MARGIN: Duration = Duration::from_secs(30);
+
+impl FanOut<'_> {
+    /// Takes the run's preparation one step: prepare, hand out, wait, or
+    /// merge. `deadline` is the invocation's end.
+    pub async fn advance(&self, deadline: Option<DateTime<Utc>>) -> Result<Advance, PrepareError> {
+        let plan: Option<Plan> = self.get_optional(&self.record_key("plan.json")).await?;
+        let Some(plan) = plan else {
+            return self.start(deadline).await;
+        };
+        let shards = plan.shards.len() as u32;
+        let progress = self.progress(&plan).await?;
+        if let Some((&shard, failure)) = progress.failed.iter().next() {
+            return Err(PrepareError::ShardFailed {
+                shard,
+                shards,
+                attempts: failure.attempts,
+                code: failure.code.clone(),
+                message: failure.message.clone(),
+            });
+        }
+        if (progress.done.len() as u32) < shards {
+            // A task a crash kept from being written is written now.
+            for shard in 0..shards {
+                if !progress.tasked.contains(&shard) {
+                    self.hand_out_one(&plan, shard).await?;
+                }
+            }
+            let waited = Utc::now() - plan.created_at;
+            if waited.to_std().unwrap_or_default() > self.limits.stall_after {
+                let first = (0..shards)
+                    .find(|s| !progress.done.contains(s))
+                    .unwrap_or(0);
+                return Err(PrepareError::ShardsStalled {
+                    missing: shards - progress.done.len() as u32,
+                    shards,
+                    first,
+                    minutes: waited.num_minutes(),
+                });
+            }
+            return Ok(Advance::Waiting {
+                phase: format!(
+                    "preparing: {} of {shards} shards done ({} bytes of exports in {} files)",
+                    progress.done.len(),
+                    plan.export_bytes,
+                    plan.files
+                ),
+                handed_out: None,
+            });
+        }
+        if let Some(deadline) = deadline
+            && remaining(deadline) < MERGE_MARGIN
+        {
+            // Not a failure: the next invocation starts with its whole time.
+            return Ok(Advance::Waiting {
+                phase: format!("preparing: all {shards} shards done, merging next"),
+                handed_out: None,
+            });
+        }
+        let mut attempts = self.attempts().await?;
+        attempts.merge += 1;
+        if attempts.merge > MERGE_ATTEMPTS {
+            return Err(PrepareError::MergeTooLarge {
+                shards,
+                bytes: plan.export_bytes,
+                attempts: MERGE_ATTEMPTS,
+            });
+        }
+        self.put_attempts(&attempts).await?;
+        self.merge(&plan)
+            .await
+            .map(|p| Advance::Prepared(Box::new(p)))
+    }
+
+    /// No plan yet: list and size the exports, then prepare in this
+    /// invocation or hand the shards out.
+    async fn start(&self, deadline: Option<DateTime<Utc>>) -> Result<Advance, PrepareError> {
+        let exports = self.exports().await?;
+        if exports.effective_bytes > self.limits.max_export_bytes {
+            return Err(PrepareError::TooLarge {
+                bytes: exports.bytes,
+                effective: exports.effective_bytes,
+                files: exports.files.len() as u64,
+                limit: self.limits.max_export_bytes,
+            });
+        }
+        let mut attempts = self.attempts().await?;
+        let reason = if exports.effective_bytes > self.limits.single_max_bytes {
+            format!(
+                "{} bytes of exports (estimated decompressed) are over the {}-byte threshold of \
+                 one invocation",
+                exports.effective_bytes, self.limits.single_max_bytes
+            )
+        } else if attempts.single > 0 {
+            "an earlier attempt to prepare the run in one invocation did not finish".to_owned()
+        } else {
+            attempts.single += 1;
+            self.put_attempts(&attempts).await?;
+            let reading_until =
+                deadline.map(|d| instant_before(d, SINGLE_MARGIN.min(remaining(d) / 4)));
+            match self.prepare_here(reading_until).await {
+                Ok(prepared) => return Ok(Advance::Prepared(Box::new(prepared))),
+                Err(e @ PrepareError::OutOfTime { .. }) => {
+                    tracing::warn!(error = %e, "one invocation was not enough; fanning out");
+                    format!("one invocation was not enough ({e})")
+                }
+                Err(e) => {
+                    // Not a matter of size: the next tick may try again here.
+                    attempts.single -= 1;
+                    if let Err(put) = self.put_attempts(&attempts).await {
+                        tracing::warn!(error = %crate::telemetry::chain(&put), "could not reset the single-path attempt");
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        let plan = Plan {
+            shards: split(&exports.files, self.limits.shard_bytes),
+            files: exports.files.len() as u64,
+            export_bytes: exports.bytes,
+            effective_bytes: exports.effective_bytes,
+            reason,
+            created_at: Utc::now(),
+        };
+        self.put_json(&self.record_key("plan.json"), &plan).await?;
+        for shard in 0..plan.shards.len() as u32 {
+            self.hand_out_one(&plan, shard).await?;
+        }
+        let shards = plan.shards.len() as u32;
+        tracing::info!(shards, bytes = plan.export_bytes, files = plan.files, reason = %plan.reason, "preparation fanned out");
+        Ok(Advance::Waiting {
+            phase: format!(
+                "preparing: 0 of {shards} shards done ({} bytes of exports in {} files)",
+                plan.export_bytes, plan.files
+            ),
+            handed_out: Some(shards),
+        })
+    }
+
+    /// The small path: the whole run in this invocation.
+    async fn prepare_here(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<PreparedDataset, PrepareError> {
+        let source = ExportSource::S3(self.blobs.clone());
+        let sink = self.sink();
+        let out = prepare_within(&source, &sink, self.settings, deadline).await?;
+        Ok(self.prepared(out.train, out.validation, out.stats))
+    }
+
+    async fn exports(&self) -> Result<Exports, PrepareError> {
+        let files = self
+            .blobs
+            .list_conversation_files(
+                self.tenant,
+                self.settings.dates.start(),
+                self.settings.dates.end(),
+            )
+            .await?;
+        Ok(Exports {
+            bytes: files.iter().map(|f| f.size).sum(),
+            effective_bytes: files.iter().map(effective_size).sum(),
+            files,
+        })
+    }
+
+    async fn hand_out_one(&self, plan: &Plan, shard: u32) -> Result<(), PrepareError> {
+        let planned = plan
+            .shards
+            .get(shard as usize)
+            .ok_or_else(|| PrepareError::ShardIndex(format!("shard {shard} is not in the plan")))?;
+        let task = ShardTask {
+            tenant: self.tenant.clone(),
+            dataset: self.dataset.clone(),
+            shard,
+            shards: plan.shards.len() as u32,
+            files: planned.files.clone(),
+            effective_bytes: planned.effective_bytes,
+            settings: self.settings.clone(),
+        };
+        self.put_json(&self.shard_key(shard, ShardObject::Task), &task)
+            .await
+    }
+
+    /// Which shards have a task, are done, or failed: one listing.
+    async fn progress(&self, plan: &Plan) -> Result<Progress, PrepareError> {
+        let prefix = shards_prefix(self.tenant, self.dataset);
+        let mut progress = Progress::default();
+        let mut failed = Vec::new();
+        for object in self.blobs.list_prefix(&prefix).await? {
+            let Some(rest) = object.key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((shard, file)) = rest.split_once('/') else {
+                continue;
+            };
+            let Ok(shard) = shard.parse::<u32>() else {
+                continue;
+            };
+            if shard as usize >= plan.shards.len() {
+                continue;
+            }
+            match file {
+                f if f == ShardObject::Task.file_name() => {
+                    progress.tasked.insert(shard);
+                }
+                f if f == ShardObject::Done.file_name() => {
+                    progress.done.insert(shard);
+                }
+                f if f == ShardObject::Failed.file_name() => failed.push(shard),
+                _ => {}
+            }
+        }
+        for shard in failed {
+            // A shard done after all (a late success) is not failed.
+            if progress.done.contains(&shard) {
+                continue;
+            }
+            let failure = self
+                .blobs
+                .get_json(&self.shard_key(shard, ShardObject::Failed))
+                .await?;
+            progress.failed.insert(shard, failure);
+        }
+        Ok(progress)
+    }
+
+    /// Every shard is done: merge from the indexes, assemble in S3.
+    async fn merge(&self, plan: &Plan) -> Result<PreparedDataset, PrepareError> {
+        let book = Rulebook::new(self.settings)?;
+        let mut merger = Merger::new(&book, self.settings);
+        let shards = plan.shards.len() as u32;
+        for shard in 0..shards {
+            let counts: ShardCounts = self
+                .blobs
+                .get_json(&self.shard_key(shard, ShardObject::Done))
+                .await?;
+            let index_key = self.shard_key(shard, ShardObject::Index);
+            let bytes = self.blobs.get_bytes(&index_key).await?;
+            let index = ShardIndex::decode(&bytes).ok_or_else(|| {
+                PrepareError::ShardIndex(format!("{index_key} is not a shard index"))
+            })?;
+            merger.add(&ShardResult { counts, index })?;
+        }
+        let merged = merger.finish()?;
+        let train = self
+            .assemble(
+                DatasetObject::Train,
+                ShardObject::Train,
+                shards,
+                &merged.train,
+            )
+            .await?;
+        let validation = if merged.stats.validation_examples > 0 {
+            Some(
+                self.assemble(
+                    DatasetObject::Validation,
+                    ShardObject::Validation,
+                    shards,
+                    &merged.validation,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        write_manifest(
+            &self.sink(),
+            self.settings,
+            &merged.stats,
+            &train,
+            validation.as_ref(),
+        )
+        .await?;
+        tracing::info!(
+            shards,
+            train = merged.stats.train_examples,
+            validation = merged.stats.validation_examples,
+            "dataset merged"
+        );
+        Ok(self.prepared(train, validation, merged.stats))
+    }
+
+    async fn assemble(
+        &self,
+        object: DatasetObject,
+        side: ShardObject,
+        shards: u32,
+        spans: &[Span],
+    ) -> Result<Written, PrepareError> {
+        let sources: Vec<String> = (0..shards).map(|s| self.shard_key(s, side)).collect();
+        let pieces: Vec<Piece> = spans
+            .iter()
+            .map(|s| Piece {
+                source: s.shard,
+                start: s.start,
+                end: s.end,
+            })
+            .collect();
+        let key = dataset_key(self.tenant, self.dataset, object);
+        let composed = self
+            .blobs
+            .compose(&key, "application/x-ndjson", &sources, &pieces)
+            .await?;
+        Ok(Written {
+            key: composed.key,
+            bytes: composed.bytes,
+            sha256: composed.sha256,
+        })
+    }
+
+    /// Removes the fan-out's objects once the dataset is recorded (best
+    /// effort: the bucket's lifecycle rule catches what this misses).
+    pub async fn clean_up(&self) {
+        let prefix = shards_prefix(self.tenant, self.dataset);
+        match self.blobs.list_prefix(&prefix).await {
+            Ok(objects) => {
+                for object in objects {
+                    if let Err(e) = self.blobs.delete(&object.key).await {
+                        tracing::warn!(error = %crate::telemetry::chain(&e), "could not remove a shard object");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "could not list the shard objects")
+            }
+        }
+    }
+
+    fn prepared(
+        &self,
+        train: Written,
+        validation: Option<Written>,
+        stats: super::DatasetStats,
+    ) -> PreparedDataset {
+        PreparedDataset {
+            train: DatasetFile {
+                key: train.key,
+                sha256: train.sha256,
+                bytes: train.bytes,
+                examples: stats.train_examples,
+            },
+            validation: validation.map(|v| DatasetFile {
+                key: v.key,
+                sha256: v.sha256,
+                bytes: v.bytes,
+                examples: stats.validation_examples,
+            }),
+            manifest_key: dataset_key(self.tenant, self.dataset, DatasetObject::Manifest),
+            stats,
+            format: self.settings.format,
+        }
+    }
+
+    fn sink(&self) -> DatasetSink {
+        DatasetSink::S3 {
+            blobs: self.blobs.clone(),
+            tenant: self.tenant.clone(),
+            dataset: self.dataset.clone(),
+        }
+    }
+
+    fn shard_key(&self, shard: u32, object: ShardObject) -> String {
+        shard_key(self.tenant, self.dataset, shard, object)
+    }
+
+    fn record_key(&self, name: &str) -> String {
+        shards_record_key(self.tenant, self.dataset, name)
+    }
+
+    async fn attempts(&self) -> Result<Attempts, PrepareError> {
+        Ok(self
+            .get_optional(&self.record_key("attempts.json"))
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn put_attempts(&self, attempts: &Attempts) -> Result<(), PrepareError> {
+        self.put_json(&self.record_key("attempts.json"), attempts)
+            .await
+    }
+
+    async fn get_optional<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, PrepareError> {
+        match self.blobs.get_json(key).await {
+            Ok(value) => Ok(Some(value)),
+            Err(BlobError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), PrepareError> {
+        put_json(self.blobs, key, value).await
+    }
+}
+
+async fn put_json<T: Serialize>(blobs: &Blobs, key: &str, value: &T) -> Result<(), PrepareError> {
+    let bytes = serde_json::to_vec(value).map_err(PrepareError::Manifest)?;
+    Ok(blobs.put_bytes(key, bytes, "application/json").await?)
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    tasked: BTreeSet<u32>,
+    done: BTreeSet<u32>,
+    failed: BTreeMap<u32, ShardFailure>,
+}
+
+/// The shard worker's part: read the task's files, write the shard's
+/// examples, index and counts. `done.json` is written last, so a shard
+/// killed half-way is simply not done; a retry overwrites every object.
+pub async fn run_shard(
+    blobs: &Blobs,
+    task: &ShardTask,
+    deadline: Option<Instant>,
+) -> Result<ShardCounts, PrepareError> {
+    // The task names its tenant's exports only: a task that reaches
+    // elsewhere is refused, whatever wrote it.
+    let own = format!("conversations/{}/", task.tenant);
+    let stray = task.files.iter().find(|f| !f.starts_with(&own));
+    if task.settings.tenant != task.tenant || stray.is_some() {
+        return Err(PrepareError::InvalidSettings(format!(
+            "shard {} of dataset {} names {} outside the tenant's exports",
+            task.shard,
+            task.dataset,
+            stray.map_or("another tenant's settings", String::as_str)
+        )));
+    }
+    let book = Rulebook::new(&task.settings)?;
+    let key = |object| shard_key(&task.tenant, &task.dataset, task.shard, object);
+    let train = ExampleOut::S3(Box::new(
+        blobs.writer(key(ShardObject::Train), "application/x-ndjson"),
+    ));
+    let validation = ExampleOut::S3(Box::new(
+        blobs.writer(key(ShardObject::Validation), "application/x-ndjson"),
+    ));
+    let source = ExportSource::S3(blobs.clone());
+    let result = read_exports(&book, &source, &task.files, train, validation, deadline).await?;
+    blobs
+        .put_bytes(
+            &key(ShardObject::Index),
+            result.index.encode(),
+            "application/octet-stream",
+        )
+        .await?;
+    put_json(blobs, &key(ShardObject::Done), &result.counts).await?;
+    Ok(result.counts)
+}
+
+/// Records a shard's last error, for the run to fail with.
+pub async fn record_shard_failure(
+    blobs: &Blobs,
+    task: &ShardTask,
+    failure: &ShardFailure,
+) -> Result<(), PrepareError> {
+    put_json(
+        blobs,
+        &shard_key(&task.tenant, &task.dataset, task.shard, ShardObject::Failed),
+        failure,
+    )
+    .await
+}
+
+/// How long until `deadline`.
+pub fn remaining(deadline: DateTime<Utc>) -> Duration {
+    (deadline - Utc::now()).to_std().unwrap_or_default()
+}
+
+/// The instant `margin` before `deadline`.
+pub fn instant_before(deadline: DateTime<Utc>, margin: Duration) -> Instant {
+    Instant::now() + remaining(deadline).saturating_sub(margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(key: &str, size: u64) -> ObjectInfo {
+        ObjectInfo {
+            key: key.to_owned(),
+            size,
+        }
+    }
+
+    #[test]
+    fn files_are_split_into_contiguous_shards_of_about_the_shard_size() {
+        let files = [
+            object("a.jsonl", 60),
+            object("b.jsonl", 60),
+            object("c.jsonl", 60),
+            object("d.jsonl.gz", 20),
+            object("e.jsonl", 500),
+            object("f.jsonl", 1),
+        ];
+        let shards = split(&files, 128);
+        let names: Vec<Vec<&str>> = shards
+            .iter()
+            .map(|s| s.files.iter().map(String::as_str).collect())
+            .collect();
+        // A gzipped file counts six times its size; a file over the shard
+        // size is a shard alone, never split.
+        assert_eq!(
+            names,
+            vec![
+                vec!["a.jsonl", "b.jsonl"],
+                vec!["c.jsonl"],
+                vec!["d.jsonl.gz"],
+                vec!["e.jsonl"],
+                vec!["f.jsonl"],
+            ]
+        );
+        assert_eq!(shards[2].effective_bytes, 120);
+    }
+
+    #[test]
+    fn a_run_with_no_exports_is_one_empty_shard() {
+        let shards = split(&[], 128);
+        assert_eq!(shards.len(), 1);
+        assert!(shards[0].files.is_empty());
+    }
+}
