@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export AWS_EC2_METADATA_DISABLED := true
 export MOTO_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: test demo lint fmt bench venv clean-venv sam-validate package package-smoke
+.PHONY: test demo demo-large lint fmt bench venv clean-venv sam-validate package package-smoke
 
 ## test: every unit and integration test (moto_server is started by the harness)
 test: $(STAMP)
@@ -30,6 +30,12 @@ fmt:
 PROVIDER ?= openai
 demo: $(STAMP)
 	PROVIDER=$(PROVIDER) cargo run --quiet -p demo --bin demo
+
+## demo-large: a large tenant's run prepared by shards over the shard queue
+## (S3 notifications to SQS at moto, four shard workers), merged in S3, and
+## checked byte for byte against a one-pass preparation of the same exports
+demo-large: $(STAMP)
+	cargo run --quiet -p demo --bin demo-large
 
 ## bench: per function, release binary size, init time (process start to the
 ## first Runtime API `next`) and first response, beside a hello-world function
