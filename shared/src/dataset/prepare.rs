@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::io::{DatasetSink, ExportSource, TempFile, Written};
-use super::merge::{Span, merge};
+use super::merge::{Merged, Span, merge};
 use super::redact::Redactions;
-use super::shard::{ExampleOut, Rulebook, read_exports};
+use super::shard::{ExampleOut, Rulebook, ShardResult, read_exports};
 use super::stats::Distribution;
 use super::tokens::Encoding;
 use super::{DatasetFormat, PrepareError};
@@ -202,11 +202,24 @@ pub async fn prepare_within(
     let merged = merge(&book, settings, std::slice::from_ref(&shard))?;
 
     // Pass 2: the kept ranges of the spill files into the dataset's files.
-    let train = copy_spans(&spills[0], &merged.train, sink, DatasetObject::Train).await?;
+    write_dataset(sink, settings, merged, &[&spills]).await
+}
+
+/// Pass 2 and the manifest: the kept spans of each shard's spill files
+/// (`spills[shard] = [train, validation]`) into the dataset.
+async fn write_dataset(
+    sink: &DatasetSink,
+    settings: &PrepareSettings,
+    merged: Merged,
+    spills: &[&[TempFile; 2]],
+) -> Result<Output, PrepareError> {
+    let paths =
+        |side: usize| -> Vec<&std::path::Path> { spills.iter().map(|s| s[side].path()).collect() };
+    let train = copy_spans(&paths(0), &merged.train, sink, DatasetObject::Train).await?;
     let validation = if merged.stats.validation_examples > 0 {
         Some(
             copy_spans(
-                &spills[1],
+                &paths(1),
                 &merged.validation,
                 sink,
                 DatasetObject::Validation,
@@ -234,6 +247,86 @@ pub async fn prepare_within(
     })
 }
 
+/// [`prepare`] of a local folder on `threads` threads (the CLI): the
+/// files are split into contiguous shards as a large run's are, each shard
+/// read on a thread of its own into its own spill files, then merged — the
+/// dataset one thread makes, in about 1/threads of the time.
+pub fn prepare_local_on_threads(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    settings: &PrepareSettings,
+    threads: usize,
+) -> Result<Output, PrepareError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PrepareError::io("a tokio runtime", e))
+    };
+    let source = ExportSource::Local(input.to_owned());
+    let files = runtime()?.block_on(source.files(
+        &settings.tenant,
+        settings.dates.start(),
+        settings.dates.end(),
+    ))?;
+    let sized: Vec<crate::blob::ObjectInfo> = files
+        .into_iter()
+        .map(|key| crate::blob::ObjectInfo {
+            size: std::fs::metadata(&key).map_or(0, |m| m.len()),
+            key,
+        })
+        .collect();
+    let total: u64 = sized.iter().map(super::fanout::effective_size).sum();
+    let per_thread = total.div_ceil(threads.max(1) as u64).max(1);
+    let shards = super::fanout::split(&sized, per_thread);
+    let spills: Vec<[TempFile; 2]> = shards
+        .iter()
+        .map(|_| [TempFile::new(), TempFile::new()])
+        .collect();
+    let results: Mutex<Vec<Option<Result<ShardResult, PrepareError>>>> =
+        Mutex::new(shards.iter().map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, shards.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(shard) = shards.get(i) else {
+                        break;
+                    };
+                    let result = runtime().and_then(|rt| {
+                        rt.block_on(async {
+                            let book = Rulebook::new(settings)?;
+                            let [train, validation] =
+                                [&spills[i][0], &spills[i][1]].map(spill_writer);
+                            read_exports(&book, &source, &shard.files, train?, validation?, None)
+                                .await
+                        })
+                    });
+                    if let Ok(mut results) = results.lock() {
+                        results[i] = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_default();
+    let mut done = Vec::with_capacity(results.len());
+    for (i, result) in results.into_iter().enumerate() {
+        done.push(result.ok_or_else(|| {
+            PrepareError::ShardIndex(format!("shard {i} was not read (a thread panicked)"))
+        })??);
+    }
+    let book = Rulebook::new(settings)?;
+    let merged = merge(&book, settings, &done)?;
+    let sink = DatasetSink::Local(output.to_owned());
+    let spills: Vec<&[TempFile; 2]> = spills.iter().collect();
+    runtime()?.block_on(write_dataset(&sink, settings, merged, &spills))
+}
+
 fn spill_writer(spill: &TempFile) -> Result<ExampleOut, PrepareError> {
     let path = spill.path().to_string_lossy().into_owned();
     let file = std::fs::File::create(spill.path()).map_err(|e| PrepareError::io(&path, e))?;
@@ -243,26 +336,39 @@ fn spill_writer(spill: &TempFile) -> Result<ExampleOut, PrepareError> {
     ))
 }
 
-/// Copies `spans` of the spill file, in order, into the dataset's `object`.
+/// Copies `spans` of the shards' spill files (`spills[span.shard]`), in
+/// order, into the dataset's `object`.
 async fn copy_spans(
-    spill: &TempFile,
+    spills: &[&std::path::Path],
     spans: &[Span],
     sink: &DatasetSink,
     object: DatasetObject,
 ) -> Result<Written, PrepareError> {
     use std::io::{Read, Seek, SeekFrom};
-    let path = spill.path().to_string_lossy().into_owned();
-    let mut file = std::fs::File::open(spill.path()).map_err(|e| PrepareError::io(&path, e))?;
+    let mut files = Vec::with_capacity(spills.len());
+    for spill in spills {
+        let path = spill.to_string_lossy().into_owned();
+        let file = std::fs::File::open(spill).map_err(|e| PrepareError::io(&path, e))?;
+        files.push((file, path));
+    }
     let mut out = sink.create(object).await?;
     let mut chunk = vec![0u8; 1024 * 1024];
     for span in spans {
+        let (file, path) = files.get_mut(span.shard).ok_or_else(|| {
+            PrepareError::ShardIndex(format!(
+                "a span names shard {} of {}",
+                span.shard,
+                spills.len()
+            ))
+        })?;
+        let path = &*path;
         file.seek(SeekFrom::Start(span.start))
-            .map_err(|e| PrepareError::io(&path, e))?;
+            .map_err(|e| PrepareError::io(path, e))?;
         let mut left = span.len();
         while left > 0 {
             let n = (left as usize).min(chunk.len());
             file.read_exact(&mut chunk[..n])
-                .map_err(|e| PrepareError::io(&path, e))?;
+                .map_err(|e| PrepareError::io(path, e))?;
             out.write(&chunk[..n]).await?;
             left -= n as u64;
         }

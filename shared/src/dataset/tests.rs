@@ -476,3 +476,46 @@ async fn manifest_records_files_config_and_stats() {
     );
     assert!(r.stats.estimated_cost_usd >= 0.0);
 }
+
+#[test]
+fn a_folder_prepared_on_several_threads_makes_the_dataset_one_thread_makes() {
+    // GIVEN 3 MB of generated exports in 300 kB files, one of them repeated
+    // later (its conversations duplicates across shards) and one gzipped
+    let input = Dir::new();
+    let files: Vec<corpus::ExportFile> =
+        corpus::Corpus::new("acme", 3_000_000, 300_000, 9).collect();
+    for file in &files {
+        input.write(&file.key, &file.bytes);
+    }
+    input.write("conversations/acme/2026/10/30/copy.jsonl", &files[0].bytes);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &files[1].bytes).unwrap();
+    input.write(
+        "conversations/acme/2026/10/31/again.jsonl.gz",
+        &gz.finish().unwrap(),
+    );
+    let mut s = settings();
+    s.max_examples = 600;
+
+    // WHEN it is prepared on one thread and on three
+    let (one, three) = (Dir::new(), Dir::new());
+    let a = super::prepare::prepare_local_on_threads(&input.0, &one.0, &s, 1).unwrap();
+    let b = super::prepare::prepare_local_on_threads(&input.0, &three.0, &s, 3).unwrap();
+
+    // THEN the files are the same bytes and the figures the same, but for
+    // how many shards read the exports
+    assert_eq!(a.stats.shards, 1);
+    assert!(b.stats.shards >= 3, "{:?}", b.stats);
+    for file in ["train.jsonl", "validation.jsonl"] {
+        assert_eq!(one.read(file), three.read(file), "{file}");
+    }
+    assert_eq!(a.train.sha256, b.train.sha256);
+    let mut same = b.stats.clone();
+    same.shards = 1;
+    assert_eq!(a.stats, same);
+    assert!(
+        a.stats.duplicates_removed > 100 && a.stats.sampled_out > 0,
+        "{:?}",
+        a.stats
+    );
+}

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use finetune::dataset::io::{DatasetSink, ExportSource};
-use finetune::dataset::prepare::prepare;
+use finetune::dataset::prepare::prepare_local_on_threads;
 use finetune::dataset::{CheckOptions, Encoding, PrepareSettings, check_jsonl};
 use finetune::domain::{DateRange, Filters, TenantId, TrainSplit};
 
@@ -57,6 +56,10 @@ enum Command {
         seed: u64,
         #[arg(long, default_value = "gpt-4o-mini-2024-07-18")]
         model: String,
+        /// Threads reading the exports (default: the machine's cores); the
+        /// dataset is the same whatever the number.
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Write a synthetic export corpus (for benchmarks).
     #[command(hide = true)]
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
             max_examples,
             seed,
             model,
+            threads,
         } => {
             let tenant = match TenantId::parse(tenant) {
                 Ok(t) => t,
@@ -126,7 +130,7 @@ fn main() -> ExitCode {
                 format: Default::default(),
                 provider: None,
             };
-            run_prepare(input, output, settings)
+            run_prepare(input, output, settings, threads.unwrap_or_else(cores))
         }
         Command::Generate {
             output,
@@ -138,6 +142,11 @@ fn main() -> ExitCode {
             Err(e) => fail(&e.to_string()),
         },
     }
+}
+
+/// The machine's cores (1 when it cannot say).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -178,19 +187,13 @@ fn validate(file: PathBuf, model: Option<String>, encoding: Option<String>) -> E
     }
 }
 
-fn run_prepare(input: PathBuf, output: PathBuf, settings: PrepareSettings) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(&e.to_string()),
-    };
-    let result = runtime.block_on(prepare(
-        &ExportSource::Local(input),
-        &DatasetSink::Local(output),
-        &settings,
-    ));
+fn run_prepare(
+    input: PathBuf,
+    output: PathBuf,
+    settings: PrepareSettings,
+    threads: usize,
+) -> ExitCode {
+    let result = prepare_local_on_threads(&input, &output, &settings, threads);
     match result {
         Ok(out) => {
             println!(

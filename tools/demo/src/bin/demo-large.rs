@@ -83,7 +83,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
             "min_examples": 100, "max_examples": 50000, "train_split": 0.9, "seed": 7
         }
     });
-    let request = ApiEvent::post("/runs").tenant(TENANT).json(&body).try_build()?;
+    let request = ApiEvent::post("/runs")
+        .tenant(TENANT)
+        .json(&body)
+        .try_build()?;
     let response =
         finetune::http::start_run_handler(&pipeline.store, &config, &Metrics::discard(), request)
             .await;
