@@ -88,7 +88,7 @@ impl ShardQueue {
                     .filter_rules(
                         FilterRule::builder()
                             .name(FilterRuleName::Prefix)
-                            .value("datasets/")
+                            .value(finetune::blob::keys::SHARDS_ROOT)
                             .build(),
                     )
                     .filter_rules(

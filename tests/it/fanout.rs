@@ -264,7 +264,7 @@ async fn a_shard_killed_once_and_out_of_time_once_is_retried_and_the_run_complet
             |message| {
                 // S3 URL-encodes the key in its notification.
                 let body = message.body.clone().unwrap_or_default();
-                if !body.contains("%2Fshards%2F00000%2F") {
+                if !body.contains("%2F00000%2Ftask.json") {
                     return Invocation::Normal;
                 }
                 let n = deliveries.entry(body).or_default();
@@ -341,7 +341,7 @@ async fn a_shard_failing_on_every_attempt_fails_the_run_with_its_error() {
                     .body
                     .as_deref()
                     .unwrap_or("")
-                    .contains("%2Fshards%2F00001%2F")
+                    .contains("%2F00001%2Ftask.json")
                 {
                     Invocation::Deadline(Duration::ZERO)
                 } else {

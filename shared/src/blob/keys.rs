@@ -38,12 +38,19 @@ pub fn dataset_key(tenant: &TenantId, dataset: &DatasetId, object: DatasetObject
     format!("datasets/{tenant}/{dataset}/{}", object.file_name())
 }
 
-/// `datasets/{tenant}/{dataset_id}/shards/`: a large run's preparation
-/// while it is fanned out (its plan, each shard's task and results);
-/// removed once the dataset is recorded.
+/// `shards/{tenant}/{dataset_id}/`: a large run's preparation while it is
+/// fanned out (its plan, each shard's task and results); removed once the
+/// dataset is recorded or the run fails. A top-level prefix of its own,
+/// not under the dataset's, so the bucket's lifecycle rule can expire
+/// whatever a cancelled run or a crash leaves behind (a rule matches a key
+/// prefix, never `datasets/*/…`).
 pub fn shards_prefix(tenant: &TenantId, dataset: &DatasetId) -> String {
-    format!("datasets/{tenant}/{dataset}/shards/")
+    format!("{SHARDS_ROOT}{tenant}/{dataset}/")
 }
+
+/// Where every fan-out's objects live (the lifecycle rule's and the
+/// notification's prefix in `template.yaml`).
+pub const SHARDS_ROOT: &str = "shards/";
 
 /// The objects of a fanned-out preparation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +85,7 @@ impl ShardObject {
 /// (its suffix filter in `template.yaml`).
 pub const SHARD_TASK_FILE: &str = "task.json";
 
-/// `datasets/{tenant}/{dataset_id}/shards/{n:05}/{file}`.
+/// `shards/{tenant}/{dataset_id}/{n:05}/{file}`.
 pub fn shard_key(
     tenant: &TenantId,
     dataset: &DatasetId,
@@ -102,13 +109,10 @@ pub fn shards_record_key(tenant: &TenantId, dataset: &DatasetId, name: &str) -> 
 /// reading a bucket notification: `None` for any other key. The ids are
 /// parsed, so a key outside the layout never names a prefix to read.
 pub fn parse_shard_task_key(key: &str) -> Option<(TenantId, DatasetId, u32)> {
-    let rest = key.strip_prefix("datasets/")?;
+    let rest = key.strip_prefix(SHARDS_ROOT)?;
     let mut parts = rest.split('/');
     let tenant = TenantId::parse(parts.next()?).ok()?;
     let dataset = DatasetId::parse(parts.next()?).ok()?;
-    if parts.next()? != "shards" {
-        return None;
-    }
     let shard = parts.next()?;
     if shard.len() != 5 || !shard.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -205,10 +209,11 @@ mod shard_key_tests {
         // Any other object of the shard, or a key off the layout, is not a task.
         for other in [
             shard_key(&tenant, &dataset, 7, ShardObject::Done),
-            format!("datasets/acme/{dataset}/shards/7/task.json"),
-            format!("datasets/acme/{dataset}/shards/00007/task.json/x"),
-            format!("datasets/../{dataset}/shards/00007/task.json"),
-            format!("conversations/acme/{dataset}/shards/00007/task.json"),
+            format!("shards/acme/{dataset}/7/task.json"),
+            format!("shards/acme/{dataset}/00007/task.json/x"),
+            format!("shards/../{dataset}/00007/task.json"),
+            format!("datasets/acme/{dataset}/00007/task.json"),
+            format!("shards/acme/{dataset}/00007/plan.json"),
         ] {
             assert_eq!(parse_shard_task_key(&other), None, "{other}");
         }

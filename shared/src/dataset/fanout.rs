@@ -255,9 +255,18 @@ impl FanOut<'_> {
             });
         }
         self.put_attempts(&attempts).await?;
-        self.merge(&plan)
-            .await
-            .map(|p| Advance::Prepared(Box::new(p)))
+        match self.merge(&plan).await {
+            Ok(prepared) => Ok(Advance::Prepared(Box::new(prepared))),
+            Err(e) => {
+                // Only a merge cut short (killed) counts against the run's
+                // size; an error says what it is itself.
+                attempts.merge -= 1;
+                if let Err(put) = self.put_attempts(&attempts).await {
+                    tracing::warn!(error = %crate::telemetry::chain(&put), "could not reset the merge attempt");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// No plan yet: list and size the exports, then prepare in this

@@ -317,8 +317,8 @@ mod tests {
     #[test]
     fn notification_keys_are_url_decoded_as_s3_encodes_them() {
         assert_eq!(
-            url_decoded("datasets/acme/ds/shards/00001/task.json"),
-            "datasets/acme/ds/shards/00001/task.json"
+            url_decoded("shards/acme/ds/00001/task.json"),
+            "shards/acme/ds/00001/task.json"
         );
         assert_eq!(url_decoded("a+b%2Fc%3D"), "a b/c=");
         // A stray % is kept as it is, never a panic.

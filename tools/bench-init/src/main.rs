@@ -140,7 +140,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     // no task, and reports the message failed (init is what is measured).
     let shard = measure(&dir, "prepare-shard", &env, runs, |_| {
         finetune_tests::events::shard_task(
-            "datasets/acme/ds_0193f1a2b3c47d5e8f90a1b2c3d4e5f6/shards/00000/task.json",
+            "shards/acme/ds_0193f1a2b3c47d5e8f90a1b2c3d4e5f6/00000/task.json",
             1,
         )
     })?;

@@ -27,8 +27,8 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use finetune::blob::Blobs;
 use finetune::dataset::PrepareSettings;
 use finetune::dataset::fanout::{Advance, FanOut, FanOutLimits};
-use finetune::dataset::prepare::prepare_within;
 use finetune::dataset::io::{DatasetSink, ExportSource};
+use finetune::dataset::prepare::prepare_within;
 use finetune::domain::{DatasetId, DateRange, Filters, TenantId, TrainSplit};
 use finetune::metrics::Metrics;
 use finetune::pipeline::shard_worker::ShardWorker;
@@ -123,14 +123,22 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     let this = std::env::current_exe()?;
     let mut runs: Vec<ShardRun> = Vec::new();
-    let mut running: Vec<(std::process::Child, aws_lambda_events::sqs::SqsMessage, Instant)> =
-        Vec::new();
+    let mut running: Vec<(
+        std::process::Child,
+        aws_lambda_events::sqs::SqsMessage,
+        Instant,
+    )> = Vec::new();
     while runs.len() < shards {
         while running.len() < workers {
             let Some(message) = queue.receive(1).await.pop() else {
                 break;
             };
-            if message.body.as_deref().unwrap_or("").contains("s3:TestEvent") {
+            if message
+                .body
+                .as_deref()
+                .unwrap_or("")
+                .contains("s3:TestEvent")
+            {
                 queue.settle(&message, &SqsBatchResponse::default()).await;
                 continue;
             }
@@ -165,7 +173,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 queue.settle(&message, &response).await;
                 let time = String::from_utf8_lossy(&output.stderr);
                 let last = time.lines().last().unwrap_or_default().to_owned();
-                let f: Vec<f64> = last.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+                let f: Vec<f64> = last
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
                 if !response.batch_item_failures.is_empty() || f.len() < 4 {
                     eprintln!("a shard failed: {time}");
                     continue;
@@ -272,7 +283,10 @@ fn files_of_day(megabytes: u64, day: u64) -> u64 {
 /// out; the dataset's stats on stdout.
 async fn merge(dataset: &str, shard_mb: &str) -> Result<(), Box<dyn Error>> {
     let sdk = finetune_tests::sdk_config().await;
-    let blobs = Blobs::new(finetune_tests::s3_client(&sdk), std::env::var("BENCH_BUCKET")?);
+    let blobs = Blobs::new(
+        finetune_tests::s3_client(&sdk),
+        std::env::var("BENCH_BUCKET")?,
+    );
     let settings = settings(1, 28);
     let limits = FanOutLimits {
         single_max_bytes: 1,
