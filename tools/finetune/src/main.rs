@@ -3,7 +3,7 @@
 
 mod generate;
 
-use std::io::BufReader;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use finetune::dataset::io::{DatasetSink, ExportSource};
 use finetune::dataset::prepare::prepare;
-use finetune::dataset::{CheckOptions, Encoding, PrepareSettings, check_jsonl};
+use finetune::dataset::{CheckOptions, Encoding, PrepareSettings, check_jsonl_file};
 use finetune::domain::{DateRange, Filters, TenantId, TrainSplit};
 
 #[derive(Parser)]
@@ -33,6 +33,10 @@ enum Command {
         /// cl100k_base or o200k_base (default: the model's, else cl100k_base).
         #[arg(long)]
         encoding: Option<String>,
+        /// Threads checking the file (default: the machine's cores). The
+        /// report is the same whatever the number.
+        #[arg(long)]
+        threads: Option<NonZeroUsize>,
     },
     /// Prepare train/validation/manifest from exports under
     /// INPUT/conversations/{tenant}/{YYYY}/{MM}/{DD}/; prints the stats.
@@ -83,7 +87,8 @@ fn main() -> ExitCode {
             file,
             model,
             encoding,
-        } => validate(file, model, encoding),
+            threads,
+        } => validate(file, model, encoding, threads),
         Command::Prepare {
             input,
             tenant,
@@ -147,7 +152,12 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn validate(file: PathBuf, model: Option<String>, encoding: Option<String>) -> ExitCode {
+fn validate(
+    file: PathBuf,
+    model: Option<String>,
+    encoding: Option<String>,
+    threads: Option<NonZeroUsize>,
+) -> ExitCode {
     let mut options = model
         .as_deref()
         .map_or_else(CheckOptions::default, CheckOptions::for_model);
@@ -161,11 +171,12 @@ fn validate(file: PathBuf, model: Option<String>, encoding: Option<String>) -> E
             }
         }
     }
-    let reader = match std::fs::File::open(&file) {
-        Ok(f) => BufReader::with_capacity(1024 * 1024, f),
-        Err(e) => return fail(&format!("cannot open {}: {e}", file.display())),
-    };
-    let report = match check_jsonl(reader, &options) {
+    // Checking is CPU-bound (parsing and token counting): one thread per
+    // core. Unknown core count: one thread, as before.
+    let threads = threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(NonZeroUsize::MIN);
+    let report = match check_jsonl_file(&file, &options, threads) {
         Ok(report) => report,
         Err(e) => return fail(&e.to_string()),
     };
