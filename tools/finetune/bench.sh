@@ -9,9 +9,15 @@
 # The machine may be shared: besides wall-clock MB/s, each figure is also
 # given per CPU-second (user+sys), which contention distorts far less.
 #
+# `validate` runs twice on each file, with --threads 1 and on every core,
+# and says whether the two reports are identical (they must be).
+#
 # Env: FINETUNE_BIN (default $CARGO_TARGET_DIR/release/finetune),
 # BENCH_DIR (default /tmp/finetune-bench), PYTHON (a python with tiktoken
-# and numpy; skipped when absent).
+# and numpy; skipped when absent). Offline, tiktoken reads its vocabulary
+# from TIKTOKEN_CACHE_DIR: copy tiktoken-rs's assets/cl100k_base.tiktoken
+# there as 9b5ad71b2ce5302211f9c61530b329a4922fc6a4 (the sha1 of the URL
+# tiktoken would download it from).
 set -eu
 MB=${1:-1000}
 BIN=${FINETUNE_BIN:-${CARGO_TARGET_DIR:-target}/release/finetune}
@@ -34,25 +40,40 @@ echo "prepare: $IN_BYTES bytes, $CONVS lines in ${P_SECS}s: $(echo "$IN_BYTES $P
 
 # The Python checker only knows system/user/assistant: compare on those lines.
 grep -v '"tool' "$WORK/out/train.jsonl" > "$WORK/plain.jsonl" || true
+# validate on one thread and on every core: the reports must be identical.
+CORES=$(nproc)
 for FILE in "$WORK/out/train.jsonl" "$WORK/plain.jsonl"; do
   BYTES=$(stat -c %s "$FILE")
   LINES=$(wc -l < "$FILE")
-  /usr/bin/time -f "%e %M %U %S" -o "$WORK/validate.time" "$BIN" validate "$FILE" > "$WORK/report.json" || true
-  read -r V_SECS V_KB V_USR V_SYS < "$WORK/validate.time"
-  V_CPU=$(echo "$V_USR $V_SYS" | awk '{print $1+$2}')
-  echo "validate $(basename "$FILE"): $BYTES bytes, $LINES examples in ${V_SECS}s: $(echo "$BYTES $V_SECS" | awk '{printf "%.1f", $1/$2/1e6}') MB/s, $(echo "$LINES $V_SECS" | awk '{printf "%.0f", $1/$2}') examples/s, peak RSS $((V_KB / 1024)) MiB; per CPU-second (${V_CPU}s): $(echo "$BYTES $V_CPU" | awk '{printf "%.1f", $1/$2/1e6}') MB/s, $(echo "$LINES $V_CPU" | awk '{printf "%.0f", $1/$2}') examples/s"
+  for THREADS in $(echo 1 "$CORES" | tr ' ' '\n' | sort -un); do
+    /usr/bin/time -f "%e %M %U %S" -o "$WORK/validate.time" "$BIN" validate --threads "$THREADS" "$FILE" > "$WORK/report-$THREADS.json" || true
+    read -r V_SECS V_KB V_USR V_SYS < "$WORK/validate.time"
+    V_CPU=$(echo "$V_USR $V_SYS" | awk '{print $1+$2}')
+    if [ "$THREADS" = 1 ]; then ONE_SECS=$V_SECS ONE_CPU=$V_CPU; fi
+    echo "validate $(basename "$FILE") --threads $THREADS: $BYTES bytes, $LINES examples in ${V_SECS}s: $(echo "$BYTES $V_SECS" | awk '{printf "%.1f", $1/$2/1e6}') MB/s, $(echo "$LINES $V_SECS" | awk '{printf "%.0f", $1/$2}') examples/s, peak RSS $((V_KB / 1024)) MiB; per CPU-second (${V_CPU}s): $(echo "$BYTES $V_CPU" | awk '{printf "%.1f", $1/$2/1e6}') MB/s, $(echo "$LINES $V_CPU" | awk '{printf "%.0f", $1/$2}') examples/s"
+  done
+  cp "$WORK/report-$THREADS.json" "$WORK/report.json"
+  if cmp -s "$WORK/report-1.json" "$WORK/report.json"; then
+    echo "  reports on 1 and $THREADS threads: identical"
+  else
+    echo "  reports on 1 and $THREADS threads: DIFFERENT"
+  fi
 done
 
 if "$PYTHON" -c "import tiktoken, numpy" 2>/dev/null; then
   BYTES=$(stat -c %s "$WORK/plain.jsonl")
-  /usr/bin/time -f "%U %S" -o "$WORK/python.time" "$PYTHON" "$HERE/cookbook_check.py" "$WORK/plain.jsonl" > "$WORK/python.json"
-  read -r Y_USR Y_SYS < "$WORK/python.time"
-  "$PYTHON" - "$WORK/report.json" "$WORK/python.json" "$BYTES" "$Y_USR" "$Y_SYS" "$V_CPU" <<'PY'
+  /usr/bin/time -f "%e %U %S" -o "$WORK/python.time" "$PYTHON" "$HERE/cookbook_check.py" "$WORK/plain.jsonl" > "$WORK/python.json"
+  read -r Y_SECS Y_USR Y_SYS < "$WORK/python.time"
+  "$PYTHON" - "$WORK/report.json" "$WORK/python.json" "$BYTES" "$Y_USR" "$Y_SYS" "$V_CPU" "$Y_SECS" "$V_SECS" "$THREADS" "$ONE_SECS" "$ONE_CPU" <<'PY'
 import json, sys
 rust, py, size = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), int(sys.argv[3])
 py_cpu, rust_cpu = float(sys.argv[4]) + float(sys.argv[5]), float(sys.argv[6])
-print(f"python checker (same plain file): {py['seconds']}s wall, {size / py['seconds'] / 1e6:.1f} MB/s; "
-      f"per CPU-second ({py_cpu:.2f}s): {size / py_cpu / 1e6:.1f} MB/s; rust/python CPU ratio {py_cpu / rust_cpu:.1f}x")
+py_wall, rust_wall, threads = float(sys.argv[7]), float(sys.argv[8]), sys.argv[9]
+one_wall, one_cpu = float(sys.argv[10]), float(sys.argv[11])
+print(f"python checker (same plain file): {py_wall}s wall ({py['seconds']}s checking), {size / py_wall / 1e6:.1f} MB/s; "
+      f"per CPU-second ({py_cpu:.2f}s): {size / py_cpu / 1e6:.1f} MB/s")
+print(f"  python/rust, 1 thread: wall {py_wall / one_wall:.1f}x, CPU {py_cpu / one_cpu:.1f}x; "
+      f"{threads} threads: wall {py_wall / rust_wall:.1f}x, CPU {py_cpu / rust_cpu:.1f}x")
 pairs = [("examples", rust["examples"], py["examples"]),
          ("format_errors", rust["format_errors"], py["format_errors"]),
          ("warnings", rust["warnings"], py["warnings"]),

@@ -33,7 +33,11 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -142,11 +146,33 @@ pub struct ExampleCheck {
 /// one count per example for the percentiles. Fails only when the
 /// encoding's vocabulary cannot be had.
 pub fn check_jsonl<R: BufRead>(
-    mut reader: R,
+    reader: R,
     options: &CheckOptions,
 ) -> Result<CheckReport, super::dictionaries::DictionaryError> {
     let mut counter = TokenCounter::new(options.encoding)?;
     let mut acc = Accumulator::new(*options);
+    check_lines(reader, true, &mut counter, &mut acc);
+    Ok(acc.finish())
+}
+
+/// How a run of lines ended.
+struct LinesRead {
+    /// Lines read, the unreadable one included.
+    lines: u64,
+    /// Reading failed: nothing after the last line counted was read.
+    failed: bool,
+}
+
+/// Checks every line of `reader` into `acc`, numbering lines from 1.
+/// `file_start` says the first line is the file's first (the only one
+/// where a BOM is dropped). The one loop behind both the sequential and
+/// the chunked check, so they cannot drift apart.
+fn check_lines<R: BufRead>(
+    mut reader: R,
+    file_start: bool,
+    counter: &mut TokenCounter,
+    acc: &mut Accumulator,
+) -> LinesRead {
     let mut buf = Vec::new();
     let mut line_no = 0u64;
     loop {
@@ -160,16 +186,19 @@ pub fn check_jsonl<R: BufRead>(
                 line_no += 1;
                 acc.examples += 1;
                 acc.add_error(line_no, "invalid_json");
-                break;
+                return LinesRead {
+                    lines: line_no,
+                    failed: true,
+                };
             }
         }
         line_no += 1;
-        let bytes = trim_line(&buf, line_no == 1);
+        let bytes = trim_line(&buf, file_start && line_no == 1);
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let check = match std::str::from_utf8(bytes) {
-            Ok(line) => check_example(line, &mut counter),
+            Ok(line) => check_example(line, counter),
             Err(_) => ExampleCheck {
                 errors: vec!["invalid_json"],
                 ..ExampleCheck::default()
@@ -177,7 +206,225 @@ pub fn check_jsonl<R: BufRead>(
         };
         acc.add(line_no, &check);
     }
-    Ok(acc.finish())
+    LinesRead {
+        lines: line_no,
+        failed: false,
+    }
+}
+
+/// Why a file could not be checked at all. A line that cannot be read is
+/// not one of these: it is a format error in the report, as in
+/// [`check_jsonl`].
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFileError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Dictionary(#[from] super::dictionaries::DictionaryError),
+}
+
+/// Read buffer of each reader of a file: large reads, few system calls.
+const FILE_BUFFER: usize = 1024 * 1024;
+/// A file is cut into about this many chunks per thread, handed out one at
+/// a time, so a thread that drew lighter lines takes more chunks instead
+/// of idling while the other finishes (the last chunk bounds the wait).
+const CHUNKS_PER_THREAD: u64 = 16;
+/// No chunk is cut smaller: below this, finding the boundary and setting
+/// up a reader would start to count.
+const MIN_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// Checks a JSONL file on up to `threads` threads. The report is the one
+/// [`check_jsonl`] gives for the same bytes, to the byte: the file is cut
+/// into chunks at line starts, each chunk is checked on its own with its
+/// own token counter, and the chunks are added up in file order, line
+/// numbers shifted by the lines before each chunk and the error list
+/// capped after the sum. Memory stays bounded as in [`check_jsonl`]:
+/// each thread streams its chunks from its own handle on the file, and
+/// only the per-example counts are kept.
+///
+/// With one thread, or anything but a regular file (a pipe cannot be
+/// read from the middle), it is [`check_jsonl`] on the file.
+pub fn check_jsonl_file(
+    path: &Path,
+    options: &CheckOptions,
+    threads: NonZeroUsize,
+) -> Result<CheckReport, CheckFileError> {
+    let open = |source| CheckFileError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::open(path).map_err(open)?;
+    let len = match file.metadata() {
+        Ok(meta) if meta.is_file() && threads.get() > 1 => meta.len(),
+        _ => {
+            let reader = BufReader::with_capacity(FILE_BUFFER, file);
+            return Ok(check_jsonl(reader, options)?);
+        }
+    };
+    let per_thread = len / (threads.get() as u64 * CHUNKS_PER_THREAD);
+    let chunk_bytes = per_thread.max(MIN_CHUNK_BYTES);
+    check_file_in_chunks(path, file, len, options, threads, chunk_bytes)
+}
+
+/// One chunk of a file: from `start` (the file's start, or just after a
+/// newline) for `len` bytes, or to the end of the file when None.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Chunk {
+    start: u64,
+    len: Option<u64>,
+}
+
+/// Cuts a file of `len` bytes into chunks of at least `chunk_bytes`, each
+/// starting at a line start: every line lies in exactly one chunk, and
+/// within it the lines are the file's. The last chunk runs to the end of
+/// the file, whatever its length was when measured. A read error while
+/// looking for a boundary ends the cutting there: the last chunk then
+/// covers the unreadable part, and checking it meets the error where a
+/// sequential check would.
+fn line_aligned_chunks(file: &File, len: u64, chunk_bytes: u64) -> Vec<Chunk> {
+    let step = chunk_bytes.max(1);
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut chunks = Vec::new();
+    let mut start = 0u64;
+    while let Some(nominal) = start.checked_add(step).filter(|&n| n < len) {
+        // The next chunk starts at the first line start at or after
+        // `nominal`: just after the first newline from the byte before it.
+        if reader.seek(SeekFrom::Start(nominal - 1)).is_err() {
+            break;
+        }
+        let next = match reader.skip_until(b'\n') {
+            Ok(skipped) if skipped > 0 => nominal - 1 + skipped as u64,
+            _ => break,
+        };
+        if next >= len {
+            break;
+        }
+        chunks.push(Chunk {
+            start,
+            len: Some(next - start),
+        });
+        start = next;
+    }
+    chunks.push(Chunk { start, len: None });
+    chunks
+}
+
+/// What one chunk added up to, with its lines numbered from 1.
+struct Part {
+    index: usize,
+    read: LinesRead,
+    acc: Accumulator,
+}
+
+/// The chunked check behind [`check_jsonl_file`], with the chunk size
+/// given so tests can put chunk boundaries anywhere.
+fn check_file_in_chunks(
+    path: &Path,
+    file: File,
+    len: u64,
+    options: &CheckOptions,
+    threads: NonZeroUsize,
+    chunk_bytes: u64,
+) -> Result<CheckReport, CheckFileError> {
+    let chunks = line_aligned_chunks(&file, len, chunk_bytes);
+    let workers = threads.get().min(chunks.len());
+    // Each worker reads through its own handle: a shared one would share
+    // its file position between threads.
+    let mut files = vec![file];
+    for _ in 1..workers {
+        files.push(File::open(path).map_err(|source| CheckFileError::Open {
+            path: path.display().to_string(),
+            source,
+        })?);
+    }
+    let next = AtomicUsize::new(0);
+    let work = |file: File| -> Result<Vec<Part>, super::dictionaries::DictionaryError> {
+        let mut counter = TokenCounter::new(options.encoding)?;
+        let mut parts = Vec::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(chunk) = chunks.get(index) else {
+                return Ok(parts);
+            };
+            let mut acc = Accumulator::new(*options);
+            let read = check_chunk(&file, *chunk, index == 0, &mut counter, &mut acc);
+            parts.push(Part { index, read, acc });
+        }
+    };
+    let mut parts = Vec::with_capacity(chunks.len());
+    if workers <= 1 {
+        for file in files {
+            parts.extend(work(file)?);
+        }
+    } else {
+        let results = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .into_iter()
+                .map(|file| scope.spawn(|| work(file)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect::<Vec<_>>()
+        });
+        for result in results {
+            parts.extend(result?);
+        }
+    }
+    parts.sort_unstable_by_key(|part| part.index);
+    let mut total = Accumulator::new(*options);
+    let mut lines_before = 0u64;
+    for part in parts {
+        total.append(part.acc, lines_before);
+        lines_before += part.read.lines;
+        // A sequential check stops at an unreadable line: so does the sum.
+        if part.read.failed {
+            break;
+        }
+    }
+    Ok(total.finish())
+}
+
+/// Checks one chunk, its lines numbered from 1. A chunk that cannot be
+/// reached counts as unreadable from its first line on.
+fn check_chunk(
+    file: &File,
+    chunk: Chunk,
+    file_start: bool,
+    counter: &mut TokenCounter,
+    acc: &mut Accumulator,
+) -> LinesRead {
+    let mut handle = file;
+    if handle.seek(SeekFrom::Start(chunk.start)).is_err() {
+        acc.examples += 1;
+        acc.add_error(1, "invalid_json");
+        return LinesRead {
+            lines: 1,
+            failed: true,
+        };
+    }
+    match chunk.len {
+        Some(len) => check_lines(
+            BufReader::with_capacity(FILE_BUFFER, handle.take(len)),
+            file_start,
+            counter,
+            acc,
+        ),
+        None => check_lines(
+            BufReader::with_capacity(FILE_BUFFER, handle),
+            file_start,
+            counter,
+            acc,
+        ),
+    }
 }
 
 /// Drops the line end (LF or CRLF) and, on the first line, a UTF-8 BOM.
@@ -233,6 +480,37 @@ impl Accumulator {
         } else {
             self.line_errors_truncated = true;
         }
+    }
+
+    /// Adds the next chunk's sum, whose lines are numbered from 1, after
+    /// `lines_before` lines: as if its examples had been added here one by
+    /// one. Each chunk listed its own first [`MAX_LINE_ERRORS`] errors, so
+    /// the first that many of the concatenation are the file's first; the
+    /// list is truncated exactly when the occurrences exceed the cap.
+    fn append(&mut self, other: Accumulator, lines_before: u64) {
+        self.examples += other.examples;
+        for (category, count) in other.format_errors {
+            *self.format_errors.entry(category).or_default() += count;
+        }
+        for error in other.line_errors {
+            if self.line_errors.len() < MAX_LINE_ERRORS {
+                self.line_errors.push(LineError {
+                    line: error.line + lines_before,
+                    category: error.category,
+                });
+            } else {
+                self.line_errors_truncated = true;
+                break;
+            }
+        }
+        self.line_errors_truncated |= other.line_errors_truncated;
+        self.warnings.missing_system += other.warnings.missing_system;
+        self.warnings.missing_user += other.warnings.missing_user;
+        self.warnings.over_limit += other.warnings.over_limit;
+        // In file order, so the distributions see the sequential vectors.
+        self.messages.extend(other.messages);
+        self.tokens.extend(other.tokens);
+        self.assistant_tokens.extend(other.assistant_tokens);
     }
 
     pub(crate) fn add(&mut self, line: u64, check: &ExampleCheck) {

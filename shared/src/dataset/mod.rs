@@ -22,7 +22,9 @@ mod window;
 #[cfg(test)]
 mod tests;
 
-pub use check::{CheckOptions, CheckReport, Encoding, LineError, check_jsonl};
+pub use check::{
+    CheckFileError, CheckOptions, CheckReport, Encoding, LineError, check_jsonl, check_jsonl_file,
+};
 pub use format::{DatasetFormat, ExampleFormat};
 pub use prepare::{DatasetStats, FORMAT, PrepareSettings};
 

@@ -1,14 +1,14 @@
 //! `finetune`: check an OpenAI training file, or prepare a dataset from a
 //! local folder laid out like the bucket, with the pipeline's own code.
 
-use std::io::BufReader;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use finetune::dataset::prepare::prepare_local_on_threads;
-use finetune::dataset::{CheckOptions, Encoding, PrepareSettings, check_jsonl};
+use finetune::dataset::{CheckOptions, Encoding, PrepareSettings, check_jsonl_file};
 use finetune::domain::{DateRange, Filters, TenantId, TrainSplit};
 
 #[derive(Parser)]
@@ -30,6 +30,10 @@ enum Command {
         /// cl100k_base or o200k_base (default: the model's, else cl100k_base).
         #[arg(long)]
         encoding: Option<String>,
+        /// Threads checking the file (default: the machine's cores). The
+        /// report is the same whatever the number.
+        #[arg(long)]
+        threads: Option<NonZeroUsize>,
     },
     /// Prepare train/validation/manifest from exports under
     /// INPUT/conversations/{tenant}/{YYYY}/{MM}/{DD}/; prints the stats.
@@ -59,7 +63,7 @@ enum Command {
         /// Threads reading the exports (default: the machine's cores); the
         /// dataset is the same whatever the number.
         #[arg(long)]
-        threads: Option<usize>,
+        threads: Option<NonZeroUsize>,
     },
     /// Write a synthetic export corpus (for benchmarks).
     #[command(hide = true)]
@@ -84,7 +88,8 @@ fn main() -> ExitCode {
             file,
             model,
             encoding,
-        } => validate(file, model, encoding),
+            threads,
+        } => validate(file, model, encoding, threads),
         Command::Prepare {
             input,
             tenant,
@@ -130,7 +135,12 @@ fn main() -> ExitCode {
                 format: Default::default(),
                 provider: None,
             };
-            run_prepare(input, output, settings, threads.unwrap_or_else(cores))
+            run_prepare(
+                input,
+                output,
+                settings,
+                threads.map_or_else(cores, NonZeroUsize::get),
+            )
         }
         Command::Generate {
             output,
@@ -154,7 +164,12 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn validate(file: PathBuf, model: Option<String>, encoding: Option<String>) -> ExitCode {
+fn validate(
+    file: PathBuf,
+    model: Option<String>,
+    encoding: Option<String>,
+    threads: Option<NonZeroUsize>,
+) -> ExitCode {
     let mut options = model
         .as_deref()
         .map_or_else(CheckOptions::default, CheckOptions::for_model);
@@ -168,11 +183,12 @@ fn validate(file: PathBuf, model: Option<String>, encoding: Option<String>) -> E
             }
         }
     }
-    let reader = match std::fs::File::open(&file) {
-        Ok(f) => BufReader::with_capacity(1024 * 1024, f),
-        Err(e) => return fail(&format!("cannot open {}: {e}", file.display())),
-    };
-    let report = match check_jsonl(reader, &options) {
+    // Checking is CPU-bound (parsing and token counting): one thread per
+    // core. Unknown core count: one thread, as before.
+    let threads = threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(NonZeroUsize::MIN);
+    let report = match check_jsonl_file(&file, &options, threads) {
         Ok(report) => report,
         Err(e) => return fail(&e.to_string()),
     };

@@ -223,3 +223,189 @@ fn options_follow_the_model() {
     assert_eq!(o.max_tokens_per_example, 16_385);
     assert_eq!(CheckOptions::default().max_tokens_per_example, 16_385);
 }
+
+/// A file under the temp dir, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn with(bytes: &[u8]) -> Self {
+        let name = format!("ft-check-test-{}.jsonl", uuid::Uuid::new_v4().simple());
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn threads(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap()
+}
+
+/// The chunked check with chunks of about `chunk_bytes`, so that small
+/// files get boundaries everywhere.
+fn check_in_chunks(file: &TempFile, n: usize, chunk_bytes: u64) -> CheckReport {
+    let handle = File::open(&file.0).unwrap();
+    let len = handle.metadata().unwrap().len();
+    check_file_in_chunks(
+        &file.0,
+        handle,
+        len,
+        &CheckOptions::default(),
+        threads(n),
+        chunk_bytes,
+    )
+    .unwrap()
+}
+
+/// The report as the CLI prints it: equal text is what "identical" means.
+fn printed(report: &CheckReport) -> String {
+    serde_json::to_string_pretty(report).unwrap()
+}
+
+const THREAD_COUNTS: [usize; 4] = [1, 2, 3, 8];
+
+/// Lines of every kind the merge must keep in place: valid ones with and
+/// without warnings, tool use, each error kind, blank and whitespace-only
+/// lines, a BOM that is not on the first line, bytes that are not UTF-8.
+const LINE_KINDS: [&[u8]; 12] = [
+    PLAIN.as_bytes(),
+    br#"{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]}"#,
+    br#"{"messages":[{"role":"system","content":"S"},{"role":"assistant","content":"Hello there, how are you?"}]}"#,
+    TOOL_OK.as_bytes(),
+    br#"{"messages": ["#,
+    b"[1,2]",
+    br#"{"messages":[]}"#,
+    br#"{"messages":[{"role":"user"},{"role":"bot","content":5,"x":1}]}"#,
+    b"",
+    b"  \t ",
+    b"\xef\xbb\xbf{\"messages\":[]}",
+    b"\xff\xfe not utf-8",
+];
+
+/// A file of the given lines (by kind, each ending in CRLF or LF), with a
+/// BOM first and a final line end or not.
+fn file_bytes(lines: &[(usize, bool)], bom: bool, final_newline: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    if bom {
+        out.extend_from_slice(b"\xef\xbb\xbf");
+    }
+    for (i, &(kind, crlf)) in lines.iter().enumerate() {
+        out.extend_from_slice(LINE_KINDS[kind % LINE_KINDS.len()]);
+        if i + 1 < lines.len() || final_newline {
+            out.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    #[test]
+    fn a_file_checked_in_chunks_on_any_number_of_threads_gives_the_sequential_report(
+        lines in proptest::collection::vec((0usize..LINE_KINDS.len(), proptest::bool::ANY), 0..40),
+        bom: bool,
+        final_newline: bool,
+        chunk_bytes in 1u64..300,
+    ) {
+        let bytes = file_bytes(&lines, bom, final_newline);
+        let file = TempFile::with(&bytes);
+        let expected = printed(&check_jsonl(&bytes[..], &CheckOptions::default()).unwrap());
+        for n in THREAD_COUNTS {
+            proptest::prop_assert_eq!(&printed(&check_in_chunks(&file, n, chunk_bytes)), &expected, "{} threads", n);
+        }
+    }
+
+    #[test]
+    fn chunks_start_at_line_starts_and_cover_the_file_once(
+        lines in proptest::collection::vec((0usize..LINE_KINDS.len(), proptest::bool::ANY), 0..40),
+        final_newline: bool,
+        chunk_bytes in 1u64..300,
+    ) {
+        let bytes = file_bytes(&lines, false, final_newline);
+        let file = TempFile::with(&bytes);
+        let chunks = line_aligned_chunks(&File::open(&file.0).unwrap(), bytes.len() as u64, chunk_bytes);
+        proptest::prop_assert_eq!(chunks[0].start, 0);
+        proptest::prop_assert_eq!(chunks[chunks.len() - 1].len, None);
+        for pair in chunks.windows(2) {
+            proptest::prop_assert_eq!(Some(pair[1].start - pair[0].start), pair[0].len);
+            proptest::prop_assert!(pair[0].len.unwrap() >= chunk_bytes);
+            proptest::prop_assert_eq!(bytes[pair[1].start as usize - 1], b'\n');
+        }
+        proptest::prop_assert!(chunks[chunks.len() - 1].start < bytes.len().max(1) as u64);
+    }
+}
+
+#[test]
+fn more_errors_than_listed_keep_the_first_ones_in_file_order_on_any_number_of_threads() {
+    // GIVEN a file with a BOM, CRLF and blank lines, 3,000 error lines
+    // (more than MAX_LINE_ERRORS) and a last line without a line end
+    let mut text = format!("\u{feff}{PLAIN}\n");
+    for i in 0..3_000 {
+        match i % 4 {
+            0 => text.push_str("{\"messages\": [\n"),
+            1 => text.push('\n'),
+            2 => text.push_str(&format!("{PLAIN}\r\n")),
+            _ => text.push_str("{\"messages\":[{\"role\":\"user\"}]}\n"),
+        }
+    }
+    text.push_str(PLAIN);
+    let file = TempFile::with(text.as_bytes());
+    let expected = check(&text);
+    assert!(expected.line_errors_truncated);
+    assert_eq!(expected.line_errors.len(), MAX_LINE_ERRORS);
+    // WHEN checked in chunks of various sizes (down to a line each, up to
+    // one chunk over the cap on its own) on 1, 2, 3 and 8 threads
+    for chunk_bytes in [7, 1_000, 64 * 1024, MIN_CHUNK_BYTES] {
+        for n in THREAD_COUNTS {
+            // THEN the report is the sequential one, to the byte
+            let report = check_in_chunks(&file, n, chunk_bytes);
+            assert_eq!(
+                printed(&report),
+                printed(&expected),
+                "{n} threads, {chunk_bytes}-byte chunks"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_file_over_the_minimum_chunk_size_is_split_and_checked_the_same_through_the_public_function() {
+    // GIVEN ~3 MB of examples with a few errors spread through it
+    let mut text = String::new();
+    let mut i = 0;
+    while text.len() < 3 * MIN_CHUNK_BYTES as usize {
+        if i % 997 == 0 {
+            text.push_str("not json\n");
+        } else {
+            text.push_str(if i % 2 == 0 { PLAIN } else { TOOL_OK });
+            text.push('\n');
+        }
+        i += 1;
+    }
+    let file = TempFile::with(text.as_bytes());
+    let expected = printed(&check(&text));
+    // The default chunking really cuts this file.
+    let handle = File::open(&file.0).unwrap();
+    assert!(line_aligned_chunks(&handle, text.len() as u64, MIN_CHUNK_BYTES).len() >= 3);
+    // WHEN checked with the CLI's function on 1, 2 and 8 threads
+    for n in [1, 2, 8] {
+        let report = check_jsonl_file(&file.0, &CheckOptions::default(), threads(n)).unwrap();
+        // THEN every report is the sequential one
+        assert_eq!(printed(&report), expected, "{n} threads");
+    }
+}
+
+#[test]
+fn a_missing_file_is_an_open_error_naming_it() {
+    let path = std::env::temp_dir().join("ft-check-test-does-not-exist.jsonl");
+    let err = check_jsonl_file(&path, &CheckOptions::default(), threads(2)).unwrap_err();
+    assert!(matches!(err, CheckFileError::Open { .. }));
+    assert!(
+        err.to_string()
+            .contains("ft-check-test-does-not-exist.jsonl")
+    );
+}
