@@ -145,7 +145,8 @@ pub struct Config {
     /// `PREPARE_SHARD_MB` (per shard, default 256), `PREPARE_MAX_EXPORT_GB`
     /// (the most one run may prepare, default 64) and
     /// `PREPARE_SHARDS_TIMEOUT_MINUTES` (how long shards may take before
-    /// the run fails, default 60).
+    /// the run fails, default 60); the merge may use three quarters of
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (Lambda sets it; default 1024).
     pub fan_out: crate::dataset::fanout::FanOutLimits,
     pub openai: OpenAiConfig,
     /// `OPENAI_WEBHOOK_SECRET` or `OPENAI_WEBHOOK_SECRET_ARN`: the `whsec_`
@@ -276,6 +277,11 @@ impl Config {
                 stall_after: Duration::from_secs(
                     60 * vars.number::<u64>("PREPARE_SHARDS_TIMEOUT_MINUTES", 60, 5..=1440)?,
                 ),
+                // Three quarters of the function's memory (Lambda sets
+                // AWS_LAMBDA_FUNCTION_MEMORY_SIZE); the rest is the
+                // process, the SDK and the parts in flight.
+                merge_memory_bytes: MB * 3 / 4
+                    * vars.number::<u64>("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024, 128..=10240)?,
             },
             openai: OpenAiConfig {
                 base_url: base_url.trim_end_matches('/').to_owned(),

@@ -88,13 +88,7 @@ async fn prepare(
     settings: &PrepareSettings,
 ) -> (DatasetId, PreparedDataset, Option<u32>) {
     let dataset = DatasetId::generate();
-    let fan_out = FanOut {
-        blobs: &env.blobs,
-        limits,
-        tenant: &settings.tenant,
-        dataset: &dataset,
-        settings,
-    };
+    let fan_out = FanOut::new(&env.blobs, limits, &dataset, settings);
     let mut shards = None;
     for _ in 0..4 {
         match fan_out.advance(None).await.unwrap() {
@@ -435,13 +429,7 @@ async fn a_small_run_whose_one_invocation_was_killed_or_ran_out_of_time_is_fanne
             shard_bytes: 2 * MIB,
             ..FanOutLimits::default()
         };
-        let fan_out = FanOut {
-            blobs: &env.blobs,
-            limits: &limits,
-            tenant: &settings.tenant,
-            dataset: &dataset,
-            settings: &settings,
-        };
+        let fan_out = FanOut::new(&env.blobs, &limits, &dataset, &settings);
 
         // WHEN its one-invocation preparation is killed part-way (the
         // process dies: nothing is recorded after the start), or stops at
@@ -481,4 +469,46 @@ async fn a_small_run_whose_one_invocation_was_killed_or_ran_out_of_time_is_fanne
         assert!(prepared.stats.shards >= 2, "{how}: {:?}", prepared.stats);
         assert!(prepared.stats.train_examples > 100);
     }
+}
+
+#[tokio::test]
+async fn a_merge_too_large_for_the_functions_memory_fails_with_its_figures_before_reading_an_index()
+{
+    // GIVEN a run fanned out by a prepare function whose merge may hold 64 KiB
+    let env = TestEnv::new().await;
+    let queue = ShardQueue::create(&env).await;
+    seed_exports(&env, 3_000_000, 1_000_000).await;
+    let settings = settings(1_000_000);
+    let limits = FanOutLimits {
+        single_max_bytes: MIB,
+        shard_bytes: MIB,
+        merge_memory_bytes: 64 * 1024,
+        ..FanOutLimits::default()
+    };
+    let dataset = DatasetId::generate();
+    let fan_out = FanOut::new(&env.blobs, &limits, &dataset, &settings);
+    assert!(matches!(
+        fan_out.advance(None).await.unwrap(),
+        Advance::Waiting { .. }
+    ));
+    queue
+        .drive(&worker(&env), 4, Duration::from_secs(120), |_| {
+            Invocation::Normal
+        })
+        .await;
+
+    // WHEN every shard is done and the merge would start
+    let error = fan_out.advance(None).await.unwrap_err();
+
+    // THEN it refuses with the counts and the memory it would need
+    assert!(matches!(error, PrepareError::MergeMemory { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("1548 conversations") && message.contains("over the 0.1 MiB"),
+        "{message}"
+    );
+    assert_eq!(
+        finetune::pipeline::PipelineError::from(error).code(),
+        "dataset_too_large"
+    );
 }

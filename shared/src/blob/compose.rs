@@ -239,23 +239,26 @@ impl Blobs {
             }
             let source = source_key(sources, first.source, key)?;
             let range = first.start..pieces[j - 1].end;
-            let mut buf = Vec::with_capacity((range.end - range.start) as usize);
-            self.open_raw(source, Some(range.clone()))
-                .await?
-                .read_to_end(&mut buf)
-                .await
-                .map_err(|e| BlobError::s3("GetObject", source, e))?;
+            // One GET streamed through: the pieces kept, the gaps dropped,
+            // so memory is the part's bytes whatever the gaps.
+            let mut reader = self.open_raw(source, Some(range.clone())).await?;
+            let mut at = range.start;
             for piece in &pieces[i..j] {
-                let from = (piece.start - range.start) as usize;
-                let to = (piece.end - range.start) as usize;
-                let slice = buf.get(from..to).ok_or_else(|| {
-                    BlobError::s3(
+                let gap = piece.start - at;
+                let skipped = tokio::io::copy(&mut (&mut reader).take(gap), &mut tokio::io::sink())
+                    .await
+                    .map_err(|e| BlobError::s3("GetObject", source, e))?;
+                let from = body.len();
+                body.resize(from + piece.len() as usize, 0);
+                let read = reader.read_exact(&mut body[from..]).await;
+                if skipped != gap || read.is_err() {
+                    return Err(BlobError::s3(
                         "GetObject",
                         source,
                         std::io::Error::other("the object is shorter than its index says"),
-                    )
-                })?;
-                body.extend_from_slice(slice);
+                    ));
+                }
+                at = piece.end;
             }
             i = j;
         }

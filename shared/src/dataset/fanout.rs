@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::io::{DatasetSink, ExportSource, Written};
-use super::merge::{Merger, Span};
+use super::merge::{Merger, Span, merge_memory};
 use super::prepare::{PrepareSettings, prepare_within, write_manifest};
 use super::shard::{ExampleOut, Rulebook, ShardCounts, ShardIndex, ShardResult, read_exports};
 use super::{PrepareError, PreparedDataset};
@@ -36,6 +36,8 @@ use crate::domain::{DatasetFile, DatasetId, TenantId};
 /// (Conversation JSON compresses 5–10×; an estimate that errs towards
 /// sharding.)
 pub const GZIP_EXPANSION: u64 = 6;
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// The merge's attempts (each an invocation, a killed one included)
 /// before the run fails.
@@ -53,6 +55,9 @@ pub struct FanOutLimits {
     pub max_export_bytes: u64,
     /// How long shards may take, all told, before the run fails.
     pub stall_after: Duration,
+    /// What the merge may hold in memory (its estimate is checked before
+    /// it reads an index).
+    pub merge_memory_bytes: u64,
 }
 
 impl Default for FanOutLimits {
@@ -62,6 +67,7 @@ impl Default for FanOutLimits {
             shard_bytes: 256 * 1024 * 1024,
             max_export_bytes: 64 * 1024 * 1024 * 1024,
             stall_after: Duration::from_secs(60 * 60),
+            merge_memory_bytes: 768 * 1024 * 1024,
         }
     }
 }
@@ -171,13 +177,14 @@ pub enum Advance {
     },
 }
 
-/// One run's preparation, as the prepare function's step drives it.
+/// One run's preparation, as the prepare function's step drives it: its
+/// dataset (the keys) and settings (the tenant among them).
 pub struct FanOut<'a> {
-    pub blobs: &'a Blobs,
-    pub limits: &'a FanOutLimits,
-    pub tenant: &'a TenantId,
-    pub dataset: &'a DatasetId,
-    pub settings: &'a PrepareSettings,
+    blobs: &'a Blobs,
+    limits: &'a FanOutLimits,
+    tenant: &'a TenantId,
+    dataset: &'a DatasetId,
+    settings: &'a PrepareSettings,
 }
 
 /// Time kept back from the invocation's deadline on the single path, for
@@ -188,7 +195,22 @@ const SINGLE_MARGIN: Duration = Duration::from_secs(60);
 /// result once for its checksum); with less, it waits for the next tick.
 const MERGE_MARGIN: Duration = Duration::from_secs(30);
 
-impl FanOut<'_> {
+impl<'a> FanOut<'a> {
+    pub fn new(
+        blobs: &'a Blobs,
+        limits: &'a FanOutLimits,
+        dataset: &'a DatasetId,
+        settings: &'a PrepareSettings,
+    ) -> Self {
+        Self {
+            blobs,
+            limits,
+            tenant: &settings.tenant,
+            dataset,
+            settings,
+        }
+    }
+
     /// Takes the run's preparation one step: prepare, hand out, wait, or
     /// merge. `deadline` is the invocation's end.
     pub async fn advance(&self, deadline: Option<DateTime<Utc>>) -> Result<Advance, PrepareError> {
@@ -427,11 +449,28 @@ impl FanOut<'_> {
         let book = Rulebook::new(self.settings)?;
         let mut merger = Merger::new(&book, self.settings);
         let shards = plan.shards.len() as u32;
+        // The shards' counts first: a merge too large for this function
+        // fails with the figures instead of being killed three times.
+        let mut all_counts = Vec::with_capacity(shards as usize);
         for shard in 0..shards {
             let counts: ShardCounts = self
                 .blobs
                 .get_json(&self.shard_key(shard, ShardObject::Done))
                 .await?;
+            all_counts.push(counts);
+        }
+        let conversations: u64 = all_counts.iter().map(|c| c.indexed_conversations).sum();
+        let examples: u64 = all_counts.iter().map(|c| c.indexed_examples).sum();
+        let needed = merge_memory(conversations, examples);
+        if needed > self.limits.merge_memory_bytes {
+            return Err(PrepareError::MergeMemory {
+                conversations,
+                examples,
+                needed_mib: needed as f64 / MIB,
+                budget_mib: self.limits.merge_memory_bytes as f64 / MIB,
+            });
+        }
+        for (shard, counts) in (0..shards).zip(all_counts) {
             let index_key = self.shard_key(shard, ShardObject::Index);
             let bytes = self.blobs.get_bytes(&index_key).await?;
             let index = ShardIndex::decode(&bytes).ok_or_else(|| {

@@ -82,6 +82,19 @@ pub enum PrepareError {
         files: u64,
         limit: u64,
     },
+    /// The merge would need more memory than the function has.
+    #[error(
+        "the run's exports hold {conversations} conversations and {examples} examples after \
+         the rules; merging them needs about {needed_mib:.1} MiB, over the {budget_mib:.1} MiB the prepare \
+         function may use: narrow the date range or the filters, or give the prepare function \
+         more memory"
+    )]
+    MergeMemory {
+        conversations: u64,
+        examples: u64,
+        needed_mib: f64,
+        budget_mib: f64,
+    },
     /// A shard failed on its every attempt (its last error is kept).
     #[error("shard {shard} of {shards} failed after {attempts} attempts: {code}: {message}")]
     ShardFailed {

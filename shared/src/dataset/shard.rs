@@ -147,6 +147,11 @@ pub struct ShardCounts {
     /// The checker categories [`Outcome::Refused`] indexes.
     #[serde(default)]
     pub categories: Vec<String>,
+    /// Entries of its index: what the merge will hold in memory for it.
+    #[serde(default)]
+    pub indexed_conversations: u64,
+    #[serde(default)]
+    pub indexed_examples: u64,
 }
 
 /// A shard's (or a small run's) pass 1, whole.
@@ -354,6 +359,8 @@ async fn read_into(
         }
         counts.files_read += 1;
     }
+    counts.indexed_conversations = index.conversations.len() as u64;
+    counts.indexed_examples = index.examples.len() as u64;
     Ok(result)
 }
 

@@ -107,13 +107,7 @@ impl DatasetSteps {
             .clone()
             .ok_or_else(|| PipelineError::Inconsistent("preparing without a dataset id".into()))?;
         let settings = PrepareSettings::from_run_config(&run.tenant_id, &run.config, run.provider)?;
-        let fan_out = FanOut {
-            blobs: &self.blobs,
-            limits: &self.limits,
-            tenant: &run.tenant_id,
-            dataset: &dataset_id,
-            settings: &settings,
-        };
+        let fan_out = FanOut::new(&self.blobs, &self.limits, &dataset_id, &settings);
         let record = match ledger.store.get_dataset(&run.tenant_id, &dataset_id).await {
             Ok(record) => record,
             Err(StoreError::NotFound { .. }) => {

@@ -96,6 +96,7 @@ fn prepare_is_transient(error: &PrepareError) -> bool {
         | PrepareError::ShardFailed { .. }
         | PrepareError::ShardsStalled { .. }
         | PrepareError::MergeTooLarge { .. }
+        | PrepareError::MergeMemory { .. }
         | PrepareError::NoDateRange
         | PrepareError::InvalidSettings(_)
         | PrepareError::Manifest(_) => false,
@@ -112,7 +113,9 @@ fn prepare_code(error: &PrepareError) -> &'static str {
         PrepareError::Dictionary(_) => "tokenizer_unavailable",
         PrepareError::OutOfTime { .. } => "preparation_out_of_time",
         PrepareError::ShardIndex(_) => "dataset_shard_inconsistent",
-        PrepareError::TooLarge { .. } | PrepareError::MergeTooLarge { .. } => "dataset_too_large",
+        PrepareError::TooLarge { .. }
+        | PrepareError::MergeTooLarge { .. }
+        | PrepareError::MergeMemory { .. } => "dataset_too_large",
         PrepareError::ShardFailed { .. } => "dataset_shard_failed",
         PrepareError::ShardsStalled { .. } => "dataset_shards_stalled",
     }

@@ -166,13 +166,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let one_pass = DatasetId::generate();
     let limits = FanOutLimits::default();
     let at = Instant::now();
-    let fan_out = FanOut {
-        blobs: &env.blobs,
-        limits: &limits,
-        tenant: &tenant,
-        dataset: &one_pass,
-        settings: &settings,
-    };
+    let fan_out = FanOut::new(&env.blobs, &limits, &one_pass, &settings);
     let Advance::Prepared(single) = fan_out.advance(None).await? else {
         return Err("the one-pass preparation was fanned out".into());
     };

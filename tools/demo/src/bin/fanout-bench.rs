@@ -12,7 +12,11 @@
 //!    process of its own (this binary with `--worker`, the real handler on
 //!    the SQS event) under `/usr/bin/time`, for its wall time, CPU time and
 //!    peak RSS;
-//! 3. the merge, in a process of its own (`--merge`): its time and peak RSS.
+//! 3. the merge, in a process of its own (`--merge`): its time and peak RSS;
+//! 4. shard 0 again at Lambda's memory sizes (512, 1024, 1769, 3008 MB),
+//!    the worker under the CPU quota Lambda gives each (memory/1769 of a
+//!    core, a cgroup v1 `cpu` group; skipped where none can be made): its
+//!    time and MB-seconds per GB of exports.
 //!
 //! moto is one Python process and serves every worker's S3 reads and
 //! writes: on a small machine it, not the workers, sets the pace. Each
@@ -105,13 +109,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         ..FanOutLimits::default()
     };
     let dataset = DatasetId::generate();
-    let fan_out = FanOut {
-        blobs: &env.blobs,
-        limits: &limits,
-        tenant: &settings.tenant,
-        dataset: &dataset,
-        settings: &settings,
-    };
+    let fan_out = FanOut::new(&env.blobs, &limits, &dataset, &settings);
     let started = Instant::now();
     let Advance::Waiting { handed_out, .. } = fan_out.advance(None).await? else {
         return Err("the run was not fanned out".into());
@@ -194,6 +192,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     let shards_done = started.elapsed().as_secs_f64();
 
+    // The first shard's files, for the memory sweep after the merge.
+    let plan: finetune::dataset::fanout::Plan = env
+        .blobs
+        .get_json(&finetune::blob::keys::shards_record_key(
+            &settings.tenant,
+            &dataset,
+            "plan.json",
+        ))
+        .await?;
+
     // 3. The merge, in a process of its own for its peak RSS.
     let at = Instant::now();
     let output = Command::new("/usr/bin/time")
@@ -243,7 +251,108 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "fan-out in all: {megabytes} MB of exports to a dataset in {total:.1}s ({:.1} MB/s)",
         bytes as f64 / total / 1e6
     );
+
+    // 4. One shard's cost at Lambda's memory sizes: Lambda gives a function
+    // CPU in proportion to its memory (1769 MB = one vCPU), so the worker is
+    // run under a CPU quota of memory/1769 of a core (a cgroup), S3 not.
+    if let Some(first) = plan.shards.first() {
+        println!(
+            "memory sweep, shard 0 ({} files, {} MB):",
+            first.files.len(),
+            first.effective_bytes / MB
+        );
+        for memory in [512u64, 1024, 1769, 3008] {
+            let dataset = DatasetId::generate();
+            let task = finetune::dataset::fanout::ShardTask {
+                tenant: settings.tenant.clone(),
+                dataset: dataset.clone(),
+                shard: 0,
+                shards: 1,
+                files: first.files.clone(),
+                effective_bytes: first.effective_bytes,
+                settings: settings.clone(),
+            };
+            let key = finetune::blob::shard_key(
+                &settings.tenant,
+                &dataset,
+                0,
+                finetune::blob::ShardObject::Task,
+            );
+            env.blobs
+                .put_bytes(&key, serde_json::to_vec(&task)?, "application/json")
+                .await?;
+            let event = finetune_tests::events::shard_task(&key, 1);
+            let Some(run) = run_under_quota(&this, &env.bucket, memory, &event)? else {
+                println!("  (no writable cgroup cpu controller here: sweep skipped)");
+                break;
+            };
+            let gb = first.effective_bytes as f64 / 1e9;
+            println!(
+                "  {memory:>4} MB ({:.2} vCPU): {:.1}s, {:.0} MB-s per GB, peak RSS {:.0} MiB",
+                (memory as f64 / 1769.0).min(2.0),
+                run.wall,
+                memory as f64 * run.wall / gb,
+                run.rss_mib
+            );
+        }
+    }
     Ok(())
+}
+
+/// Runs the worker on `event` in a cgroup whose CPU quota is what Lambda
+/// gives `memory` MB (`None` when no cgroup can be made here).
+fn run_under_quota(
+    this: &std::path::Path,
+    bucket: &str,
+    memory: u64,
+    event: &serde_json::Value,
+) -> Result<Option<ShardRun>, Box<dyn Error>> {
+    let group = format!("/sys/fs/cgroup/cpu/finetune-bench-{memory}");
+    if std::fs::create_dir_all(&group).is_err() {
+        return Ok(None);
+    }
+    let period = 100_000u64;
+    let quota = period * memory / 1769;
+    if std::fs::write(format!("{group}/cpu.cfs_period_us"), period.to_string()).is_err()
+        || std::fs::write(format!("{group}/cpu.cfs_quota_us"), quota.to_string()).is_err()
+    {
+        return Ok(None);
+    }
+    let began = Instant::now();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {group}/cgroup.procs && exec /usr/bin/time -f '%e %M %U %S' \"$0\" --worker"
+        ))
+        .arg(this)
+        .env("FINETUNE_TEST_ENDPOINT", finetune_tests::moto_endpoint())
+        .env("BENCH_BUCKET", bucket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(event.to_string().as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    let wall = began.elapsed().as_secs_f64();
+    let time = String::from_utf8_lossy(&output.stderr);
+    let f: Vec<f64> = time
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let response: SqsBatchResponse = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    if f.len() < 4 || !response.batch_item_failures.is_empty() {
+        return Err(format!("the shard failed under {memory} MB: {time}").into());
+    }
+    Ok(Some(ShardRun {
+        wall,
+        rss_mib: f[1] / 1024.0,
+        cpu: f[2] + f[3],
+    }))
 }
 
 struct ShardRun {
@@ -294,13 +403,7 @@ async fn merge(dataset: &str, shard_mb: &str) -> Result<(), Box<dyn Error>> {
         ..FanOutLimits::default()
     };
     let dataset = DatasetId::parse(dataset)?;
-    let fan_out = FanOut {
-        blobs: &blobs,
-        limits: &limits,
-        tenant: &settings.tenant,
-        dataset: &dataset,
-        settings: &settings,
-    };
+    let fan_out = FanOut::new(&blobs, &limits, &dataset, &settings);
     let Advance::Prepared(prepared) = fan_out.advance(None).await? else {
         return Err("not every shard was done".into());
     };
