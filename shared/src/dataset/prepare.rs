@@ -280,8 +280,14 @@ pub fn prepare_local_on_threads(
         })
         .collect();
     let total: u64 = sized.iter().map(super::fanout::effective_size).sum();
-    let per_thread = total.div_ceil(threads.max(1) as u64).max(1);
-    let shards = super::fanout::split(&sized, per_thread);
+    // One shard on one thread; else four a thread (files allowing):
+    // threads take the next shard when done, so one large file does not
+    // leave the others idle.
+    let per_shard = match threads {
+        0 | 1 => total.max(1),
+        n => total.div_ceil(4 * n as u64).max(1),
+    };
+    let shards = super::fanout::split(&sized, per_shard);
     let spills: Vec<[TempFile; 2]> = shards
         .iter()
         .map(|_| [TempFile::new(), TempFile::new()])
