@@ -11,8 +11,8 @@ use finetune::blob::shards_prefix;
 use finetune::dataset::fanout::{Advance, FanOut, FanOutLimits, ShardTask, run_shard};
 use finetune::dataset::{DatasetStats, PrepareError, PrepareSettings, PreparedDataset};
 use finetune::domain::{
-    DatasetId, EventLevel, Filters, Hyperparameters, ProviderKind, RunConfig, RunStatus, TenantId,
-    TrainSplit,
+    DatasetId, EventLevel, Filters, Hyperparameters, ProviderKind, RunConfig, RunId, RunStatus,
+    TenantId, TrainSplit,
 };
 use finetune::metrics::Metrics;
 use finetune::pipeline::shard_worker::ShardWorker;
@@ -220,10 +220,10 @@ fn large_run_body() -> serde_json::Value {
     })
 }
 
-#[tokio::test]
-async fn a_shard_killed_once_and_out_of_time_once_is_retried_and_the_run_completes() {
-    // GIVEN a deployment that fans out runs over 1 MB of exports, in 1 MB
-    // shards, and a tenant with 5 MB of exports
+/// A deployment that fans out runs over 1 MB of exports, in 1 MB shards,
+/// with its shard queue; `export_bytes` of a tenant's exports; a run of
+/// them accepted by POST /runs.
+async fn sharding_world(export_bytes: u64) -> (crate::world::World, ShardQueue, RunId) {
     let world = world_configured(
         quick_sandbox(),
         |p| p,
@@ -235,8 +235,16 @@ async fn a_shard_killed_once_and_out_of_time_once_is_retried_and_the_run_complet
     )
     .await;
     let queue = ShardQueue::create(&world.env).await;
-    seed_exports(&world.env, 5_000_000, 1_000_000).await;
+    seed_exports(&world.env, export_bytes, 1_000_000).await;
     let id = start(&world, &large_run_body()).await;
+    (world, queue, id)
+}
+
+#[tokio::test]
+async fn a_shard_killed_once_and_out_of_time_once_is_retried_and_the_run_completes() {
+    // GIVEN a deployment that fans out runs over 1 MB of exports, in 1 MB
+    // shards, and a tenant with 5 MB of exports
+    let (world, queue, id) = sharding_world(5_000_000).await;
 
     // WHEN the prepare function ticks, it hands the shards out and waits
     tick(&world).await;
@@ -309,19 +317,7 @@ async fn a_shard_killed_once_and_out_of_time_once_is_retried_and_the_run_complet
 #[tokio::test]
 async fn a_shard_failing_on_every_attempt_fails_the_run_with_its_error() {
     // GIVEN a run fanned out in shards
-    let world = world_configured(
-        quick_sandbox(),
-        |p| p,
-        |a| a,
-        &[
-            ("PREPARE_SINGLE_MAX_MB", "1".to_owned()),
-            ("PREPARE_SHARD_MB", "1".to_owned()),
-        ],
-    )
-    .await;
-    let queue = ShardQueue::create(&world.env).await;
-    seed_exports(&world.env, 3_000_000, 1_000_000).await;
-    let id = start(&world, &large_run_body()).await;
+    let (world, queue, id) = sharding_world(3_000_000).await;
     tick(&world).await;
 
     // WHEN shard 1 runs out of time on every delivery

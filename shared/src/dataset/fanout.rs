@@ -29,7 +29,7 @@ use super::shard::{ExampleOut, Rulebook, ShardCounts, ShardIndex, ShardResult, r
 use super::{PrepareError, PreparedDataset};
 use crate::blob::keys::{ShardObject, shard_key, shards_prefix, shards_record_key};
 use crate::blob::{BlobError, Blobs, DatasetObject, ObjectInfo, Piece, dataset_key};
-use crate::domain::{DatasetFile, DatasetId, TenantId};
+use crate::domain::{DatasetId, TenantId};
 
 /// A gzipped export is counted as this many times its size: the spill of
 /// the single path and a shard's work grow with the decompressed bytes.
@@ -182,7 +182,6 @@ pub enum Advance {
 pub struct FanOut<'a> {
     blobs: &'a Blobs,
     limits: &'a FanOutLimits,
-    tenant: &'a TenantId,
     dataset: &'a DatasetId,
     settings: &'a PrepareSettings,
 }
@@ -205,10 +204,13 @@ impl<'a> FanOut<'a> {
         Self {
             blobs,
             limits,
-            tenant: &settings.tenant,
             dataset,
             settings,
         }
+    }
+
+    fn tenant(&self) -> &'a TenantId {
+        &self.settings.tenant
     }
 
     /// Takes the run's preparation one step: prepare, hand out, wait, or
@@ -341,7 +343,7 @@ impl<'a> FanOut<'a> {
             reason,
             created_at: Utc::now(),
         };
-        self.put_json(&self.record_key("plan.json"), &plan).await?;
+        put_json(self.blobs, &self.record_key("plan.json"), &plan).await?;
         for shard in 0..plan.shards.len() as u32 {
             self.hand_out_one(&plan, shard).await?;
         }
@@ -371,7 +373,7 @@ impl<'a> FanOut<'a> {
         let files = self
             .blobs
             .list_conversation_files(
-                self.tenant,
+                self.tenant(),
                 self.settings.dates.start(),
                 self.settings.dates.end(),
             )
@@ -389,7 +391,7 @@ impl<'a> FanOut<'a> {
             .get(shard as usize)
             .ok_or_else(|| PrepareError::ShardIndex(format!("shard {shard} is not in the plan")))?;
         let task = ShardTask {
-            tenant: self.tenant.clone(),
+            tenant: self.tenant().clone(),
             dataset: self.dataset.clone(),
             shard,
             shards: plan.shards.len() as u32,
@@ -397,13 +399,12 @@ impl<'a> FanOut<'a> {
             effective_bytes: planned.effective_bytes,
             settings: self.settings.clone(),
         };
-        self.put_json(&self.shard_key(shard, ShardObject::Task), &task)
-            .await
+        put_json(self.blobs, &self.shard_key(shard, ShardObject::Task), &task).await
     }
 
     /// Which shards have a task, are done, or failed: one listing.
     async fn progress(&self, plan: &Plan) -> Result<Progress, PrepareError> {
-        let prefix = shards_prefix(self.tenant, self.dataset);
+        let prefix = shards_prefix(self.tenant(), self.dataset);
         let mut progress = Progress::default();
         let mut failed = Vec::new();
         for object in self.blobs.list_prefix(&prefix).await? {
@@ -533,7 +534,7 @@ impl<'a> FanOut<'a> {
                 end: s.end,
             })
             .collect();
-        let key = dataset_key(self.tenant, self.dataset, object);
+        let key = dataset_key(self.tenant(), self.dataset, object);
         let composed = self
             .blobs
             .compose(&key, "application/x-ndjson", &sources, &pieces)
@@ -548,7 +549,7 @@ impl<'a> FanOut<'a> {
     /// Removes the fan-out's objects once the dataset is recorded (best
     /// effort: the bucket's lifecycle rule catches what this misses).
     pub async fn clean_up(&self) {
-        let prefix = shards_prefix(self.tenant, self.dataset);
+        let prefix = shards_prefix(self.tenant(), self.dataset);
         match self.blobs.list_prefix(&prefix).await {
             Ok(objects) => {
                 for object in objects {
@@ -569,39 +570,30 @@ impl<'a> FanOut<'a> {
         validation: Option<Written>,
         stats: super::DatasetStats,
     ) -> PreparedDataset {
-        PreparedDataset {
-            train: DatasetFile {
-                key: train.key,
-                sha256: train.sha256,
-                bytes: train.bytes,
-                examples: stats.train_examples,
-            },
-            validation: validation.map(|v| DatasetFile {
-                key: v.key,
-                sha256: v.sha256,
-                bytes: v.bytes,
-                examples: stats.validation_examples,
-            }),
-            manifest_key: dataset_key(self.tenant, self.dataset, DatasetObject::Manifest),
+        PreparedDataset::written(
+            self.tenant(),
+            self.dataset,
+            self.settings.format,
+            train,
+            validation,
             stats,
-            format: self.settings.format,
-        }
+        )
     }
 
     fn sink(&self) -> DatasetSink {
         DatasetSink::S3 {
             blobs: self.blobs.clone(),
-            tenant: self.tenant.clone(),
+            tenant: self.tenant().clone(),
             dataset: self.dataset.clone(),
         }
     }
 
     fn shard_key(&self, shard: u32, object: ShardObject) -> String {
-        shard_key(self.tenant, self.dataset, shard, object)
+        shard_key(self.tenant(), self.dataset, shard, object)
     }
 
     fn record_key(&self, name: &str) -> String {
-        shards_record_key(self.tenant, self.dataset, name)
+        shards_record_key(self.tenant(), self.dataset, name)
     }
 
     async fn attempts(&self) -> Result<Attempts, PrepareError> {
@@ -612,8 +604,7 @@ impl<'a> FanOut<'a> {
     }
 
     async fn put_attempts(&self, attempts: &Attempts) -> Result<(), PrepareError> {
-        self.put_json(&self.record_key("attempts.json"), attempts)
-            .await
+        put_json(self.blobs, &self.record_key("attempts.json"), attempts).await
     }
 
     async fn get_optional<T: serde::de::DeserializeOwned>(
@@ -625,10 +616,6 @@ impl<'a> FanOut<'a> {
             Err(BlobError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
-    }
-
-    async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), PrepareError> {
-        put_json(self.blobs, key, value).await
     }
 }
 

@@ -196,21 +196,42 @@ pub async fn prepare_from_s3(
         dataset: dataset_id.clone(),
     };
     let out = prepare::prepare(&source, &sink, &settings).await?;
-    Ok(PreparedDataset {
-        train: DatasetFile {
-            key: out.train.key,
-            sha256: out.train.sha256,
-            bytes: out.train.bytes,
-            examples: out.stats.train_examples,
-        },
-        validation: out.validation.map(|v| DatasetFile {
-            key: v.key,
-            sha256: v.sha256,
-            bytes: v.bytes,
-            examples: out.stats.validation_examples,
-        }),
-        manifest_key: dataset_key(tenant, dataset_id, DatasetObject::Manifest),
-        stats: out.stats,
-        format: settings.format,
-    })
+    Ok(PreparedDataset::written(
+        tenant,
+        dataset_id,
+        settings.format,
+        out.train,
+        out.validation,
+        out.stats,
+    ))
+}
+
+impl PreparedDataset {
+    /// The dataset whose files were just written, ready to record.
+    pub fn written(
+        tenant: &TenantId,
+        dataset_id: &DatasetId,
+        format: DatasetFormat,
+        train: io::Written,
+        validation: Option<io::Written>,
+        stats: DatasetStats,
+    ) -> Self {
+        PreparedDataset {
+            train: DatasetFile {
+                key: train.key,
+                sha256: train.sha256,
+                bytes: train.bytes,
+                examples: stats.train_examples,
+            },
+            validation: validation.map(|v| DatasetFile {
+                key: v.key,
+                sha256: v.sha256,
+                bytes: v.bytes,
+                examples: stats.validation_examples,
+            }),
+            manifest_key: dataset_key(tenant, dataset_id, DatasetObject::Manifest),
+            stats,
+            format,
+        }
+    }
 }
