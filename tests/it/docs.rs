@@ -27,23 +27,33 @@ fn pages() -> Vec<PathBuf> {
     pages
 }
 
-/// The lines of a markdown text outside fenced code blocks, with inline
-/// code spans blanked out: what is in code is an example, not a link or
-/// a heading.
-fn prose_lines(text: &str) -> Vec<String> {
+/// The lines of a markdown text outside fenced code blocks: what is in a
+/// fence is an example, not a link or a heading.
+fn unfenced_lines(text: &str) -> Vec<&str> {
     let mut in_fence = false;
     let mut lines = Vec::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
         if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
             in_fence = !in_fence;
-            continue;
+        } else if !in_fence {
+            lines.push(line);
         }
-        if in_fence {
-            continue;
+    }
+    lines
+}
+
+/// The prose of a markdown text: unfenced lines with inline code spans
+/// blanked out (a span may run over a line break, never over a blank
+/// line, as in a paragraph).
+fn prose_lines(text: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut lines = Vec::new();
+    for line in unfenced_lines(text) {
+        if line.trim().is_empty() {
+            in_code = false;
         }
         let mut prose = String::with_capacity(line.len());
-        let mut in_code = false;
         for c in line.chars() {
             if c == '`' {
                 in_code = !in_code;
@@ -93,7 +103,7 @@ fn slug(heading: &str) -> String {
 /// numbers it (`name`, `name-1`, `name-2`).
 fn anchors(text: &str) -> BTreeSet<String> {
     let mut anchors = BTreeSet::new();
-    for line in prose_lines(text) {
+    for line in unfenced_lines(text) {
         let hashes = line.chars().take_while(|c| *c == '#').count();
         if !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
             continue;
@@ -203,8 +213,9 @@ fn a_headings_anchor_follows_githubs_slug_rules() {
 
 #[test]
 fn a_repeated_heading_gets_a_numbered_anchor_and_code_is_not_a_heading() {
-    let text = "# Title\n## Notes\n```sh\n# not a heading\n```\n## Notes\n#nospace\n";
-    let expected: BTreeSet<String> = ["title", "notes", "notes-1"].map(String::from).into();
+    let text = "# Title\n## Notes\n```sh\n# not a heading\n```\n## Notes\n#nospace\n## The `x` tool\n";
+    let expected: BTreeSet<String> =
+        ["title", "notes", "notes-1", "the-x-tool"].map(String::from).into();
     assert_eq!(anchors(text), expected);
 }
 
@@ -212,7 +223,8 @@ fn a_repeated_heading_gets_a_numbered_anchor_and_code_is_not_a_heading() {
 fn links_are_read_from_prose_only_with_titles_dropped() {
     // GIVEN links in prose, one with a title, and link-like text in code
     let text = "See [a](docs/a.md#x) and [b](b.md \"B\").\n\
-                `[not](code.md)`\n```\n[nor](fence.md)\n```\n![img](pic.png)\n";
+                `[not](code.md)` and `a span\nover [two](lines.md)` lines\n\
+                ```\n[nor](fence.md)\n```\n![img](pic.png)\n";
     // WHEN the links are read
     // THEN only the prose links (images included) are found, without titles
     assert_eq!(link_targets(text), ["docs/a.md#x", "b.md", "pic.png"]);
