@@ -141,11 +141,18 @@ fn broken(page: &Path, target: &str) -> Option<String> {
     let anchor = anchor?;
     let is_markdown = file.extension().is_some_and(|e| e == "md");
     if !is_markdown {
-        return Some(format!("#{anchor} points into {}, which has no headings", file.display()));
+        return Some(format!(
+            "#{anchor} points into {}, which has no headings",
+            file.display()
+        ));
     }
     let text = std::fs::read_to_string(&file).expect("a linked page is readable");
-    (!anchors(&text).contains(anchor))
-        .then(|| format!("{} has no heading whose anchor is #{anchor}", file.display()))
+    (!anchors(&text).contains(anchor)).then(|| {
+        format!(
+            "{} has no heading whose anchor is #{anchor}",
+            file.display()
+        )
+    })
 }
 
 #[test]
@@ -176,7 +183,10 @@ fn every_relative_link_in_the_readme_and_docs_leads_to_a_file_and_heading_that_e
     }
     // THEN each names an existing file, and each anchor one of its headings
     assert_eq!(problems, Vec::<String>::new(), "broken links");
-    assert!(checked >= 20, "only {checked} links found: is the link reader broken?");
+    assert!(
+        checked >= 20,
+        "only {checked} links found: is the link reader broken?"
+    );
 }
 
 #[test]
@@ -195,13 +205,20 @@ fn the_readme_links_every_page_under_docs() {
         }
     }
     missing.sort();
-    assert_eq!(missing, Vec::<String>::new(), "pages the README does not link");
+    assert_eq!(
+        missing,
+        Vec::<String>::new(),
+        "pages the README does not link"
+    );
 }
 
 #[test]
 fn a_headings_anchor_follows_githubs_slug_rules() {
     assert_eq!(slug("What `make demo` shows"), "what-make-demo-shows");
-    assert_eq!(slug("Records (DynamoDB, one table)"), "records-dynamodb-one-table");
+    assert_eq!(
+        slug("Records (DynamoDB, one table)"),
+        "records-dynamodb-one-table"
+    );
     assert_eq!(
         slug("Evaluating: is the new model better than what the tenant uses?"),
         "evaluating-is-the-new-model-better-than-what-the-tenant-uses"
@@ -213,9 +230,11 @@ fn a_headings_anchor_follows_githubs_slug_rules() {
 
 #[test]
 fn a_repeated_heading_gets_a_numbered_anchor_and_code_is_not_a_heading() {
-    let text = "# Title\n## Notes\n```sh\n# not a heading\n```\n## Notes\n#nospace\n## The `x` tool\n";
-    let expected: BTreeSet<String> =
-        ["title", "notes", "notes-1", "the-x-tool"].map(String::from).into();
+    let text =
+        "# Title\n## Notes\n```sh\n# not a heading\n```\n## Notes\n#nospace\n## The `x` tool\n";
+    let expected: BTreeSet<String> = ["title", "notes", "notes-1", "the-x-tool"]
+        .map(String::from)
+        .into();
     assert_eq!(anchors(text), expected);
 }
 
