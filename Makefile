@@ -26,7 +26,8 @@ fmt:
 	cargo fmt --all
 
 ## demo: an example tenant's conversations become a completed fine-tuning run
-## (PROVIDER=bedrock: on the Bedrock adapter, moto's Bedrock)
+## (PROVIDER=bedrock: on the Bedrock adapter, moto's Bedrock; PROVIDER=together:
+## on the Together adapter, the sandbox's Together mode)
 PROVIDER ?= openai
 demo: $(STAMP)
 	PROVIDER=$(PROVIDER) cargo run --quiet -p demo --bin demo

@@ -114,11 +114,12 @@ pub struct Config {
     pub tenant_claim: String,
     /// The base models a run on each provider may name, from the variable
     /// its profile names (`ALLOWED_BASE_MODELS` for OpenAI,
-    /// `BEDROCK_ALLOWED_BASE_MODELS` for Bedrock: comma-separated ids as the
-    /// provider's fine-tuning takes them), else the profile's default.
+    /// `BEDROCK_ALLOWED_BASE_MODELS` for Bedrock, `TOGETHER_ALLOWED_BASE_MODELS`
+    /// for Together: comma-separated ids as the provider's fine-tuning takes
+    /// them), else the profile's default.
     pub allowed_base_models: BTreeMap<ProviderKind, Vec<String>>,
-    /// `DEFAULT_PROVIDER`: `openai` (default) or `bedrock`, for runs that
-    /// do not name one.
+    /// `DEFAULT_PROVIDER`: `openai` (default), `bedrock` or `together`, for
+    /// runs that do not name one.
     pub default_provider: ProviderKind,
     /// `MODEL_SHUTDOWN_MARGIN_DAYS`: a run on a base model that shuts down
     /// within this many days is refused unless it acknowledges the date
@@ -131,7 +132,9 @@ pub struct Config {
     pub enforce_shutdown_dates: bool,
     /// `MAX_DATE_RANGE_DAYS`: the widest date range a run may read, default 366.
     pub max_date_range_days: u32,
-    /// `RUN_LEASE_SECONDS`: how long one monitor owns a run, default 120.
+    /// `RUN_LEASE_SECONDS`: how long a holder without an invocation
+    /// deadline (a push, the tools, tests) owns a run, default 120; a
+    /// tick's lease ends with its own deadline instead.
     pub run_lease: Duration,
     /// `MONITOR_CONCURRENCY`: runs reconciled at once, default 16.
     pub monitor_concurrency: usize,

@@ -13,8 +13,10 @@
 //! - [`api`]: the HTTP API's operations (runs, datasets, models), free of
 //!   HTTP types.
 //! - [`http`]: API Gateway plumbing: tenant, routes, problem+json, handlers.
-//! - [`pipeline`]: the reconciler that advances runs, and the scheduled
-//!   ticks of the prepare and monitor functions.
+//! - [`pipeline`]: the reconciler that advances runs, the scheduled ticks
+//!   of the prepare, monitor and evaluate functions, the pushes of the
+//!   webhook and Bedrock's job events, and the prepare-shard function's
+//!   shard worker.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines (a run's training
 //!   curve is [`domain::curve`] and its record `store::curve`).
 //! - [`secret`]: the API key and webhook secret, read on first use.

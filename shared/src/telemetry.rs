@@ -4,7 +4,7 @@
 //! Insights queries by field. Each line carries its spans' fields: the
 //! runtime's `requestId` and `xrayTraceId`, then ours: `request` (request
 //! id, tenant, method, path; the webhook's too, with no tenant), `tick`
-//! (`steps`: prepare or monitor, request id) and `reconcile` (tenant, run
+//! (`steps`: prepare, monitor or evaluate, request id) and `reconcile` (tenant, run
 //! id, provider, phase); lines that close a unit of work add
 //! `duration_ms`. Locally: the same events as readable text.
 //!

@@ -1,7 +1,7 @@
 //! One crypto provider for every TLS connection a function makes: ring.
 //!
 //! The SDK's default HTTPS client and reqwest's default TLS both bring
-//! rustls on aws-lc, about 1.2 MB of every binary (issue 8's budget is
+//! rustls on aws-lc, about 1.2 MB of every binary (the size budget is
 //! 8 MB). ring gives rustls the same TLS 1.2/1.3 suites, key exchanges and
 //! signature checks the endpoints we call (AWS, OpenAI) need, in a fraction
 //! of that. The SDK's client is told to use ring (`aws::https_client`);

@@ -1,4 +1,4 @@
-//! Issue 14, point 1: whatever an API Gateway HTTP API event holds, each
+//! Whatever an API Gateway HTTP API event holds, each
 //! HTTP function answers it, and its process lives. Events go in as JSON
 //! text, through the runtime's deserialisation and the functions' entry
 //! point (`finetune::http::gateway`), to each function's real handler

@@ -7,6 +7,7 @@ mod bedrock_serving;
 mod blob;
 mod contract_schemas;
 mod dataset;
+mod docs;
 mod evaluation;
 mod fanout;
 mod gateway;

@@ -3,8 +3,8 @@
 //! cases) and each answer's status, content type, required headers and
 //! body are validated against the document, so the document cannot drift
 //! from the code. The document must name exactly the routes of
-//! `finetune::http::ROUTES`, and the README's API table exactly the
-//! document's routes.
+//! `finetune::http::ROUTES`, and the route table of `docs/api.md` exactly
+//! the document's routes.
 
 use std::collections::BTreeSet;
 
@@ -180,14 +180,14 @@ fn the_document_names_exactly_the_routes_the_handlers_serve() {
 }
 
 #[test]
-fn the_readme_api_table_lists_the_documented_routes() {
-    let readme = std::fs::read_to_string(finetune_tests::workspace_root().join("README.md"))
-        .expect("README.md");
-    let section = readme
-        .split("## The HTTP API")
+fn the_api_guides_route_table_lists_the_documented_routes() {
+    let guide = std::fs::read_to_string(finetune_tests::workspace_root().join("docs/api.md"))
+        .expect("docs/api.md");
+    let section = guide
+        .split("\n## Routes\n")
         .nth(1)
         .and_then(|s| s.split("\n## ").next())
-        .expect("README has a '## The HTTP API' section");
+        .expect("docs/api.md has a '## Routes' section");
     // Rows look like: | `GET /runs?status=&limit=&cursor=` | job-status | ... |
     let listed: BTreeSet<(String, String)> = section
         .lines()

@@ -1,5 +1,6 @@
 //! `template.yaml` against the code: where both state a default, they
-//! state the same one, so a deployment behaves as the README says.
+//! state the same one, so a deployment behaves as docs/configuration.md
+//! and docs/deploy.md say.
 
 use finetune::provider::bedrock::profile::DEFAULT_BASE_MODELS as DEFAULT_BEDROCK_BASE_MODELS;
 use finetune::provider::openai::profile::DEFAULT_BASE_MODELS;

@@ -13,8 +13,8 @@ What is checked, and why:
   architecture asked for (the ELF header's e_machine: 0x3E x86_64, 0xB7
   aarch64), and the template gives the function that architecture (through
   the `Architecture` parameter).
-- Each `bootstrap` is within the 8 MiB budget (README, "Start-up and size
-  budget").
+- Each `bootstrap` is within the 8 MiB budget (docs/operations.md, "Start-up
+  and size budget").
 - The dictionaries layer: the function that sets FINETUNE_DICTIONARY_DIR
   takes a layer whose ContentUri holds every `<encoding>.tokens.zlib` that
   shared/src/dataset/dictionaries.rs reads, at the place the variable names

@@ -1,6 +1,6 @@
 //! What a run asks of its evaluation and activation, and what the
 //! evaluation found: the records the evaluating phase writes on the run
-//! and on its model (issue 16). The arithmetic is in `crate::evaluation`.
+//! and on its model. The arithmetic is in `crate::evaluation`.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! What an evaluation will cost in tokens and dollars, recorded in the
-//! run's stats before the first call (issue 16), so a tenant sees the bill
+//! run's stats before the first call, so a tenant sees the bill
 //! of the phase it asked for.
 //!
 //! Pure arithmetic: the caller counts the sampled prompts' tokens and

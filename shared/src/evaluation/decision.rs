@@ -92,7 +92,7 @@ pub struct ModelScore {
     pub score: f64,
 }
 
-/// The figures issue 16 names for the run JSON and the model record
+/// The figures the run JSON and the model record show a tenant
 /// (`status` and `estimated_cost_usd` belong to the phase, which adds
 /// them). The judge's fields are `null` when no judge ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

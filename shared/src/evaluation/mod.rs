@@ -1,4 +1,4 @@
-//! The pure core of a run's evaluation (issue 16): is the newly trained
+//! The pure core of a run's evaluation: is the newly trained
 //! model better than what the tenant has?
 //!
 //! Nothing here does I/O. The evaluating phase reads the run's held-out

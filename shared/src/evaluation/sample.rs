@@ -12,7 +12,8 @@
 
 use sha2::{Digest, Sha256};
 
-/// `evaluation.max_examples` when the run does not say (issue 16).
+/// `evaluation.max_examples` when the run does not say: enough examples
+/// for a paired comparison to decide, few enough to keep its cost small.
 pub const DEFAULT_MAX_EXAMPLES: usize = 200;
 
 /// Up to `max_examples` of the line indices `0..n`, chosen by `seed`, in

@@ -49,8 +49,8 @@ pub type ProviderSteps = Both<UploadSteps, Both<JobSteps, DeploySteps>>;
 /// advance (a push is about a job that exists; a run not there yet is left
 /// to the ticks). Deploying follows so that a model callable at once
 /// (OpenAI) reaches its evaluation with the push that says the job
-/// succeeded; evaluating is left to the monitor's ticks (minutes of model
-/// calls do not belong in a webhook's HTTP request).
+/// succeeded; evaluating is left to the evaluate function's ticks
+/// (minutes of model calls do not belong in a webhook's HTTP request).
 pub type PushSteps = Both<JobSteps, DeploySteps>;
 
 #[cfg(test)]

@@ -123,11 +123,11 @@ impl TickError {
     }
 }
 
-/// A scheduled function's handler (monitor, prepare): one tick of the
-/// reconciler's steps, owned by this invocation (its request id names the
-/// leases it takes). Logs and emits the tick's metrics (a tick that cannot
-/// list the active runs counts as errored); both functions emit the same
-/// metrics, so the alarms on them cover both.
+/// A scheduled function's handler (prepare, monitor, evaluate): one tick
+/// of the reconciler's steps, owned by this invocation (its request id
+/// names the leases it takes). Logs and emits the tick's metrics (a tick
+/// that cannot list the active runs counts as errored); every scheduled
+/// function emits the same metrics, so the alarms on them cover each.
 pub async fn on_schedule<S: Steps>(
     reconciler: &Reconciler<S>,
     config: &crate::config::Config,

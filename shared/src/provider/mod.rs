@@ -1,6 +1,8 @@
 //! The `FineTuningProvider` port: everything the reconciler asks of a
-//! fine-tuning service, in terms that fit both OpenAI (upload files, job by
-//! id, metadata) and Amazon Bedrock (S3 URIs, job ARNs, tags).
+//! fine-tuning service, in terms that fit each of the three it drives:
+//! OpenAI (upload files, job by id, metadata), Amazon Bedrock (S3 URIs, job
+//! ARNs, tags) and Together AI (uploaded files, a job found by its suffix,
+//! adapter weights to download).
 //!
 //! OpenAI takes no new fine-tuning jobs after 2027-01-06, so no code outside
 //! a provider's folder may depend on one provider's shapes: the reconciler
@@ -227,7 +229,7 @@ impl ProviderError {
 /// functions ask of a provider. Its own trait so that those functions can
 /// hold adapters built without our bucket ([`setup::controls_from_config`]):
 /// a binary that holds only these links no S3 client, no uploads and no
-/// job output readers (issue 8's size budget).
+/// job output readers (each binary must stay within the 8 MB size budget).
 #[async_trait]
 pub trait JobControl: Send + Sync {
     fn kind(&self) -> ProviderKind;

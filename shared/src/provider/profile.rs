@@ -72,7 +72,7 @@ pub struct BaseModels {
 }
 
 /// How a trained model is served, for the deploy/evaluate work that
-/// follows (issue 16 and after). Pure data: nothing here deploys.
+/// follows the job. Pure data: nothing here deploys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Serving {
     /// Callable by its fine-tuned model name as soon as the job succeeds

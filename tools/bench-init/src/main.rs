@@ -25,7 +25,7 @@
 //! first use, so init should not change; the webhook's first response
 //! shows the Secrets Manager read.
 //!
-//! Targets (issue 8): each binary ≤ 8 MB stripped; each init ≤ 1.5× the
+//! Targets (the size and start-up budget): each binary ≤ 8 MB stripped; each init ≤ 1.5× the
 //! hello-world's median. The exit status is non-zero when one is missed.
 
 use std::path::{Path, PathBuf};

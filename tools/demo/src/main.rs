@@ -3,10 +3,12 @@
 //! Starts moto (S3, DynamoDB) and the OpenAI sandbox on loopback, uploads a
 //! generated multi-day export of an example tenant's conversations, starts
 //! a run through the start-run handler with the API Gateway HTTP API event
-//! Lambda would deliver, drives the prepare and monitor handlers with
-//! EventBridge scheduled events until the run ends, writes the run's loss curve (SVG)
-//! and prints its path, and prints the run. The last line is the final
-//! run as one line of JSON.
+//! Lambda would deliver, drives the prepare, monitor and evaluate handlers
+//! with EventBridge scheduled events until the run ends, writes the run's
+//! loss curve (SVG) and prints its path, and prints the run, its model, its
+//! evaluation rows and the active model. The last line is the evaluation's
+//! decision and the active model. (A large run's shards, the prepare-shard
+//! function's work, are `make demo-large`'s: `bin/demo-large.rs`.)
 //!
 //! `PROVIDER=bedrock` trains on the Bedrock adapter instead (moto's Bedrock):
 //! the dataset is written in Nova's format and handed over by S3 URI. moto
