@@ -79,10 +79,12 @@ fn needs_lease(status: RunStatus) -> bool {
 /// than count a retry, or yield to a concurrent writer): a step that left
 /// something billing behind (a deployment) gives it up first.
 pub(super) fn fails_the_run(error: &PipelineError, run: &Run) -> bool {
-    !matches!(
+    let yields = matches!(
         error,
         PipelineError::Store(StoreError::VersionConflict { .. })
-    ) && !(error.is_transient() && run.retries < MAX_RETRIES)
+    );
+    let retries = error.is_transient() && run.retries < MAX_RETRIES;
+    !yields && !retries
 }
 
 fn outcome(from: RunStatus, run: &Run, idle: Duration, retrying: Option<&'static str>) -> Outcome {
