@@ -70,7 +70,7 @@ fn request(env: &TestEnv, tags: &JobTags) -> CreateJob {
 }
 
 /// Ends a job at moto as Bedrock would (moto never does by itself).
-async fn finish_job(name: &str, status: &str, failure: Option<&str>) {
+pub(crate) async fn finish_job(name: &str, status: &str, failure: Option<&str>) {
     finetune_tests::finish_bedrock_job(name, status, failure)
         .await
         .unwrap();
@@ -283,8 +283,15 @@ async fn a_missing_job_is_not_found() {
 
 /// A world training on moto's Bedrock.
 async fn world() -> World {
+    world_wrapped(|p| p).await
+}
+
+/// [`world`], its provider wrapped by `wrap` (to inject faults).
+pub(crate) async fn world_wrapped(
+    wrap: impl FnOnce(Arc<dyn FineTuningProvider>) -> Arc<dyn FineTuningProvider>,
+) -> World {
     let env = TestEnv::new().await;
-    let bedrock: Arc<dyn FineTuningProvider> = Arc::new(provider(&env));
+    let bedrock: Arc<dyn FineTuningProvider> = wrap(Arc::new(provider(&env)));
     let runtime = Arc::new(finetune::provider::bedrock::BedrockRuntime::new(
         aws_sdk_bedrockruntime::Client::new(&env.sdk),
     ));
@@ -299,7 +306,7 @@ async fn world() -> World {
 
 /// `n` conversations, each opening with an assistant greeting (Bedrock
 /// records must open with the user) and with two user lines in a row.
-async fn seed(world: &World, n: usize) {
+pub(crate) async fn seed(world: &World, n: usize) {
     let lines: String = (0..n)
         .map(|i| {
             json!({
@@ -345,7 +352,7 @@ fn body() -> Value {
     })
 }
 
-async fn start(world: &World) -> RunId {
+pub(crate) async fn start(world: &World) -> RunId {
     let request = ApiEvent::post("/runs").tenant(TENANT).json(&body()).build();
     let response = finetune::http::start_run_handler(
         &world.pipeline.store,
@@ -505,7 +512,7 @@ async fn a_bedrock_model_is_evaluated_through_its_deployment_and_activated_when_
     assert_eq!(model["evaluation"]["decision"], "better");
 }
 
-async fn get_model(world: &World, model_id: &finetune::domain::ModelId) -> Value {
+pub(crate) async fn get_model(world: &World, model_id: &finetune::domain::ModelId) -> Value {
     let (status, model) = call(world, TENANT, "GET", &format!("/models/{model_id}")).await;
     assert_eq!(status, 200, "{model}");
     model
@@ -554,6 +561,19 @@ async fn a_failed_deployment_fails_the_run_with_bedrocks_reason_and_its_model_ca
     )
     .await;
     assert_eq!(status, 409, "{refusal}");
+
+    // AND the failed deployment was deleted at Bedrock
+    let gone = aws_sdk_bedrock::Client::new(&world.env.sdk)
+        .get_custom_model_deployment()
+        .custom_model_deployment_identifier(names::deployment_name(&id))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        gone.as_service_error()
+            .is_some_and(|s| s.is_resource_not_found_exception()),
+        "{gone:?}"
+    );
 }
 
 #[tokio::test]

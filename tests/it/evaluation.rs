@@ -453,3 +453,90 @@ async fn a_run_without_an_evaluation_is_activated_by_policy_alone() {
     let (_, active) = call(&world, TENANT, "GET", "/models/active").await;
     assert_eq!(active["id"], ModelId::for_run(&id).as_str());
 }
+
+#[tokio::test]
+async fn a_model_activated_by_hand_while_an_evaluation_runs_stays_active() {
+    // GIVEN a tenant with a ready model it has not activated (its run's
+    // policy was manual), and no active model
+    let crash: Arc<std::sync::OnceLock<Arc<CrashAfter>>> = Arc::default();
+    let slot = crash.clone();
+    let world = world_answering(
+        quick_sandbox(),
+        |p| p,
+        move |inner| {
+            let wrapper = Arc::new(CrashAfter {
+                inner,
+                remaining: AtomicUsize::new(usize::MAX),
+            });
+            let _ = slot.set(wrapper.clone());
+            wrapper
+        },
+    )
+    .await;
+    seed(&world, 40).await;
+    let mut body = evaluated_run(json!({}));
+    body["config"]["activation"] = json!("manual");
+    let first = start(&world, &body).await;
+    let done = drive(&world, &first, 30).await;
+    assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
+    let chosen = ModelId::for_run(&first);
+
+    // AND a second run whose evaluation has begun against the base model
+    // (no active model) and is cut short after a few answers
+    crash.get().unwrap().remaining.store(5, Ordering::SeqCst);
+    let second = start(&world, &evaluated_run(json!({}))).await;
+    let cut = tick_until(&world, &second, |r| {
+        r.status == RunStatus::Evaluating && r.retries > 0
+    })
+    .await;
+    assert_eq!(cut.evaluation.unwrap().baseline.model, BASE);
+
+    // WHEN the tenant activates the first model by hand meanwhile, and the
+    // evaluation then finishes, finding its model better
+    let (status, active) = call(
+        &world,
+        TENANT,
+        "POST",
+        &format!("/models/{chosen}/activate"),
+    )
+    .await;
+    assert_eq!(status, 200, "{active}");
+    crash.get().unwrap().heal();
+    let done = drive(&world, &second, 30).await;
+
+    // THEN the hand-made choice is still the active model
+    assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
+    let (_, active) = call(&world, TENANT, "GET", "/models/active").await;
+    assert_eq!(active["id"], chosen.as_str(), "{active}");
+
+    // AND the evaluation says it was better but not activated because its
+    // baseline changed, on the run, on its model and in the API
+    let evaluation = done.evaluation.clone().unwrap();
+    assert_eq!(
+        evaluation.decision,
+        Some(Decision::Better),
+        "{}",
+        done.phase
+    );
+    assert_eq!(
+        evaluation.activation,
+        Some(finetune::domain::ActivationDecision::BaselineChanged)
+    );
+    assert!(
+        done.phase.contains("baseline changed, not activated"),
+        "{}",
+        done.phase
+    );
+    let (_, model) = call(
+        &world,
+        TENANT,
+        "GET",
+        &format!("/models/{}", ModelId::for_run(&second)),
+    )
+    .await;
+    assert_eq!(model["active"], false, "{model}");
+    assert_eq!(model["evaluation"]["decision"], "better");
+    assert_eq!(model["evaluation"]["activation"], "baseline_changed");
+    let (_, shown) = rows(&world, TENANT, &format!("/runs/{second}")).await;
+    assert_eq!(shown["evaluation"]["activation"], "baseline_changed");
+}

@@ -477,7 +477,8 @@ fn evaluation_record() -> finetune::domain::EvaluationRecord {
         "judge_model": "gpt-4o-mini-2024-07-18",
         "decision": "better",
         "estimated_cost_usd": 0.05,
-        "reason": null
+        "reason": null,
+        "activation": "activated"
     }))
     .unwrap()
 }

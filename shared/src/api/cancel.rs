@@ -1,5 +1,6 @@
-//! `POST /runs/{id}/cancel`: stop the provider's job (if any) and mark the
-//! run cancelled, without racing the monitor into a lost update.
+//! `POST /runs/{id}/cancel`: stop the provider's job (if any), give up the
+//! run's deployment if it is deploying one, and mark the run cancelled,
+//! without racing the monitor into a lost update.
 //!
 //! Every write is conditional on the version read (`Store::update_run`); on
 //! a conflict the run is read again and the decision made again, a bounded
@@ -10,7 +11,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::job_status::{GetRunError, read_run};
-use crate::domain::{EventLevel, JobInfo, JobStatus, Run, RunEvent, RunStatus, TenantId};
+use crate::domain::{
+    EventLevel, JobInfo, JobStatus, Run, RunEvent, RunStatus, ServingChoice, TenantId,
+};
+use crate::pipeline::{ReleaseError, release_deployment};
 use crate::provider::{Controls, ProviderError, ProviderJob};
 use crate::store::{Store, StoreError};
 
@@ -81,6 +85,8 @@ pub async fn cancel_run(
     // The provider's answer for the job id already cancelled in this
     // request, so a retry after a version conflict does not call it again.
     let mut cancelled_job: Option<ProviderJob> = None;
+    // Whether this request already gave up the run's deployment.
+    let mut released = false;
     for attempt in 0..MAX_ATTEMPTS {
         let mut run = read_run(store, tenant, id).await.map_err(|e| match e {
             GetRunError::NotFound => CancelError::NotFound,
@@ -105,7 +111,10 @@ pub async fn cancel_run(
             run.job = Some(merge_job(&job, &answer, now));
             cancelled_job = Some(answer);
         }
-        if let Some(job) = &run.job
+        // A run deploying its model is past its job (which succeeded):
+        // it is cancelled as it stands.
+        if from != RunStatus::Deploying
+            && let Some(job) = &run.job
             && matches!(job.status, JobStatus::Succeeded | JobStatus::Failed)
         {
             // Record what the provider says; the monitor completes or fails
@@ -118,6 +127,12 @@ pub async fn cancel_run(
             };
         }
 
+        if from == RunStatus::Deploying && !released {
+            // Before the run is cancelled: once it is, nothing would ever
+            // delete a deployment it leaves (see `pipeline::release`).
+            release(store, providers, &run).await?;
+            released = true;
+        }
         if run
             .move_to(RunStatus::Cancelled, "cancelled on request", now)
             .is_err()
@@ -172,6 +187,34 @@ async fn cancel_at_provider(
         }
         Err(e) => {
             tracing::warn!(run_id = %run.id, code = e.code(), "provider refused cancel");
+            Err(CancelError::ProviderRefused(e))
+        }
+    }
+}
+
+/// A run cancelled in `deploying`: its model becomes failed and its
+/// deployment is deleted. Left as it was on an error (the run is not
+/// cancelled); a model given up already is not deployed again, and the
+/// monitor fails the run if nobody cancels it again.
+async fn release(store: &Store, providers: &Controls, run: &Run) -> Result<(), CancelError> {
+    if run.config.serving != ServingChoice::OnDemand {
+        return Ok(());
+    }
+    let provider = providers
+        .get(run.provider)
+        .map_err(CancelError::ProviderUnavailable)?;
+    let Some(serving) = provider.serving() else {
+        return Ok(());
+    };
+    match release_deployment(store, serving, run).await {
+        Ok(_) => Ok(()),
+        Err(ReleaseError::Store(e)) => Err(CancelError::Store(e)),
+        Err(ReleaseError::Provider(e)) if e.is_transient() => {
+            tracing::warn!(run_id = %run.id, code = e.code(), "deleting the deployment failed, transient");
+            Err(CancelError::ProviderUnavailable(e))
+        }
+        Err(ReleaseError::Provider(e)) => {
+            tracing::warn!(run_id = %run.id, code = e.code(), "provider refused to delete the deployment");
             Err(CancelError::ProviderRefused(e))
         }
     }

@@ -196,8 +196,9 @@ pub enum DeleteModelError {
     NotFound,
     #[error("model {0} is the tenant's active model; activate another one before deleting it")]
     Active(String),
-    /// Its run is deploying it: deleting now could leave a deployment
-    /// behind that nothing records.
+    /// Its run is still deploying it: deleting now could leave a
+    /// deployment behind that nothing records. Once the run has ended
+    /// (completed, failed, cancelled) the model can be deleted.
     #[error("model {0} is still being deployed; delete it once its run has ended")]
     Deploying(String),
     /// The provider could not be reached or asked us to wait; the model
@@ -234,7 +235,22 @@ pub async fn delete_model(
         return Ok(model);
     }
     if model.status == ModelStatus::Deploying {
-        return Err(DeleteModelError::Deploying(model.id.to_string()));
+        // Only its run may still deploy it. A run that ended leaves it
+        // `deploying` only if it ended before its deployment was given up
+        // (records from before runs did that): it is given up now.
+        let ended = match store.get_run(tenant, &model.run_id).await {
+            Ok(run) => run.status.is_terminal(),
+            // No run any more: nothing deploys it.
+            Err(StoreError::NotFound { .. }) => true,
+            Err(e) => return Err(DeleteModelError::Store(e)),
+        };
+        if !ended {
+            return Err(DeleteModelError::Deploying(model.id.to_string()));
+        }
+        store
+            .give_up_deploying_model(tenant, &model.id)
+            .await
+            .map_err(DeleteModelError::Store)?;
     }
     match store.mark_model_deleting(tenant, &model.id).await {
         Ok(()) => {}
@@ -248,8 +264,14 @@ pub async fn delete_model(
         .map_err(DeleteModelError::ProviderUnavailable)?;
     // The deployment first: a provider refuses to delete a model that is
     // still served (Bedrock's ConflictException).
-    if let (Some(deployment), Some(serving)) = (&model.deployment, provider.serving()) {
-        match serving.delete_deployment(deployment).await {
+    // One never recorded (its run ended while it was being created) is
+    // found by the run's name for it.
+    if let Some(serving) = provider.serving() {
+        let deleted = match &model.deployment {
+            Some(deployment) => serving.delete_deployment(deployment).await,
+            None => serving.delete_run_deployment(&model.run_id).await,
+        };
+        match deleted {
             Ok(()) => {}
             Err(e) if e.is_transient() => return Err(DeleteModelError::ProviderUnavailable(e)),
             Err(e) => return Err(DeleteModelError::ProviderRefused(e)),

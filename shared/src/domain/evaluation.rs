@@ -142,6 +142,31 @@ pub enum EvaluationStatus {
     Skipped,
 }
 
+/// What the run's activation policy did once its evaluation had decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationDecision {
+    /// The model became the tenant's active model.
+    Activated,
+    /// The policy said no (`manual`, or `if_better` without `better`), or
+    /// the model could not be (not ready).
+    NotActivated,
+    /// The policy said yes, but the tenant's active model was no longer
+    /// the evaluation's baseline: another was activated while it ran, and
+    /// that newer choice stands ("baseline changed, not activated").
+    BaselineChanged,
+}
+
+impl ActivationDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivationDecision::Activated => "activated",
+            ActivationDecision::NotActivated => "not_activated",
+            ActivationDecision::BaselineChanged => "baseline_changed",
+        }
+    }
+}
+
 /// A model and its mean score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredModel {
@@ -174,6 +199,10 @@ pub struct EvaluationRecord {
     /// Why it was skipped.
     #[serde(default)]
     pub reason: Option<String>,
+    /// What the activation policy did with the decision (`null` until the
+    /// evaluation ends).
+    #[serde(default)]
+    pub activation: Option<ActivationDecision>,
 }
 
 impl EvaluationRecord {
@@ -197,6 +226,7 @@ impl EvaluationRecord {
             decision: None,
             estimated_cost_usd: 0.0,
             reason: Some(reason.into()),
+            activation: None,
         }
     }
 
@@ -220,6 +250,7 @@ impl EvaluationRecord {
             decision: Some(summary.decision),
             estimated_cost_usd,
             reason: None,
+            activation: None,
         }
     }
 

@@ -17,12 +17,13 @@ pub mod model;
 pub mod provider;
 pub mod run;
 pub mod split;
+pub mod tenant_text;
 
 pub use dataset::{DatasetFile, DatasetRecord, ProviderFile};
 pub use dates::{DateRange, DateRangeError};
 pub use evaluation::{
-    ActivationPolicy, EvaluationConfig, EvaluationRecord, EvaluationStatus, ScoredModel,
-    ServingChoice,
+    ActivationDecision, ActivationPolicy, EvaluationConfig, EvaluationRecord, EvaluationStatus,
+    ScoredModel, ServingChoice,
 };
 pub use event::{EventLevel, EventSource, RunEvent};
 pub use examples::{ExampleBounds, ExampleBoundsError};

@@ -4,12 +4,17 @@
 //! custom model deployments), the run's deployment is found again or
 //! created, and followed across ticks until it serves — its id is then the
 //! model's endpoint, what the chat system calls. A failed deployment fails
-//! the run with the provider's reason. The evaluating step follows.
+//! the run with the provider's reason. A run that fails here (a failed
+//! deployment, a permanent provider error, retries run out) gives its
+//! deployment up first: the model becomes failed and the deployment is
+//! deleted (`release.rs`), since it would bill for ever otherwise. The
+//! evaluating step follows.
 //! Where the provider lets the trained weights go (Together), they are
 //! copied into the tenant's bucket prefix first. Needs the table and the
 //! providers.
 
-use super::{Ledger, PipelineError, Step, Steps};
+use super::reconciler::fails_the_run;
+use super::{Ledger, PipelineError, Step, Steps, release_deployment};
 use crate::blob::keys::model_weights_key;
 use crate::domain::{EventLevel, ModelId, ModelStatus, Run, RunStatus, ServingChoice, WeightsFile};
 use crate::provider::serving::DeploymentStatus;
@@ -37,13 +42,45 @@ impl Steps for DeploySteps {
         _deadline: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Step, PipelineError> {
         match run.status {
-            RunStatus::Deploying => self.deploy(ledger, run).await,
+            RunStatus::Deploying => {
+                let result = self.deploy(ledger, run).await;
+                if let Err(error) = &result
+                    && fails_the_run(error, run)
+                {
+                    self.give_up(ledger, run).await;
+                }
+                result
+            }
             _ => Ok(Step::Wait(run.clone())),
         }
     }
 }
 
 impl DeploySteps {
+    /// The run is about to fail in `deploying`: its model becomes failed
+    /// and its deployment is deleted ([`release_deployment`]), before the
+    /// reconciler records the failure. A release that cannot finish now is
+    /// logged and the run fails all the same (its model's `DELETE` finishes
+    /// it: a model whose run has ended can always be deleted).
+    async fn give_up(&self, ledger: &Ledger, run: &Run) {
+        let Ok(provider) = self.providers.get(run.provider) else {
+            return;
+        };
+        let Some(serving) = provider.serving() else {
+            return;
+        };
+        if run.config.serving != ServingChoice::OnDemand {
+            return;
+        }
+        if let Err(e) = release_deployment(&ledger.store, serving, run).await {
+            tracing::error!(
+                run_id = %run.id,
+                error = %crate::telemetry::chain(&e),
+                "could not delete the deployment of a run failing in deploying; DELETE /models/{{id}} deletes it"
+            );
+        }
+    }
+
     /// deploying: nothing to do, a deployment to create or follow, or one
     /// that ended.
     async fn deploy(&self, ledger: &Ledger, run: &Run) -> Result<Step, PipelineError> {
@@ -113,6 +150,17 @@ impl DeploySteps {
                     .await?,
             ));
         }
+        if matches!(
+            model.status,
+            ModelStatus::Failed | ModelStatus::Deleting | ModelStatus::Deleted
+        ) {
+            // Given up while the run was still deploying (a cancel or a
+            // failure interrupted before it ended the run): never deploy
+            // it again; failing the run deletes what is left.
+            return Err(PipelineError::DeploymentStopped {
+                model_id: model.id.to_string(),
+            });
+        }
         let tags = JobTags {
             tenant_id: run.tenant_id.clone(),
             run_id: run.id.clone(),
@@ -120,6 +168,16 @@ impl DeploySteps {
         let deployment = serving.deploy(&model.provider_model, &tags).await?;
         match deployment.status {
             DeploymentStatus::Creating => {
+                // A cancel may have given the model up while the
+                // deployment was being created, and deleted it before it
+                // existed: the model is read again after creating, so one
+                // of the two always deletes it.
+                let now = ledger.store.get_model(&run.tenant_id, &model.id).await?;
+                if now.status != ModelStatus::Deploying {
+                    return Err(PipelineError::DeploymentStopped {
+                        model_id: model.id.to_string(),
+                    });
+                }
                 let phase = format!(
                     "deploying the model for on-demand inference: {} {}",
                     deployment.id, deployment.provider_status
@@ -134,7 +192,7 @@ impl DeploySteps {
                 Ok(Step::Wait(ledger.store.update_run(&next).await?))
             }
             DeploymentStatus::Active => {
-                ledger
+                let served = ledger
                     .store
                     .finish_deployment(
                         &run.tenant_id,
@@ -143,12 +201,28 @@ impl DeploySteps {
                         &deployment.id,
                     )
                     .await?;
+                if !served
+                    && ledger
+                        .store
+                        .get_model(&run.tenant_id, &model.id)
+                        .await?
+                        .status
+                        != ModelStatus::Ready
+                {
+                    // Given up meanwhile (see Creating above).
+                    return Err(PipelineError::DeploymentStopped {
+                        model_id: model.id.to_string(),
+                    });
+                }
                 ledger
                     .event(
                         run,
                         EventLevel::Info,
                         "model_deployed",
-                        format!("model {} is served at {}", model.id, deployment.id),
+                        format!(
+                            "model {} is served by its deployment (GET /models/{} names it)",
+                            model.id, model.id
+                        ),
                     )
                     .await;
                 let phase = format!("fine-tuned model served at {}", deployment.id);

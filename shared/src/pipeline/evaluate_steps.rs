@@ -16,7 +16,10 @@
 //! 3. **Decide**: the rows' scores (and verdicts) to a
 //!    [`Summary`](crate::evaluation::Summary) with its intervals, recorded
 //!    on the run and its model; the model is activated when the policy
-//!    says so; the run completes with a phase that says what happened.
+//!    says so, and only over the active model the plan saw (a condition
+//!    in the write: a model the tenant activated meanwhile stays, and the
+//!    record says `baseline_changed`); the run completes with a phase that
+//!    says what happened.
 //!
 //! Answers and prompts are never logged. Needs the table, the bucket and
 //! the providers' inference.
@@ -38,8 +41,8 @@ use crate::blob::keys::{
 use crate::blob::{BlobError, Blobs};
 use crate::dataset::redact::{Redactions, redact};
 use crate::domain::{
-    ActivationPolicy, EvaluationRecord, EvaluationStatus, EventLevel, ModelId, ModelRecord,
-    ModelStatus, ProviderKind, Run, RunStatus, ScoredModel, ServingChoice,
+    ActivationDecision, ActivationPolicy, EvaluationRecord, EvaluationStatus, EventLevel, ModelId,
+    ModelRecord, ModelStatus, ProviderKind, Run, RunStatus, ScoredModel, ServingChoice,
 };
 use crate::evaluation::row::{
     EvaluationRow, JUDGE_INSTRUCTION_TOKENS, JUDGE_MAX_TOKENS, JudgedRow, ScoredAnswer,
@@ -55,7 +58,7 @@ use crate::provider::ProviderError;
 use crate::provider::inference::Inference;
 use crate::provider::profiles::profile;
 use crate::provider::registry::Answerers;
-use crate::store::StoreError;
+use crate::store::{Activation, StoreError};
 
 /// The statuses these steps take a run out of.
 pub(super) const COVERS: [RunStatus; 1] = [RunStatus::Evaluating];
@@ -116,6 +119,24 @@ struct Plan {
     indices: Vec<usize>,
     estimated_cost_usd: f64,
     estimated_tokens: u64,
+    /// The tenant's active model when the plan was made (`None`: it had
+    /// none). The evaluation activates its model only if this is still the
+    /// active one: a model activated while it ran is the tenant's newer
+    /// choice, and an evaluation against another baseline has no say.
+    #[serde(default)]
+    active_model: Option<ModelId>,
+    /// Whether `active_model` was recorded: a plan stored before it was
+    /// activates as such plans did, without the condition.
+    #[serde(default)]
+    active_recorded: bool,
+}
+
+impl Plan {
+    /// The active model an activation after this plan's evaluation must
+    /// find: `Some(None)` for none; `None` for no condition (an old plan).
+    fn baseline_active(&self) -> Option<Option<&ModelId>> {
+        self.active_recorded.then_some(self.active_model.as_ref())
+    }
 }
 
 /// The marker of an example a provider refused to answer (stored with
@@ -150,23 +171,23 @@ impl EvaluateSteps {
             Ok(model) => model,
             Err(StoreError::NotFound { .. }) => {
                 let record = EvaluationRecord::skipped("", "the job produced no model to evaluate");
-                return self.finish(ledger, run, None, record).await;
+                return self.finish(ledger, run, None, record, None).await;
             }
             Err(e) => return Err(e.into()),
         };
         if !run.config.evaluation.enabled {
             let record =
                 EvaluationRecord::skipped(model.endpoint(), "disabled by the run's config");
-            return self.finish(ledger, run, Some(&model), record).await;
+            return self.finish(ledger, run, Some(&model), record, None).await;
         }
         if run.config.serving == ServingChoice::SelfManaged {
             let record =
                 EvaluationRecord::skipped(model.endpoint(), "the tenant serves the model itself");
-            return self.finish(ledger, run, Some(&model), record).await;
+            return self.finish(ledger, run, Some(&model), record, None).await;
         }
         let plan = match self.plan(ledger, run, &model).await? {
             Ok(plan) => plan,
-            Err(skipped) => return self.finish(ledger, run, Some(&model), skipped).await,
+            Err(skipped) => return self.finish(ledger, run, Some(&model), skipped, None).await,
         };
         if run.evaluation.is_none() {
             // The estimate is on record before the first call.
@@ -273,7 +294,9 @@ impl EvaluateSteps {
                 &plan.candidate.model,
                 "the providers refused every sampled example (see the run's events)",
             );
-            return self.finish(ledger, run, Some(&model), record).await;
+            return self
+                .finish(ledger, run, Some(&model), record, plan.baseline_active())
+                .await;
         }
         if !refused.is_empty() {
             ledger
@@ -290,7 +313,8 @@ impl EvaluateSteps {
                 .await;
         }
         let record = decide(&plan, &rows, run.config.seed)?;
-        self.finish(ledger, run, Some(&model), record).await
+        self.finish(ledger, run, Some(&model), record, plan.baseline_active())
+            .await
     }
 
     /// The stored plan, or a new one stored now; `Err(record)` when there
@@ -337,6 +361,7 @@ impl EvaluateSteps {
         }
         let provider = profile(run.provider);
         let active = ledger.store.get_active_model(&run.tenant_id).await?;
+        let active_model = active.as_ref().map(|a| a.model_id.clone());
         let (baseline, baseline_price) = match active.filter(|a| a.model_id != model.id) {
             Some(active) => (
                 Target {
@@ -394,6 +419,8 @@ impl EvaluateSteps {
             indices: examples.iter().map(|e| e.index).collect(),
             estimated_cost_usd: (estimate.total_usd * 100.0).ceil() / 100.0,
             estimated_tokens: estimate.input_tokens + estimate.output_tokens,
+            active_model,
+            active_recorded: true,
         };
         let body = serde_json::to_vec(&plan)
             .map_err(|e| PipelineError::Inconsistent(format!("an evaluation plan: {e}")))?;
@@ -640,36 +667,63 @@ impl EvaluateSteps {
 
     /// Records the evaluation on the model and the run, activates the
     /// model when the run's policy says so, and completes the run.
+    /// `baseline` is the active model the plan saw (`Some(None)`: none):
+    /// the activation is conditional on it still being the active one, in
+    /// the write itself, so a model the tenant activated meanwhile is never
+    /// replaced. `None` (no plan was made: nothing was compared) activates
+    /// without that condition.
     async fn finish(
         &self,
         ledger: &Ledger,
         run: &Run,
         model: Option<&ModelRecord>,
-        record: EvaluationRecord,
+        mut record: EvaluationRecord,
+        baseline: Option<Option<&ModelId>>,
     ) -> Result<Step, PipelineError> {
-        if let Some(model) = model {
-            ledger
-                .store
-                .record_model_evaluation(&run.tenant_id, &model.id, &record)
-                .await?;
-        }
         let policy = run.config.activation;
         let wanted = match policy {
             ActivationPolicy::Manual => false,
             ActivationPolicy::Always => true,
             ActivationPolicy::IfBetter => record.decision == Some(Decision::Better),
         };
-        let activated = match model {
+        let activation = match model {
             Some(model) if wanted && model.status == ModelStatus::Ready => {
-                match ledger.store.activate_model(model, Utc::now()).await {
-                    Ok(_) => true,
+                let now = Utc::now();
+                let result = match baseline {
+                    Some(expected) => ledger
+                        .store
+                        .activate_model_over(model, expected, now)
+                        .await
+                        .map(|a| match a {
+                            Activation::Activated(_) => ActivationDecision::Activated,
+                            Activation::ActiveChanged => ActivationDecision::BaselineChanged,
+                        }),
+                    None => ledger
+                        .store
+                        .activate_model(model, now)
+                        .await
+                        .map(|_| ActivationDecision::Activated),
+                };
+                match result {
+                    Ok(decision) => Some(decision),
                     // Deleted or failed meanwhile: it stays as it is.
-                    Err(StoreError::ConditionFailed { .. }) => false,
+                    Err(StoreError::ConditionFailed { .. }) => {
+                        Some(ActivationDecision::NotActivated)
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
-            _ => false,
+            Some(_) => Some(ActivationDecision::NotActivated),
+            None => None,
         };
+        record.activation = activation;
+        if let Some(model) = model {
+            ledger
+                .store
+                .record_model_evaluation(&run.tenant_id, &model.id, &record)
+                .await?;
+        }
+        let activated = activation == Some(ActivationDecision::Activated);
         let evaluated = match record.status {
             EvaluationStatus::Skipped => format!(
                 "evaluation skipped: {}",
@@ -677,7 +731,7 @@ impl EvaluateSteps {
             ),
             _ => format!("evaluated: {}", record.figures()),
         };
-        let activation = activation_sentence(policy, &record, model, activated);
+        let sentence = activation_sentence(policy, &record, model, activation);
         if let Some(decision) = record.decision {
             ledger
                 .metrics
@@ -690,12 +744,12 @@ impl EvaluateSteps {
             .event(
                 run,
                 EventLevel::Info,
-                if activated {
-                    "model_activated"
-                } else {
-                    "model_not_activated"
+                match activation {
+                    Some(ActivationDecision::Activated) => "model_activated",
+                    Some(ActivationDecision::BaselineChanged) => "baseline_changed",
+                    _ => "model_not_activated",
                 },
-                activation.clone(),
+                sentence.clone(),
             )
             .await;
         let mut next = run.clone();
@@ -705,7 +759,7 @@ impl EvaluateSteps {
                 .transition(
                     next,
                     RunStatus::Completed,
-                    format!("{evaluated}; {activation}"),
+                    format!("{evaluated}; {sentence}"),
                 )
                 .await?,
         ))
@@ -717,28 +771,30 @@ fn activation_sentence(
     policy: ActivationPolicy,
     record: &EvaluationRecord,
     model: Option<&ModelRecord>,
-    activated: bool,
+    activation: Option<ActivationDecision>,
 ) -> String {
     let Some(model) = model else {
         return "no model to activate".to_owned();
     };
-    if activated {
-        return format!(
+    let how = format!("POST /models/{}/activate to use it", model.id);
+    match (activation, policy) {
+        (Some(ActivationDecision::Activated), _) => format!(
             "model {} activated (activation {})",
             model.id,
             policy.as_str()
-        );
-    }
-    let how = format!("POST /models/{}/activate to use it", model.id);
-    match policy {
-        ActivationPolicy::Manual => {
+        ),
+        (Some(ActivationDecision::BaselineChanged), _) => format!(
+            "baseline changed, not activated: another model was activated while the evaluation \
+             ran, and it stays the active one ({how})"
+        ),
+        (_, ActivationPolicy::Manual) => {
             format!("not activated (activation manual): {how}")
         }
-        ActivationPolicy::IfBetter => format!(
+        (_, ActivationPolicy::IfBetter) => format!(
             "not activated: activation if_better needs the decision \"better\", this was \"{}\"; the previous active model stays ({how})",
             record.decision.map_or("none", Decision::as_str)
         ),
-        ActivationPolicy::Always => {
+        (_, ActivationPolicy::Always) => {
             format!(
                 "not activated: model {} is {}",
                 model.id,
@@ -768,6 +824,7 @@ fn running(plan: &Plan, run: &Run) -> EvaluationRecord {
         decision: None,
         estimated_cost_usd: plan.estimated_cost_usd,
         reason: None,
+        activation: None,
     }
 }
 
@@ -935,6 +992,8 @@ mod tests {
             indices: (0..examples).collect(),
             estimated_cost_usd: 0.01,
             estimated_tokens: 100,
+            active_model: None,
+            active_recorded: true,
         }
     }
 
@@ -957,7 +1016,7 @@ mod tests {
         let rows: Vec<EvaluationRow> = (0..30).map(|i| row(i, 0.1, 0.6)).collect();
         let record = decide(&plan(30), &rows, 42).unwrap();
         assert_eq!(record.decision, Some(Decision::Worse));
-        let sentence = activation_sentence(ActivationPolicy::IfBetter, &record, None, false);
+        let sentence = activation_sentence(ActivationPolicy::IfBetter, &record, None, None);
         assert_eq!(sentence, "no model to activate");
     }
 }

@@ -48,8 +48,9 @@ impl Ledger {
     }
 
     /// Counts a transient failure on the run: the next tick tries the same
-    /// step again, and the run's phase says why it waits.
-    pub(crate) async fn record_retry(
+    /// step again, and the run's phase says why it waits (its code; the
+    /// timeline has the tenant's sentence, the log the whole error).
+    pub async fn record_retry(
         &self,
         mut run: Run,
         error: &PipelineError,
@@ -75,27 +76,30 @@ impl Ledger {
             &stored,
             EventLevel::Warn,
             "retrying",
-            format!("{}: {error}", error.code()),
+            format!("{}: {}", error.code(), error.tenant_message()),
         )
         .await;
         Ok(stored)
     }
 
-    /// Fails the run with the error's stable code and its sentence.
-    pub(crate) async fn record_failure(
+    /// Fails the run with the error's stable code and its sentence for the
+    /// tenant ([`PipelineError::tenant_message`]); the whole error, with
+    /// its source chain, goes to the log only.
+    pub async fn record_failure(
         &self,
         mut run: Run,
         error: &PipelineError,
     ) -> Result<Run, PipelineError> {
         tracing::error!(run_id = %run.id, status = %run.status, code = error.code(), error = %crate::telemetry::chain(error), "run failed");
-        run.fail(error.code(), error.to_string(), Utc::now())?;
+        let message = error.tenant_message();
+        run.fail(error.code(), message.clone(), Utc::now())?;
         let stored = self.store.update_run(&run).await?;
         self.metrics.run_ended(stored.provider, stored.status);
         self.event(
             &stored,
             EventLevel::Error,
             "status_changed",
-            format!("failed: {error}"),
+            format!("failed: {message}"),
         )
         .await;
         Ok(stored)

@@ -23,6 +23,7 @@ mod job_steps;
 mod ledger;
 pub mod monitor;
 mod reconciler;
+mod release;
 pub mod shard_worker;
 mod upload_steps;
 
@@ -46,6 +47,7 @@ pub use evaluate_steps::{
 pub use job_steps::JobSteps;
 pub use ledger::Ledger;
 pub use reconciler::{MAX_RETRIES, Reconciler, Step, Steps};
+pub use release::{ReleaseError, release_deployment};
 pub use upload_steps::UploadSteps;
 
 /// How long a lease outlives the invocation that took it: Lambda ends an

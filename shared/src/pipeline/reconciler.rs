@@ -75,6 +75,18 @@ fn needs_lease(status: RunStatus) -> bool {
     !matches!(status, RunStatus::Training)
 }
 
+/// Whether the reconciler fails the run on `error` from its step (rather
+/// than count a retry, or yield to a concurrent writer): a step that left
+/// something billing behind (a deployment) gives it up first.
+pub(super) fn fails_the_run(error: &PipelineError, run: &Run) -> bool {
+    let yields = matches!(
+        error,
+        PipelineError::Store(StoreError::VersionConflict { .. })
+    );
+    let retries = error.is_transient() && run.retries < MAX_RETRIES;
+    !yields && !retries
+}
+
 fn outcome(from: RunStatus, run: &Run, idle: Duration, retrying: Option<&'static str>) -> Outcome {
     if let Some(code) = retrying {
         Outcome::Retrying {
@@ -213,7 +225,7 @@ impl<S: Steps> Reconciler<S> {
                         None,
                     ));
                 }
-                Err(e) if e.is_transient() && run.retries < MAX_RETRIES => {
+                Err(e) if !fails_the_run(&e, &run) => {
                     let stored = self.ledger.record_retry(run, &e).await?;
                     return Ok((stored, Some(e.code())));
                 }

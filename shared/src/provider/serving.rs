@@ -11,6 +11,7 @@
 use async_trait::async_trait;
 
 use super::{JobTags, ProviderError};
+use crate::domain::RunId;
 
 /// Where a deployment is: the provider's own three states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,4 +49,10 @@ pub trait ModelServing: Send + Sync {
 
     /// Removes the deployment; one already gone is not an error.
     async fn delete_deployment(&self, id: &str) -> Result<(), ProviderError>;
+
+    /// Removes the run's deployment, found by what [`ModelServing::deploy`]
+    /// named it after: also one whose id was never recorded (a run that
+    /// ended while it was being created). None, or one already gone, is
+    /// not an error, so a retry or a duplicate is harmless.
+    async fn delete_run_deployment(&self, run: &RunId) -> Result<(), ProviderError>;
 }

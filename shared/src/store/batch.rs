@@ -80,6 +80,8 @@ impl Store {
     /// Stores provider events copied from a job. Each event's id is
     /// derived from the provider's, so writing one again replaces it with
     /// the same content: no condition is needed, and batching is safe.
+    /// Messages are scrubbed of ARNs and account ids, as
+    /// [`Store::append_event`] does.
     pub async fn put_events(
         &self,
         tenant: &TenantId,
@@ -88,7 +90,7 @@ impl Store {
         for chunk in events.chunks(WRITE_BATCH) {
             let mut pending = Vec::with_capacity(chunk.len());
             for event in chunk {
-                let mut item = to_item("event", event)?;
+                let mut item = to_item("event", &super::events::scrubbed_event(event))?;
                 item.insert(PK.to_owned(), s(events_pk(tenant, &event.run_id)));
                 item.insert(SK.to_owned(), s(event_sk(event.at, &event.id)));
                 let put = PutRequest::builder()

@@ -7,13 +7,14 @@ use crate::domain::{RunEvent, RunId, TenantId};
 
 impl Store {
     /// Appends an event; the same event id twice is stored once. Returns
-    /// whether it was new (provider events are re-read on every poll).
+    /// whether it was new (provider events are re-read on every poll). Its
+    /// message is scrubbed of ARNs and account ids on the way in.
     pub async fn append_event(
         &self,
         tenant: &TenantId,
         event: &RunEvent,
     ) -> Result<bool, StoreError> {
-        let mut item = to_item("event", event)?;
+        let mut item = to_item("event", &scrubbed_event(event))?;
         item.insert(PK.to_owned(), s(events_pk(tenant, &event.run_id)));
         item.insert(SK.to_owned(), s(event_sk(event.at, &event.id)));
         let result = self
@@ -88,4 +89,16 @@ impl Store {
             },
         })
     }
+}
+
+/// The event as the tenant may read it: its message scrubbed of ARNs and
+/// account ids ([`crate::domain::tenant_text`]).
+pub(super) fn scrubbed_event(event: &RunEvent) -> std::borrow::Cow<'_, RunEvent> {
+    use crate::domain::tenant_text::{needs_scrubbing, scrub};
+    if !needs_scrubbing(&event.message) {
+        return std::borrow::Cow::Borrowed(event);
+    }
+    let mut clean = event.clone();
+    clean.message = scrub(&event.message).into_owned();
+    std::borrow::Cow::Owned(clean)
 }

@@ -30,6 +30,7 @@ use crate::domain::IdError;
 
 pub use active::ActiveRun;
 pub use idempotency::{IdempotentRequest, request_hash};
+pub use models::Activation;
 pub use push::{DELIVERY_TTL, JobOwner};
 pub use runs::{CreateOutcome, Page};
 

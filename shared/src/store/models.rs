@@ -6,6 +6,7 @@
 //! it and deleting a model are transactions over both items: a model cannot
 //! be activated while it is being deleted, nor deleted while it is active.
 
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
@@ -15,6 +16,15 @@ use super::{Item, Store, StoreError, cursor, from_item, is_condition_failure, s,
 use crate::domain::{
     ActiveModel, EvaluationRecord, ModelId, ModelRecord, ModelStatus, TenantId, WeightsFile,
 };
+
+/// What a conditional activation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activation {
+    /// The model is the tenant's active one now.
+    Activated(ActiveModel),
+    /// The active model was not the one expected: nothing changed.
+    ActiveChanged,
+}
 
 impl Store {
     /// Records a model; `false` when it already was (a completion step
@@ -121,6 +131,38 @@ impl Store {
         model: &ModelRecord,
         now: DateTime<Utc>,
     ) -> Result<ActiveModel, StoreError> {
+        match self.activate(model, None, now).await? {
+            Activation::Activated(active) => Ok(active),
+            // No condition on the pointer was set: unreachable, answered
+            // as the model's own condition.
+            Activation::ActiveChanged => Err(StoreError::ConditionFailed {
+                kind: "model",
+                id: model.id.to_string(),
+            }),
+        }
+    }
+
+    /// Makes `model` the tenant's active model only if the active one is
+    /// still `expected` (`None`: still none), in the same transaction as
+    /// the check that the model is ready: what an evaluation activates
+    /// over the baseline it beat, never over a choice made since.
+    /// [`Activation::ActiveChanged`] when the active model is another;
+    /// [`StoreError::ConditionFailed`] when the model is not ready.
+    pub async fn activate_model_over(
+        &self,
+        model: &ModelRecord,
+        expected: Option<&ModelId>,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, StoreError> {
+        self.activate(model, Some(expected), now).await
+    }
+
+    async fn activate(
+        &self,
+        model: &ModelRecord,
+        expected: Option<Option<&ModelId>>,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, StoreError> {
         let active = ActiveModel {
             model_id: model.id.clone(),
             provider: model.provider,
@@ -141,21 +183,52 @@ impl Store {
             .expression_attribute_values(":ready", s(ModelStatus::Ready.as_str()))
             .build()
             .map_err(|e| StoreError::dynamo("build condition", e))?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        put = match expected {
+            None => put,
+            Some(None) => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK),
+            Some(Some(id)) => put
+                .condition_expression("#model_id = :expected")
+                .expression_attribute_names("#model_id", "model_id")
+                .expression_attribute_values(":expected", s(id.as_str())),
+        };
+        let put = put
             .build()
             .map_err(|e| StoreError::dynamo("build put", e))?;
-        self.transact(
-            "model",
-            &model.id,
-            vec![
-                TransactWriteItem::builder().condition_check(ready).build(),
-                TransactWriteItem::builder().put(put).build(),
-            ],
-        )
-        .await?;
-        Ok(active)
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(ready).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Activation::Activated(active)),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    // One reason per item, in order: the model's check,
+                    // then the pointer's put.
+                    let failed = |i: usize| {
+                        cancelled
+                            .cancellation_reasons()
+                            .get(i)
+                            .and_then(|r| r.code())
+                            .is_some_and(|code| code == "ConditionalCheckFailed")
+                    };
+                    if !failed(0) && failed(1) {
+                        Ok(Activation::ActiveChanged)
+                    } else {
+                        Err(StoreError::ConditionFailed {
+                            kind: "model",
+                            id: model.id.to_string(),
+                        })
+                    }
+                }
+                _ => Err(StoreError::dynamo("TransactWriteItems", e)),
+            },
+        }
     }
 
     /// Marks a ready (or already deleting) model as being deleted, unless
@@ -226,6 +299,37 @@ impl Store {
             .expression_attribute_names("#deployment", "deployment")
             .expression_attribute_values(":status", s(status.as_str()))
             .expression_attribute_values(":deployment", s(deployment))
+            .expression_attribute_values(":deploying", s(ModelStatus::Deploying.as_str()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// Gives up a model still `deploying` (its run was cancelled or failed
+    /// before the deployment served): it becomes `failed`. Recorded before
+    /// its deployment is deleted, so a deploying step that created the
+    /// deployment meanwhile finds the model given up and deletes it too.
+    /// `false` when the model was no longer deploying (a retry, a
+    /// duplicate), which is not an error.
+    pub async fn give_up_deploying_model(
+        &self,
+        tenant: &TenantId,
+        id: &ModelId,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(tenant_pk(tenant)))
+            .key(SK, s(model_sk(id)))
+            .update_expression("SET #status = :failed")
+            .condition_expression("#status = :deploying")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", s(ModelStatus::Failed.as_str()))
             .expression_attribute_values(":deploying", s(ModelStatus::Deploying.as_str()))
             .send()
             .await;

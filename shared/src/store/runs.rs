@@ -236,9 +236,13 @@ impl Store {
     /// Stores `run` if nobody changed it since it was read at
     /// `run.version`; returns it at its new version. A stale writer gets
     /// [`StoreError::VersionConflict`], never a silent overwrite.
+    /// The texts the tenant reads (its error, its job's error) are
+    /// scrubbed of ARNs and account ids on the way in
+    /// ([`crate::domain::tenant_text`]); the run returned is as stored.
     pub async fn update_run(&self, run: &Run) -> Result<Run, StoreError> {
         let mut next = run.clone();
         next.version = run.version + 1;
+        scrub_run(&mut next);
         let mut item = to_item("run", &next)?;
         let mut names: HashMap<String, String> = HashMap::new();
         let mut values: HashMap<String, AttributeValue> = HashMap::new();
@@ -298,4 +302,20 @@ impl Store {
 /// Milliseconds since the epoch, as the lease attributes store time.
 pub(super) fn epoch_millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
+}
+
+/// The run's tenant-visible texts with ARNs and account ids replaced.
+fn scrub_run(run: &mut Run) {
+    use crate::domain::tenant_text::{needs_scrubbing, scrub};
+    let scrubbed = |text: &mut String| {
+        if needs_scrubbing(text) {
+            *text = scrub(text).into_owned();
+        }
+    };
+    if let Some(error) = run.error.as_mut() {
+        scrubbed(&mut error.message);
+    }
+    if let Some(error) = run.job.as_mut().and_then(|j| j.error.as_mut()) {
+        scrubbed(error);
+    }
 }

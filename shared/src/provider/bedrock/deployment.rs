@@ -15,6 +15,7 @@ use aws_sdk_bedrock::types::{CustomModelDeploymentStatus, Tag};
 use super::error::map_sdk_error;
 use super::names::{deployment_name, deployment_token};
 use super::{BedrockJobs, TAG_RUN, TAG_TENANT};
+use crate::domain::RunId;
 use crate::provider::serving::{Deployment, DeploymentStatus, ModelServing};
 use crate::provider::{JobTags, ProviderError};
 
@@ -107,5 +108,11 @@ impl ModelServing for BedrockJobs {
             Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Bedrock names a deployment by its ARN or its name: the name is the
+    /// run's.
+    async fn delete_run_deployment(&self, run: &RunId) -> Result<(), ProviderError> {
+        self.delete_deployment(&deployment_name(run)).await
     }
 }
