@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export AWS_EC2_METADATA_DISABLED := true
 export MOTO_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: test demo demo-large lint fmt bench venv clean-venv sam-validate package package-smoke
+.PHONY: test demo demo-large lint fmt bench bench-redact venv clean-venv sam-validate package package-smoke
 
 ## test: every unit and integration test (moto_server is started by the harness)
 test: $(STAMP)
@@ -46,6 +46,12 @@ bench: $(STAMP)
 	cargo build --release --workspace $(FUNCTION_BINS)
 	cargo build --workspace --bin bench-init
 	$(TARGET_DIR)/debug/bench-init $(TARGET_DIR)/release $(or $(RUNS),10)
+
+## bench-redact: redaction throughput (MB/s) and accuracy (planted PII
+## missed, false positives) before and after Unicode-aware detection, on
+## the demo and synthetic corpora and their hostile rewrites
+bench-redact:
+	cargo run --release --quiet -p demo --bin redact-bench
 
 ## sam-validate: `sam validate --lint` (the SAM CLI in its own venv, .venv-sam)
 SAM_VENV := .venv-sam

@@ -1,10 +1,12 @@
 //! The conversation export format (see `docs/conversation-format.md`) and
 //! the rules that turn one conversation into training messages.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::redact::{Redactions, redact};
+use super::redact::{Redactions, redact, redact_arguments, redact_identifier};
 use crate::domain::Filters;
 
 /// One line of an export.
@@ -155,9 +157,36 @@ impl Rules {
         {
             return Err(DropReason::BelowMinRating);
         }
+        let redact_pii = self.filters.redact_pii;
+        // Every free-text field that reaches a provider is scanned: text
+        // as text, identifiers (names, call ids, function names) with
+        // tokens they can hold, tool arguments as the JSON they are.
+        let text = |t: String, r: &mut Redactions| {
+            if redact_pii {
+                match redact(&t, r) {
+                    Cow::Borrowed(_) => t,
+                    Cow::Owned(o) => o,
+                }
+            } else {
+                t
+            }
+        };
+        let ident = |t: String, r: &mut Redactions| {
+            if redact_pii {
+                match redact_identifier(&t, r) {
+                    Cow::Borrowed(_) => t,
+                    Cow::Owned(o) => o,
+                }
+            } else {
+                t
+            }
+        };
         let mut messages = Vec::with_capacity(conv.messages.len() + 1);
         if let Some(prompt) = &self.system_prompt {
-            messages.push(text_message(Role::System, prompt.trim().to_owned()));
+            messages.push(text_message(
+                Role::System,
+                text(prompt.trim().to_owned(), redactions),
+            ));
         }
         let mut pending: Vec<String> = Vec::new();
         for m in conv.messages {
@@ -194,18 +223,17 @@ impl Rules {
             if content.is_none() && calls.is_none() {
                 return Err(DropReason::MissingContent);
             }
-            let content = match content {
-                Some(c) if self.filters.redact_pii => Some(redact(&c, redactions).into_owned()),
-                other => other,
-            };
+            let content = content.map(|c| text(c, redactions));
             let calls = calls.map(|calls| {
                 calls
                     .into_iter()
                     .map(|mut c| {
-                        if self.filters.redact_pii {
+                        if redact_pii {
                             c.function.arguments =
-                                redact(&c.function.arguments, redactions).into_owned();
+                                redact_arguments(&c.function.arguments, redactions);
                         }
+                        c.id = ident(c.id, redactions);
+                        c.function.name = ident(c.function.name, redactions);
                         c
                     })
                     .collect()
@@ -213,10 +241,13 @@ impl Rules {
             messages.push(Message {
                 role,
                 content,
-                name: m.name.filter(|n| !n.is_empty()),
+                name: m
+                    .name
+                    .filter(|n| !n.is_empty())
+                    .map(|n| ident(n, redactions)),
                 tool_calls: calls,
                 tool_call_id: if role == Role::Tool {
-                    m.tool_call_id
+                    m.tool_call_id.map(|id| ident(id, redactions))
                 } else {
                     None
                 },

@@ -519,3 +519,109 @@ fn a_folder_prepared_on_several_threads_makes_the_dataset_one_thread_makes() {
         a.stats
     );
 }
+
+#[tokio::test]
+async fn pii_in_unicode_forms_and_in_every_field_reaches_no_providers_file() {
+    // GIVEN a conversation with a card in no-break spaces, one in
+    // fullwidth digits, an address with a fullwidth at-sign, a phone with
+    // thin spaces, a phone in a message's name, a card in a tool call's
+    // id (and its result's), an address in a function name, a phone as a
+    // JSON number in the arguments, and an address in the system prompt
+    let card_nbsp = "4111\u{a0}1111\u{a0}1111\u{a0}1111";
+    let card_wide = "４１１１１１１１１１１１１１１１";
+    let text = json!({"id": "conv-text", "started_at": "2026-10-05T09:00:00Z", "outcome": "resolved",
+        "messages": [
+            {"role": "user",
+             "content": format!("tarjeta {card_nbsp} o {card_wide}, correo ana＠example.com, tel 612\u{2009}345\u{2009}678")},
+            {"role": "assistant", "content": "Gracias."}]});
+    // (Nova takes no tool calls: its format drops this one, after
+    // redaction has counted it)
+    let tools = json!({"id": "conv-tools", "started_at": "2026-10-05T10:00:00Z", "outcome": "resolved",
+        "messages": [
+            {"role": "user", "name": "maria_0612345678", "content": "¿Me avisas?"},
+            {"role": "assistant", "content": null, "tool_calls": [{
+                "id": "call_4111111111111111", "type": "function",
+                "function": {"name": "notify_ana@example.com", "arguments": "{\"phone\":612345678,\"note\":\"ok\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_4111111111111111", "content": "{\"sent\":true}"},
+            {"role": "assistant", "content": "Hecho."}]});
+    let input = Dir::new();
+    input.write(
+        "conversations/acme/2026/10/05/a.jsonl",
+        &lines(&[text, tools]),
+    );
+    for (base_model, format) in [
+        (
+            "gpt-4o-mini-2024-07-18",
+            super::format::DatasetFormat::OpenAiChat,
+        ),
+        (
+            "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+            super::format::DatasetFormat::OpenAiChat,
+        ),
+        (
+            "amazon.nova-micro-v1:0:128k",
+            super::format::DatasetFormat::BedrockConversation,
+        ),
+    ] {
+        let out = Dir::new();
+        let mut s = settings();
+        s.train_split = split(1.0);
+        s.base_model = base_model.into();
+        s.format = format;
+        s.system_prompt = Some("Eres el asistente; escala a soporte@acme.example.com.".into());
+        // WHEN it is prepared for each provider's format
+        let r = run(&input.0, &out.0, &s).await.unwrap();
+        // THEN nothing a reader would read as a digit of the card or the
+        // phones, and no address, is in the file
+        let train = out.read("train.jsonl");
+        let read = super::redact::normalise::Normalised::new(&train)
+            .text
+            .into_owned();
+        for leak in [
+            "4111",
+            "1111",
+            "0612345678",
+            "612345678",
+            "345",
+            "ana@",
+            "example.com",
+            "soporte",
+        ] {
+            assert!(!read.contains(leak), "{base_model}: {leak} in {train}");
+        }
+        // (the call's id is counted where it is sent: in the call and in
+        // its result; the prompt in each conversation)
+        let counted = r.stats.redactions;
+        assert_eq!(
+            (counted.card, counted.email, counted.phone),
+            (4, 4, 3),
+            "{base_model}"
+        );
+        if format != super::format::DatasetFormat::OpenAiChat {
+            continue;
+        }
+        // AND the example is still well-formed: its tool call still pairs
+        // with its result, and the arguments are still JSON
+        let line: serde_json::Value = train
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l.to_string().contains("tool_calls"))
+            .unwrap();
+        let text = line.to_string();
+        let token = text
+            .split("card_")
+            .nth(1)
+            .map(|t| &t[..6])
+            .unwrap_or_else(|| panic!("{base_model}: no card token in {text}"));
+        assert_eq!(
+            text.matches(&format!("call_card_{token}")).count(),
+            2,
+            "{text}"
+        );
+        let args = line["messages"][2]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap();
+        let args: serde_json::Value = serde_json::from_str(args).unwrap();
+        assert_eq!(args["phone"], "[PHONE]");
+    }
+}

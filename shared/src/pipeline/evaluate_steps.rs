@@ -39,7 +39,7 @@ use crate::blob::keys::{
     evaluation_answer_key, evaluation_plan_key, evaluation_prefix, evaluation_row_key,
 };
 use crate::blob::{BlobError, Blobs};
-use crate::dataset::redact::{Redactions, redact};
+use crate::dataset::redact::{Redactions, redact, redact_json};
 use crate::domain::{
     ActivationDecision, ActivationPolicy, EvaluationRecord, EvaluationStatus, EventLevel, ModelId,
     ModelRecord, ModelStatus, ProviderKind, Run, RunStatus, ScoredModel, ServingChoice,
@@ -910,24 +910,8 @@ pub fn redact_answer(answer: Answer) -> Answer {
         },
         Answer::ToolCall { name, arguments } => Answer::ToolCall {
             name,
-            arguments: redact_value(arguments, &mut counts),
+            arguments: redact_json(arguments, &mut counts),
         },
-    }
-}
-
-fn redact_value(value: serde_json::Value, counts: &mut Redactions) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => Value::String(redact(&s, counts).into_owned()),
-        Value::Array(items) => {
-            Value::Array(items.into_iter().map(|v| redact_value(v, counts)).collect())
-        }
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, redact_value(v, counts)))
-                .collect(),
-        ),
-        other => other,
     }
 }
 
