@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export AWS_EC2_METADATA_DISABLED := true
 export MOTO_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: test demo demo-large lint fmt bench venv clean-venv sam-validate package package-smoke
+.PHONY: test demo demo-large lint fmt bench bench-hostile venv clean-venv sam-validate package package-smoke
 
 ## test: every unit and integration test (moto_server is started by the harness)
 test: $(STAMP)
@@ -45,6 +45,14 @@ bench: $(STAMP)
 	cargo build --release --workspace $(FUNCTION_BINS)
 	cargo build --workspace --bin bench-init
 	$(TARGET_DIR)/debug/bench-init $(TARGET_DIR)/release $(or $(RUNS),10)
+
+## bench-hostile: peak RSS of `finetune prepare`'s reading path on a 1 MB
+## gzip that inflates to 1 GiB of spaces with no newline (with its limits,
+## and without: the line ceiling alone) and on a file of one 64 MiB line;
+## each case in its own process, each must stay at or under 150 MiB
+bench-hostile:
+	cargo build --quiet -p demo --bin hostile-bench
+	@for case in gzip gzip-unbounded line; do $(TARGET_DIR)/debug/hostile-bench $$case || exit 1; done
 
 ## sam-validate: `sam validate --lint` (the SAM CLI in its own venv, .venv-sam)
 SAM_VENV := .venv-sam

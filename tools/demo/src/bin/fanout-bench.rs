@@ -86,6 +86,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             dataset: DatasetId::generate(),
         },
         &one_day,
+        Default::default(),
         None,
     )
     .await?;
