@@ -3,13 +3,14 @@
 //! inflates to 1 GiB of spaces with no newline, and a file of one 64 MiB
 //! line — each beside a file of good conversations.
 //!
-//! `hostile-bench <gzip|gzip-unbounded|line>` writes the case's exports to
+//! `hostile-bench <baseline|gzip|gzip-unbounded|line>` writes the case's exports to
 //! a temporary folder, prepares them with
 //! [`finetune::dataset::prepare::prepare_local_on_threads`] (what the CLI
 //! runs) and prints the process's peak resident memory (`VmHWM`). One
 //! case per process, so one case's peak is not another's. `gzip-unbounded`
 //! lifts the inflation limits: the line ceiling alone must hold memory as
-//! the whole gigabyte streams through.
+//! the whole gigabyte streams through; `baseline` is the good file alone
+//! (the tokenizer and the runtime), for comparison.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,9 @@ fn peak_rss() -> u64 {
 }
 
 fn main() -> ExitCode {
+    // The tokenizer built as the prepare function builds it (from the
+    // vocabularies; here the ones compiled in, there its layer's).
+    finetune::dataset::dictionaries::use_embedded();
     let case = std::env::args().nth(1).unwrap_or_default();
     let root = std::env::temp_dir().join(format!("hostile-bench-{}", std::process::id()));
     let result = run(&case, &root);
@@ -114,7 +118,13 @@ fn run(case: &str, root: &Path) -> Result<(), Box<dyn std::error::Error>> {
             let n = write_long_line(&dir.join("b-line.jsonl"))?;
             ("one 64 MiB line", n)
         }
-        other => return Err(format!("unknown case {other:?}: gzip, gzip-unbounded or line").into()),
+        // The good file alone: what the tokenizer and the runtime take.
+        "baseline" => ("the good file alone", 0),
+        other => {
+            return Err(
+                format!("unknown case {other:?}: baseline, gzip, gzip-unbounded or line").into(),
+            );
+        }
     };
     let before = peak_rss();
     let day = NaiveDate::from_ymd_opt(2026, 10, 1).ok_or("no date")?;
