@@ -348,9 +348,7 @@ pub fn read_limits(
 fn read_limits_of(vars: &Vars<'_>) -> Result<crate::dataset::io::ReadLimits, ConfigError> {
     Ok(crate::dataset::io::ReadLimits {
         max_line_bytes: MB * vars.number::<u64>("PREPARE_MAX_LINE_MB", 8, 1..=1024)?,
-        max_inflated_bytes: 1024
-            * MB
-            * vars.number::<u64>("PREPARE_GZIP_MAX_GB", 16, 1..=1024)?,
+        max_inflated_bytes: 1024 * MB * vars.number::<u64>("PREPARE_GZIP_MAX_GB", 16, 1..=1024)?,
         max_gzip_ratio: vars.number::<u64>("PREPARE_GZIP_MAX_RATIO", 100, 2..=100_000)?,
     })
 }
@@ -716,7 +714,10 @@ mod tests {
             }
         }
         assert!(asked.contains("PREPARE_MAX_EXPORT_GB"), "{asked:?}");
-        assert!(unknown.is_empty(), "variables no configuration reads: {unknown:#?}");
+        assert!(
+            unknown.is_empty(),
+            "variables no configuration reads: {unknown:#?}"
+        );
     }
 
     #[test]

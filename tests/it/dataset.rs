@@ -291,7 +291,10 @@ async fn a_prepare_over_broken_files_completes_and_names_each_file_it_refused() 
     assert_eq!(s.malformed_lines, 1, "{s:?}");
     // AND the manifest says the same
     let manifest: serde_json::Value = env.blobs.get_json(&prepared.manifest_key).await.unwrap();
-    assert_eq!(manifest["stats"]["files_refused"][0]["reason"], "empty_gzip");
+    assert_eq!(
+        manifest["stats"]["files_refused"][0]["reason"],
+        "empty_gzip"
+    );
     assert_eq!(manifest["stats"]["files_refused_total"], 4);
 }
 
@@ -328,7 +331,10 @@ async fn a_run_whose_every_file_is_refused_fails_naming_the_files_and_reasons() 
     .unwrap_err();
 
     // THEN it fails with the files and their reasons, not "too few examples"
-    assert!(matches!(err, PrepareError::NoReadableExports { total: 2, .. }), "{err}");
+    assert!(
+        matches!(err, PrepareError::NoReadableExports { total: 2, .. }),
+        "{err}"
+    );
     let message = err.to_string();
     assert!(
         message.contains("a-empty.jsonl.gz (empty_gzip)")
@@ -344,7 +350,10 @@ async fn a_line_over_the_ceiling_is_a_malformed_line_and_the_rest_is_read() {
     let env = TestEnv::new().await;
     let tenant = TenantId::parse("acme").unwrap();
     let mut body: String = (0..2).map(|n| conversation(n, 1) + "\n").collect();
-    body.push_str(&format!("{{\"id\": \"big\", \"pad\": \"{}\"}}\n", "x".repeat(9 << 20)));
+    body.push_str(&format!(
+        "{{\"id\": \"big\", \"pad\": \"{}\"}}\n",
+        "x".repeat(9 << 20)
+    ));
     body.extend((2..20).map(|n| conversation(n, 1) + "\n"));
     env.blobs
         .put_bytes(

@@ -558,7 +558,10 @@ async fn a_refused_file_does_not_fail_its_shard_and_the_merge_names_it() {
         .collect();
     assert_eq!(
         refused,
-        [("b-empty.jsonl.gz", "empty_gzip"), ("c-plain.jsonl.gz", "not_gzip")]
+        [
+            ("b-empty.jsonl.gz", "empty_gzip"),
+            ("c-plain.jsonl.gz", "not_gzip")
+        ]
     );
     assert_eq!((s.files_refused_total, s.files_read), (2, 2));
     assert_eq!(s.conversations_read, 40);

@@ -106,8 +106,12 @@ fn content() -> impl Strategy<Value = serde_json::Value> {
     prop_oneof![
         text().prop_map(serde_json::Value::from),
         Just(serde_json::Value::Null),
-        proptest::collection::vec(text(), 0..3)
-            .prop_map(|parts| json!(parts.into_iter().map(|t| json!({"type": "text", "text": t})).collect::<Vec<_>>())),
+        proptest::collection::vec(text(), 0..3).prop_map(|parts| json!(
+            parts
+                .into_iter()
+                .map(|t| json!({"type": "text", "text": t}))
+                .collect::<Vec<_>>()
+        )),
         any::<i64>().prop_map(serde_json::Value::from),
     ]
 }

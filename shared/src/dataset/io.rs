@@ -249,7 +249,8 @@ impl ExportFile {
             if head.is_empty() {
                 return Err(Refusal::EmptyGzip);
             }
-            if !head.starts_with(&[0x1f, 0x8b]) && !(head.len() == 1 && head == [0x1f]) {
+            // gzip's magic; a first read of one byte is given the benefit.
+            if !(head.starts_with(&[0x1f, 0x8b]) || head == [0x1f]) {
                 return Err(Refusal::NotGzip);
             }
             let mut decoder = async_compression::tokio::bufread::GzipDecoder::new(raw);
@@ -520,20 +521,36 @@ mod tests {
 
     #[tokio::test]
     async fn a_line_over_the_ceiling_is_skipped_and_reading_goes_on() {
-        let file = open(b"short\n0123456789abcdef\nnext\nlast".to_vec(), false, small_lines()).await.unwrap();
+        let file = open(
+            b"short\n0123456789abcdef\nnext\nlast".to_vec(),
+            false,
+            small_lines(),
+        )
+        .await
+        .unwrap();
         let (got, refused, _) = lines(file).await;
         assert_eq!(
             got,
-            vec![Ok("short\n".into()), Err(17), Ok("next\n".into()), Ok("last".into())]
+            vec![
+                Ok("short\n".into()),
+                Err(17),
+                Ok("next\n".into()),
+                Ok("last".into())
+            ]
         );
         assert_eq!(refused, None);
     }
 
     #[tokio::test]
     async fn a_line_exactly_at_the_ceiling_is_kept() {
-        let file = open(b"0123456789\n0123456789".to_vec(), false, small_lines()).await.unwrap();
+        let file = open(b"0123456789\n0123456789".to_vec(), false, small_lines())
+            .await
+            .unwrap();
         let (got, _, _) = lines(file).await;
-        assert_eq!(got, vec![Ok("0123456789\n".into()), Ok("0123456789".into())]);
+        assert_eq!(
+            got,
+            vec![Ok("0123456789\n".into()), Ok("0123456789".into())]
+        );
     }
 
     #[tokio::test]
@@ -548,7 +565,10 @@ mod tests {
         let mut file = open(gzip(&data), true, limits).await.unwrap();
         let mut buf = Vec::new();
         // WHEN it is read THEN it is skipped, the buffer never past the ceiling
-        assert_eq!(file.next_line(&mut buf).await, Ok(Next::TooLong { bytes: 3_000_001 }));
+        assert_eq!(
+            file.next_line(&mut buf).await,
+            Ok(Next::TooLong { bytes: 3_000_001 })
+        );
         assert!(buf.capacity() <= 2 * 1024 * 1024, "{}", buf.capacity());
         assert_eq!(file.next_line(&mut buf).await, Ok(Next::Line));
         assert_eq!(buf, b"{}\n");
@@ -557,8 +577,14 @@ mod tests {
     #[tokio::test]
     async fn broken_gzip_files_are_refused_by_name() {
         let d = ReadLimits::default();
-        assert_eq!(open(Vec::new(), true, d).await.err(), Some(Refusal::EmptyGzip));
-        assert_eq!(open(b"{\"id\": 1}\n".to_vec(), true, d).await.err(), Some(Refusal::NotGzip));
+        assert_eq!(
+            open(Vec::new(), true, d).await.err(),
+            Some(Refusal::EmptyGzip)
+        );
+        assert_eq!(
+            open(b"{\"id\": 1}\n".to_vec(), true, d).await.err(),
+            Some(Refusal::NotGzip)
+        );
         // An empty .jsonl is no refusal: it just holds nothing.
         let (got, refused, _) = lines(open(Vec::new(), false, d).await.unwrap()).await;
         assert_eq!((got.len(), refused), (0, None));
@@ -573,7 +599,9 @@ mod tests {
     async fn a_truncated_gzip_gives_the_lines_before_the_cut_and_the_cut_line() {
         let mut data = Vec::new();
         for i in 0..2000 {
-            data.extend_from_slice(format!("{{\"line\": {i}, \"pad\": \"{}\"}}\n", "x".repeat(i % 97)).as_bytes());
+            data.extend_from_slice(
+                format!("{{\"line\": {i}, \"pad\": \"{}\"}}\n", "x".repeat(i % 97)).as_bytes(),
+            );
         }
         let mut z = gzip(&data);
         z.truncate(z.len() / 2);
@@ -581,7 +609,11 @@ mod tests {
         assert_eq!(refused, Some(Refusal::TruncatedGzip));
         assert!(got.len() > 100, "{} lines before the cut", got.len());
         for (i, line) in got.iter().enumerate() {
-            assert!(line.as_ref().unwrap().starts_with(&format!("{{\"line\": {i},")));
+            assert!(
+                line.as_ref()
+                    .unwrap()
+                    .starts_with(&format!("{{\"line\": {i},"))
+            );
         }
         assert!(!cut.is_empty() || got.len() < 2000);
     }
@@ -590,7 +622,12 @@ mod tests {
     async fn a_gzip_that_inflates_past_its_ratio_or_size_is_refused() {
         // GIVEN 80 MiB of spaces in a gzip of about 80 KB (ratio ~1000)
         let bomb = gzip(&vec![b' '; 80 * 1024 * 1024]);
-        let (_, refused, _) = lines(open(bomb.clone(), true, ReadLimits::default()).await.unwrap()).await;
+        let (_, refused, _) = lines(
+            open(bomb.clone(), true, ReadLimits::default())
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(refused, Some(Refusal::GzipRatio));
         let capped = ReadLimits {
             max_inflated_bytes: 1024 * 1024,
@@ -600,7 +637,8 @@ mod tests {
         assert_eq!(refused, Some(Refusal::GzipTooLarge));
         // A small file of good compression is read whole.
         let small = gzip(&vec![b'\n'; 1024 * 1024]);
-        let (got, refused, _) = lines(open(small, true, ReadLimits::default()).await.unwrap()).await;
+        let (got, refused, _) =
+            lines(open(small, true, ReadLimits::default()).await.unwrap()).await;
         assert_eq!((got.len(), refused), (1024 * 1024, None));
     }
 
@@ -609,6 +647,9 @@ mod tests {
         let mut z = gzip(b"a\n");
         z.extend(gzip(b"b\n"));
         let (got, refused, _) = lines(open(z, true, ReadLimits::default()).await.unwrap()).await;
-        assert_eq!((got, refused), (vec![Ok("a\n".into()), Ok("b\n".into())], None));
+        assert_eq!(
+            (got, refused),
+            (vec![Ok("a\n".into()), Ok("b\n".into())], None)
+        );
     }
 }

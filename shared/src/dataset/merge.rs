@@ -311,6 +311,8 @@ fn cap_validation(candidates: &[Candidate], keep: &mut [bool], max: u64) {
     if validation.len() as u64 <= max {
         return;
     }
+    // In bounds: `max` is under `validation.len()` (just checked), and
+    // every `i` is a candidate's position, `keep` having one per candidate.
     validation.sort_unstable();
     for &(_, i) in &validation[max as usize..] {
         keep[i] = false;
@@ -328,6 +330,8 @@ fn sample(candidates: &[Candidate], max: usize) -> Vec<bool> {
         .enumerate()
         .map(|(i, c)| (c.priority, i))
         .collect();
+    // In bounds: `max` is under `candidates.len()` (checked above), and
+    // `keep` has one entry per candidate.
     order.select_nth_unstable(max);
     let mut keep = vec![false; candidates.len()];
     for &(_, i) in &order[..max] {

@@ -348,7 +348,9 @@ async fn read_into(
             let conv: Conversation = match serde_json::from_slice(line) {
                 Ok(c) => c,
                 Err(_) => {
-                    binary = binary || memchr::memchr(0, line).is_some() || std::str::from_utf8(line).is_err();
+                    binary = binary
+                        || memchr::memchr(0, line).is_some()
+                        || std::str::from_utf8(line).is_err();
                     counts.malformed("not_json");
                     continue;
                 }

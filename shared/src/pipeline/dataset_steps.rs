@@ -212,7 +212,9 @@ fn refused_message(stats: &DatasetStats) -> String {
         .take(10)
         .map(|f| format!("{} ({})", f.key, f.reason))
         .collect();
-    let more = stats.files_refused_total.saturating_sub(listed.len() as u64);
+    let more = stats
+        .files_refused_total
+        .saturating_sub(listed.len() as u64);
     let mut message = format!(
         "{} export files could not be read and were left out: {}",
         stats.files_refused_total,

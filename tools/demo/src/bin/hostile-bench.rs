@@ -156,7 +156,10 @@ fn run(case: &str, root: &Path) -> Result<(), Box<dyn std::error::Error>> {
         before as f64 / MIB as f64,
         s.conversations_read,
         s.malformed_reasons,
-        s.files_refused.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>(),
+        s.files_refused
+            .iter()
+            .map(|f| f.reason.as_str())
+            .collect::<Vec<_>>(),
     );
     if peak > 150 * MIB {
         return Err(format!("peak RSS {} MiB is over 150 MiB", peak / MIB).into());
