@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export AWS_EC2_METADATA_DISABLED := true
 export MOTO_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: test demo demo-large lint fmt bench bench-redact venv clean-venv sam-validate package package-smoke
+.PHONY: test demo demo-large lint fmt bench bench-redact bench-hostile venv clean-venv sam-validate package package-smoke
 
 ## test: every unit and integration test (moto_server is started by the harness)
 test: $(STAMP)
@@ -54,6 +54,15 @@ bench: $(STAMP)
 ## the fat LTO that makes a release build of the demo crate slow
 bench-redact:
 	cargo run --profile profiling --quiet -p demo --bin redact-bench
+
+## bench-hostile: peak RSS of `finetune prepare`'s reading path on a 1 MB
+## gzip that inflates to 1 GiB of spaces with no newline (with its limits,
+## and without: the line ceiling alone) and on a file of one 64 MiB line;
+## each case in its own process (baseline: the good file alone), each
+## must stay at or under 150 MiB
+bench-hostile:
+	cargo build --quiet -p demo --bin hostile-bench
+	@for case in baseline gzip gzip-unbounded line; do $(TARGET_DIR)/debug/hostile-bench $$case || exit 1; done
 
 ## sam-validate: `sam validate --lint` (the SAM CLI in its own venv, .venv-sam)
 SAM_VENV := .venv-sam

@@ -285,6 +285,7 @@ impl Config {
                 // process, the SDK and the parts in flight.
                 merge_memory_bytes: MB * 3 / 4
                     * vars.number::<u64>("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024, 128..=10240)?,
+                read: read_limits_of(&vars)?,
             },
             openai: OpenAiConfig {
                 base_url: base_url.trim_end_matches('/').to_owned(),
@@ -333,6 +334,26 @@ impl Config {
             _ => None,
         }
     }
+}
+
+/// How far the preparation reads one export file, from the environment:
+/// `PREPARE_MAX_LINE_MB` (a longer line is skipped, default 8),
+/// `PREPARE_GZIP_MAX_GB` (a gzip file that inflates past it is refused,
+/// default 16) and `PREPARE_GZIP_MAX_RATIO` (one that inflates past this
+/// many times its compressed bytes, once over 64 MiB, is refused, default
+/// 100). The `finetune prepare` command reads them too, without the rest.
+pub fn read_limits(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<crate::dataset::io::ReadLimits, ConfigError> {
+    read_limits_of(&Vars(&lookup))
+}
+
+fn read_limits_of(vars: &Vars<'_>) -> Result<crate::dataset::io::ReadLimits, ConfigError> {
+    Ok(crate::dataset::io::ReadLimits {
+        max_line_bytes: MB * vars.number::<u64>("PREPARE_MAX_LINE_MB", 8, 1..=1024)?,
+        max_inflated_bytes: 1024 * MB * vars.number::<u64>("PREPARE_GZIP_MAX_GB", 16, 1..=1024)?,
+        max_gzip_ratio: vars.number::<u64>("PREPARE_GZIP_MAX_RATIO", 100, 2..=100_000)?,
+    })
 }
 
 /// A secret given either as its value (local runs) or as a Secrets
@@ -565,5 +586,151 @@ mod tests {
         pairs.push(("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/"));
         let c = Config::from_lookup(lookup(&pairs)).unwrap();
         assert_eq!(c.openai.base_url, "http://127.0.0.1:9/v1");
+    }
+
+    /// The text of a Rust file a reader sees: its doc comments and its
+    /// string literals (code and plain comments left out).
+    fn prose(source: &str) -> String {
+        let mut out = String::new();
+        let mut chars = source.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '/' if chars.peek() == Some(&'/') => {
+                    let line: String = chars.by_ref().take_while(|&c| c != '\n').collect();
+                    if line.starts_with("//") || line.starts_with("/!") {
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                }
+                '\'' => {
+                    // A char literal ('"', '\'', 'x'); a lifetime has no closing quote.
+                    let rest: Vec<char> = chars.clone().take(2).collect();
+                    if rest.first() == Some(&'\\') {
+                        chars.next();
+                        chars.next();
+                        let _ = chars.by_ref().take_while(|&c| c != '\'').count();
+                    } else if rest.get(1) == Some(&'\'') {
+                        chars.next();
+                        chars.next();
+                    }
+                }
+                '"' => {
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => {
+                                chars.next();
+                            }
+                            '"' => break,
+                            c => out.push(c),
+                        }
+                    }
+                    out.push('\n');
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Words of `text` shaped like one of this project's variables.
+    fn variable_names(text: &str) -> Vec<String> {
+        const PREFIXES: [&str; 12] = [
+            "PREPARE_",
+            "EVALUATION_",
+            "OPENAI_",
+            "TOGETHER_",
+            "BEDROCK_",
+            "FINETUNE_",
+            "MODEL_SHUTDOWN_",
+            "MONITOR_",
+            "RUN_LEASE_",
+            "TENANT_CLAIM",
+            "MAX_DATE_RANGE_",
+            "DEFAULT_PROVIDER",
+        ];
+        text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .filter(|w| w.len() >= 4 && w.starts_with(|c: char| c.is_ascii_uppercase()))
+            .filter(|w| PREFIXES.iter().any(|p| w.starts_with(p)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_variable_a_message_or_doc_names_is_one_the_configuration_reads() {
+        // GIVEN the variables Config::from_lookup and read_limits ask for
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let recording = |name: &str| {
+            asked.borrow_mut().insert(name.to_owned());
+            lookup(BASE)(name)
+        };
+        Config::from_lookup(recording).unwrap();
+        read_limits(recording).unwrap();
+        let asked = asked.into_inner();
+        // AND every file of the library, with the names it declares as
+        // constants (a code reference, not a variable)
+        let mut files = Vec::new();
+        rust_files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let sources: Vec<(std::path::PathBuf, String)> = files
+            .into_iter()
+            .map(|f| {
+                let mut text = std::fs::read_to_string(&f).unwrap();
+                // Tests may name made-up variables (this one does).
+                if let Some(at) = text.find("\n#[cfg(test)]\nmod tests {") {
+                    text.truncate(at);
+                }
+                (f, text)
+            })
+            .collect();
+        let constants: std::collections::BTreeSet<String> = sources
+            .iter()
+            .flat_map(|(_, text)| {
+                text.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .filter(|w| w[0] == "const" || w[0] == "static")
+                    .map(|w| w[1].trim_end_matches(':').to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // WHEN their messages and docs are read THEN each variable they
+        // name is one the configuration reads
+        let mut unknown = Vec::new();
+        for (file, text) in &sources {
+            for name in variable_names(&prose(text)) {
+                if !asked.contains(&name) && !constants.contains(&name) {
+                    unknown.push(format!("{} names {name}", file.display()));
+                }
+            }
+        }
+        assert!(asked.contains("PREPARE_MAX_EXPORT_GB"), "{asked:?}");
+        assert!(
+            unknown.is_empty(),
+            "variables no configuration reads: {unknown:#?}"
+        );
+    }
+
+    #[test]
+    fn prose_is_doc_comments_and_strings_only() {
+        let text = prose(
+            "/// Reads `PREPARE_A`.\n// PREPARE_B\nconst PREPARE_C: &str = \"PREPARE_D \\\"q\\\"\";\nlet c = '\"'; let l: &'a str = \"PREPARE_E\";",
+        );
+        assert_eq!(
+            variable_names(&text),
+            ["PREPARE_A", "PREPARE_D", "PREPARE_E"]
+        );
     }
 }

@@ -402,6 +402,7 @@ async fn a_shard_task_naming_another_tenants_exports_is_refused() {
         files: vec!["conversations/globex/2026/10/01/export.jsonl".into()],
         effective_bytes: 10,
         settings: settings(100),
+        read: Default::default(),
     };
 
     // WHEN the shard worker runs it
@@ -507,4 +508,61 @@ async fn a_merge_too_large_for_the_functions_memory_fails_with_its_figures_befor
         finetune::pipeline::PipelineError::from(error).code(),
         "dataset_too_large"
     );
+}
+
+#[tokio::test]
+async fn a_refused_file_does_not_fail_its_shard_and_the_merge_names_it() {
+    // GIVEN exports sharded two files a shard, one shard holding an empty
+    // gzip and a plain file named .gz beside a good file
+    let env = TestEnv::new().await;
+    let queue = ShardQueue::create(&env).await;
+    let good = |from: u32| -> Vec<u8> {
+        (from..from + 20)
+            .map(|n| {
+                json!({"id": format!("c{n}"), "started_at": "2026-10-02T10:00:00Z",
+                       "messages": [{"role": "user", "content": format!("Where is order {n}?")},
+                                    {"role": "assistant", "content": format!("Order {n} ships today.")}]})
+                .to_string()
+                    + "\n"
+            })
+            .collect::<String>()
+            .into_bytes()
+    };
+    let day = format!("conversations/{TENANT}/2026/10/02");
+    put_exports(
+        &env,
+        [
+            (format!("{day}/a.jsonl"), good(0)),
+            (format!("{day}/b-empty.jsonl.gz"), Vec::new()),
+            (format!("{day}/c-plain.jsonl.gz"), good(100)),
+            (format!("{day}/d.jsonl"), good(200)),
+        ],
+    )
+    .await;
+    let sharded = FanOutLimits {
+        single_max_bytes: 1,
+        shard_bytes: 1,
+        ..FanOutLimits::default()
+    };
+
+    // WHEN the run is prepared by shards
+    let (_, prepared, shards) = prepare(&env, &queue, &sharded, &settings(1000)).await;
+
+    // THEN every shard was done, and the merged stats name the two files
+    assert_eq!(shards, Some(4));
+    let s = &prepared.stats;
+    let refused: Vec<(&str, &str)> = s
+        .files_refused
+        .iter()
+        .map(|f| (f.key.rsplit('/').next().unwrap(), f.reason.as_str()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("b-empty.jsonl.gz", "empty_gzip"),
+            ("c-plain.jsonl.gz", "not_gzip")
+        ]
+    );
+    assert_eq!((s.files_refused_total, s.files_read), (2, 2));
+    assert_eq!(s.conversations_read, 40);
 }

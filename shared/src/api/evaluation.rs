@@ -55,6 +55,8 @@ pub async fn list_run_evaluation(
         .map_err(ListEvaluationError::Rows)?
         .into_iter()
         .map(|o| o.key)
+        // In bounds: ListObjectsV2 under `prefix` names only keys that
+        // start with it (the slices below cut exactly that prefix off).
         .filter(|k| after.as_deref().is_none_or(|a| k[prefix.len()..] > *a))
         .collect();
     let more = keys.len() > params.limit;

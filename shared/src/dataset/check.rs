@@ -771,6 +771,8 @@ impl<'a> Value<'a> {
                 },
             },
             Some(b'n') => Value::Null,
+            // In bounds: a RawValue is valid JSON, so one that starts with
+            // `[` or `{` is at least two ASCII bytes (`[]`, `{}`).
             Some(b'[') | Some(b'{') => Value::Other {
                 truthy: text[1..text.len().saturating_sub(1)]
                     .bytes()

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::io::{DatasetSink, ExportSource, Written};
+use super::io::{DatasetSink, ExportSource, ReadLimits, Written};
 use super::merge::{Merger, Span, merge_memory};
 use super::prepare::{PrepareSettings, prepare_within, write_manifest};
 use super::shard::{ExampleOut, Rulebook, ShardCounts, ShardIndex, ShardResult, read_exports};
@@ -58,6 +58,9 @@ pub struct FanOutLimits {
     /// What the merge may hold in memory (its estimate is checked before
     /// it reads an index).
     pub merge_memory_bytes: u64,
+    /// How far one export file may be read (each shard's task carries
+    /// them, so every shard of a run reads by the same limits).
+    pub read: ReadLimits,
 }
 
 impl Default for FanOutLimits {
@@ -68,6 +71,7 @@ impl Default for FanOutLimits {
             max_export_bytes: 64 * 1024 * 1024 * 1024,
             stall_after: Duration::from_secs(60 * 60),
             merge_memory_bytes: 768 * 1024 * 1024,
+            read: ReadLimits::default(),
         }
     }
 }
@@ -100,6 +104,10 @@ pub struct ShardTask {
     pub files: Vec<String>,
     pub effective_bytes: u64,
     pub settings: PrepareSettings,
+    /// The run's read limits (a task written before they existed reads
+    /// by the defaults).
+    #[serde(default)]
+    pub read: ReadLimits,
 }
 
 /// A shard's last error, once its attempts are spent (`failed.json`).
@@ -365,7 +373,7 @@ impl<'a> FanOut<'a> {
     ) -> Result<PreparedDataset, PrepareError> {
         let source = ExportSource::S3(self.blobs.clone());
         let sink = self.sink();
-        let out = prepare_within(&source, &sink, self.settings, deadline).await?;
+        let out = prepare_within(&source, &sink, self.settings, self.limits.read, deadline).await?;
         Ok(self.prepared(out.train, out.validation, out.stats))
     }
 
@@ -398,6 +406,7 @@ impl<'a> FanOut<'a> {
             files: planned.files.clone(),
             effective_bytes: planned.effective_bytes,
             settings: self.settings.clone(),
+            read: self.limits.read,
         };
         put_json(self.blobs, &self.shard_key(shard, ShardObject::Task), &task).await
     }
@@ -651,7 +660,7 @@ pub async fn run_shard(
             stray.map_or("another tenant's settings", String::as_str)
         )));
     }
-    let book = Rulebook::new(&task.settings)?;
+    let book = Rulebook::new(&task.settings)?.with_read_limits(task.read);
     let key = |object| shard_key(&task.tenant, &task.dataset, task.shard, object);
     let train = ExampleOut::S3(Box::new(
         blobs.writer(key(ShardObject::Train), "application/x-ndjson"),

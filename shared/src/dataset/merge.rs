@@ -13,7 +13,7 @@ use rustc_hash::FxHashSet;
 
 use super::PrepareError;
 use super::prepare::{DatasetStats, PrepareSettings};
-use super::shard::{Outcome, Rulebook, ShardResult};
+use super::shard::{Outcome, REFUSED_LISTED, Rulebook, ShardResult};
 use super::stats::Distribution;
 use crate::provider::profile::estimated_cost_usd;
 
@@ -121,6 +121,15 @@ impl<'a> Merger<'a> {
         stats.files_read += counts.files_read;
         stats.conversations_read += counts.conversations_read;
         stats.malformed_lines += counts.malformed_lines;
+        for (reason, n) in &counts.malformed_reasons {
+            *stats.malformed_reasons.entry(reason.clone()).or_default() += n;
+        }
+        stats.files_refused_total += counts.files_refused_total;
+        for refused in &counts.files_refused {
+            if stats.files_refused.len() < REFUSED_LISTED {
+                stats.files_refused.push(refused.clone());
+            }
+        }
         for (reason, n) in &counts.dropped {
             *stats.dropped.entry(reason.clone()).or_default() += n;
         }
@@ -217,6 +226,14 @@ impl<'a> Merger<'a> {
         } = self;
         drop(seen);
         stats.shards = shards as u64;
+        // Every file was refused and none gave a line: nothing to say
+        // about the conversations, everything about the files.
+        if stats.files_read == 0 && stats.files_refused_total > 0 && stats.conversations_read == 0 {
+            return Err(PrepareError::NoReadableExports {
+                total: stats.files_refused_total,
+                refused: stats.files_refused,
+            });
+        }
         let limit = book.options.max_tokens_per_example as u64;
         // The seeded sample: the max_examples lowest priorities.
         let mut keep = sample(&candidates, settings.max_examples as usize);
@@ -294,6 +311,8 @@ fn cap_validation(candidates: &[Candidate], keep: &mut [bool], max: u64) {
     if validation.len() as u64 <= max {
         return;
     }
+    // In bounds: `max` is under `validation.len()` (just checked), and
+    // every `i` is a candidate's position, `keep` having one per candidate.
     validation.sort_unstable();
     for &(_, i) in &validation[max as usize..] {
         keep[i] = false;
@@ -311,6 +330,8 @@ fn sample(candidates: &[Candidate], max: usize) -> Vec<bool> {
         .enumerate()
         .map(|(i, c)| (c.priority, i))
         .collect();
+    // In bounds: `max` is under `candidates.len()` (checked above), and
+    // `keep` has one entry per candidate.
     order.select_nth_unstable(max);
     let mut keep = vec![false; candidates.len()];
     for &(_, i) in &order[..max] {

@@ -20,6 +20,8 @@ pub mod tokens;
 mod window;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
 
 pub use check::{
@@ -67,6 +69,15 @@ pub enum PrepareError {
         files: u64,
         bytes_read: u64,
     },
+    /// Every export file of the run was refused (none could be read).
+    #[error(
+        "none of the run's {total} export files could be read: {}",
+        list_refused(.refused, .total)
+    )]
+    NoReadableExports {
+        total: u64,
+        refused: Vec<shard::RefusedFile>,
+    },
     /// A shard's index or summary that does not describe its files.
     #[error("a shard's results are inconsistent: {0}")]
     ShardIndex(String),
@@ -74,7 +85,7 @@ pub enum PrepareError {
     #[error(
         "the exports for this run's date range hold {bytes} bytes in {files} files ({effective} \
          bytes once decompressed, estimated), over the {limit}-byte limit of one preparation: \
-         narrow the date range or the filters, or raise PREPARE_MAX_EXPORT_BYTES"
+         narrow the date range or the filters, or raise PREPARE_MAX_EXPORT_GB"
     )]
     TooLarge {
         bytes: u64,
@@ -126,6 +137,20 @@ pub enum PrepareError {
         bytes: u64,
         attempts: u32,
     },
+}
+
+/// `key (reason), ...`, and how many more the list leaves out.
+fn list_refused(refused: &[shard::RefusedFile], total: &u64) -> String {
+    let mut out = refused
+        .iter()
+        .map(|f| format!("{} ({})", f.key, f.reason))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = total.saturating_sub(refused.len() as u64);
+    if more > 0 {
+        out.push_str(&format!(" and {more} more"));
+    }
+    out
 }
 
 impl PrepareError {

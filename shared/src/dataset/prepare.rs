@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::io::{DatasetSink, ExportSource, TempFile, Written};
+use super::io::{DatasetSink, ExportSource, ReadLimits, TempFile, Written};
 use super::merge::{Merged, Span, merge};
 use super::redact::Redactions;
 use super::shard::{ExampleOut, Rulebook, ShardResult, read_exports};
@@ -66,6 +66,17 @@ pub struct DatasetStats {
     /// Lines that were not a conversation: bad JSON, truncated, missing
     /// required fields.
     pub malformed_lines: u64,
+    /// Those lines by reason: `not_json`, `line_too_long` (over the line
+    /// ceiling, skipped unread), `truncated` (where a cut file ended).
+    #[serde(default)]
+    pub malformed_reasons: BTreeMap<String, u64>,
+    /// Export files left out, with the reason (the first
+    /// [`super::shard::REFUSED_LISTED`] in reading order).
+    #[serde(default)]
+    pub files_refused: Vec<super::shard::RefusedFile>,
+    /// Export files left out, all told.
+    #[serde(default)]
+    pub files_refused_total: u64,
     /// Conversations dropped, by reason (`format:<category>` when a built
     /// example failed the checker).
     pub dropped: BTreeMap<String, u64>,
@@ -164,7 +175,7 @@ pub async fn prepare(
     sink: &DatasetSink,
     settings: &PrepareSettings,
 ) -> Result<Output, PrepareError> {
-    prepare_within(source, sink, settings, None).await
+    prepare_within(source, sink, settings, ReadLimits::default(), None).await
 }
 
 /// [`prepare`], stopping with [`PrepareError::OutOfTime`] when `deadline`
@@ -178,9 +189,10 @@ pub async fn prepare_within(
     source: &ExportSource,
     sink: &DatasetSink,
     settings: &PrepareSettings,
+    read: ReadLimits,
     deadline: Option<std::time::Instant>,
 ) -> Result<Output, PrepareError> {
-    let book = Rulebook::new(settings)?;
+    let book = Rulebook::new(settings)?.with_read_limits(read);
     let files = source
         .files(
             &settings.tenant,
@@ -247,7 +259,8 @@ async fn write_dataset(
     })
 }
 
-/// [`prepare`] of a local folder on `threads` threads (the CLI): the
+/// [`prepare`] of a local folder on `threads` threads (the CLI), each
+/// file read within `read`: the
 /// files are split into contiguous shards as a large run's are, each shard
 /// read on a thread of its own into its own spill files, then merged — the
 /// dataset one thread makes, in about 1/threads of the time.
@@ -255,6 +268,7 @@ pub fn prepare_local_on_threads(
     input: &std::path::Path,
     output: &std::path::Path,
     settings: &PrepareSettings,
+    read: ReadLimits,
     threads: usize,
 ) -> Result<Output, PrepareError> {
     use std::sync::Mutex;
@@ -305,7 +319,7 @@ pub fn prepare_local_on_threads(
                     };
                     let result = runtime().and_then(|rt| {
                         rt.block_on(async {
-                            let book = Rulebook::new(settings)?;
+                            let book = Rulebook::new(settings)?.with_read_limits(read);
                             let [train, validation] =
                                 [&spills[i][0], &spills[i][1]].map(spill_writer);
                             read_exports(&book, &source, &shard.files, train?, validation?, None)

@@ -14,11 +14,10 @@ use std::time::Instant;
 
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncBufReadExt;
 
 use super::check::{CheckOptions, trim_line};
 use super::conversation::{Conversation, Rules, content_digest};
-use super::io::ExportSource;
+use super::io::{ExportSource, Next, ReadLimits, Refusal};
 use super::prepare::{PrepareSettings, is_train, seeded_hash};
 use super::redact::Redactions;
 use super::tokens::TokenCounter;
@@ -37,6 +36,8 @@ pub struct Rulebook {
     pub rules: Rules,
     pub seed: u64,
     pub train_split: f64,
+    /// How far one export file may be read.
+    pub read: ReadLimits,
 }
 
 impl Rulebook {
@@ -80,7 +81,14 @@ impl Rulebook {
             rules,
             seed: settings.seed,
             train_split: settings.train_split.get(),
+            read: ReadLimits::default(),
         })
+    }
+
+    /// The same rules, reading files within `read`.
+    pub fn with_read_limits(mut self, read: ReadLimits) -> Self {
+        self.read = read;
+        self
     }
 
     fn example_format(&self) -> &'static dyn ExampleFormat {
@@ -152,6 +160,45 @@ pub struct ShardCounts {
     pub indexed_conversations: u64,
     #[serde(default)]
     pub indexed_examples: u64,
+    /// Malformed lines by reason: `not_json`, `line_too_long` (skipped
+    /// unread past the ceiling), `truncated` (the line a cut file ended in).
+    #[serde(default)]
+    pub malformed_reasons: BTreeMap<String, u64>,
+    /// Files left out, in reading order (at most [`REFUSED_LISTED`]).
+    #[serde(default)]
+    pub files_refused: Vec<RefusedFile>,
+    /// Files left out, all told.
+    #[serde(default)]
+    pub files_refused_total: u64,
+}
+
+/// An export file left out of the preparation, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedFile {
+    pub key: String,
+    /// A stable code: see [`Refusal::as_str`].
+    pub reason: String,
+}
+
+/// How many refused files the stats name (the total counts them all).
+pub const REFUSED_LISTED: usize = 50;
+
+impl ShardCounts {
+    fn malformed(&mut self, reason: &str) {
+        self.malformed_lines += 1;
+        *self.malformed_reasons.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    fn refuse(&mut self, key: &str, reason: Refusal) {
+        tracing::warn!(key, reason = reason.as_str(), "an export file was refused");
+        self.files_refused_total += 1;
+        if self.files_refused.len() < REFUSED_LISTED {
+            self.files_refused.push(RefusedFile {
+                key: key.to_owned(),
+                reason: reason.as_str().to_owned(),
+            });
+        }
+    }
 }
 
 /// A shard's (or a small run's) pass 1, whole.
@@ -248,7 +295,20 @@ async fn read_into(
     let mut example_line = Vec::with_capacity(64 * 1024);
     let mut lines_read = 0u64;
     for key in files {
-        let mut reader = source.open(key).await?;
+        let mut reader = match source.open_export(key, book.read).await {
+            Ok(reader) => reader,
+            Err(refusal) => {
+                counts.refuse(key, refusal);
+                continue;
+            }
+        };
+        // A file of binary data is refused whole, its lines uncounted:
+        // what the counts were before it, and what it held.
+        let (malformed_before, malformed_lines_before) =
+            (counts.malformed_reasons.clone(), counts.malformed_lines);
+        let mut conversations_in_file = 0u64;
+        let mut binary = false;
+        let mut refused = None;
         loop {
             lines_read += 1;
             if lines_read.is_multiple_of(DEADLINE_EVERY)
@@ -261,15 +321,25 @@ async fn read_into(
                     bytes_read: counts.bytes_read,
                 });
             }
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .await
-                .map_err(|e| PrepareError::io(key, e))?;
-            if n == 0 {
-                break;
+            let before = reader.bytes_read();
+            let next = reader.next_line(&mut buf).await;
+            counts.bytes_read += reader.bytes_read() - before;
+            match next {
+                Ok(Next::End) => break,
+                Ok(Next::TooLong { .. }) => {
+                    counts.malformed("line_too_long");
+                    continue;
+                }
+                Ok(Next::Line) => {}
+                Err(refusal) => {
+                    // The lines before the cut stay; the cut one is malformed.
+                    if !buf.iter().all(u8::is_ascii_whitespace) {
+                        counts.malformed("truncated");
+                    }
+                    refused = Some(refusal);
+                    break;
+                }
             }
-            counts.bytes_read += n as u64;
             // A BOM can start any line when exports are concatenated.
             let line = trim_line(&buf, true);
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -278,10 +348,14 @@ async fn read_into(
             let conv: Conversation = match serde_json::from_slice(line) {
                 Ok(c) => c,
                 Err(_) => {
-                    counts.malformed_lines += 1;
+                    binary = binary
+                        || memchr::memchr(0, line).is_some()
+                        || std::str::from_utf8(line).is_err();
+                    counts.malformed("not_json");
                     continue;
                 }
             };
+            conversations_in_file += 1;
             counts.conversations_read += 1;
             let id = conv.id.clone();
             let messages = match book.rules.apply(conv, &mut counts.redactions) {
@@ -357,7 +431,15 @@ async fn read_into(
                 });
             }
         }
-        counts.files_read += 1;
+        if refused.is_none() && binary && conversations_in_file == 0 {
+            counts.malformed_reasons = malformed_before;
+            counts.malformed_lines = malformed_lines_before;
+            refused = Some(Refusal::Binary);
+        }
+        match refused {
+            Some(refusal) => counts.refuse(key, refusal),
+            None => counts.files_read += 1,
+        }
     }
     counts.indexed_conversations = index.conversations.len() as u64;
     counts.indexed_examples = index.examples.len() as u64;

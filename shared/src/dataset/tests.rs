@@ -499,8 +499,10 @@ fn a_folder_prepared_on_several_threads_makes_the_dataset_one_thread_makes() {
 
     // WHEN it is prepared on one thread and on three
     let (one, three) = (Dir::new(), Dir::new());
-    let a = super::prepare::prepare_local_on_threads(&input.0, &one.0, &s, 1).unwrap();
-    let b = super::prepare::prepare_local_on_threads(&input.0, &three.0, &s, 3).unwrap();
+    let a = super::prepare::prepare_local_on_threads(&input.0, &one.0, &s, Default::default(), 1)
+        .unwrap();
+    let b = super::prepare::prepare_local_on_threads(&input.0, &three.0, &s, Default::default(), 3)
+        .unwrap();
 
     // THEN the files are the same bytes and the figures the same, but for
     // how many shards read the exports

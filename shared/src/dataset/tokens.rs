@@ -119,6 +119,8 @@ impl TokenCounter {
         let bytes = text.as_bytes();
         let mut total = 0usize;
         let mut start = 0usize;
+        // In bounds, on char boundaries: every cut is at an ASCII space
+        // found in `bytes` (or 0, or the end).
         for i in memchr::memchr_iter(b' ', bytes) {
             if i > 0 && !ends_with_whitespace(&text[..i]) {
                 total += self.count_word(&text[start..i]);
@@ -140,6 +142,8 @@ impl TokenCounter {
             return self.count_piece(word);
         };
         let mut total = 0;
+        // In bounds, on char boundaries: `start..end` is a run of ASCII
+        // digits inside `word` (digit_run), and `at..next` steps within it.
         if start > 0 {
             total += self.count_piece(&word[..start]);
         }
@@ -191,6 +195,8 @@ impl TokenCounter {
 /// not end in whitespace, where `\s+(?!\S)` looks ahead (a lone leading
 /// whitespace character is one piece either way, so that is allowed).
 fn digit_run(word: &[u8]) -> Option<(usize, usize)> {
+    // In bounds: `start` is a position found in `word`, `start - 1` is
+    // read only when `start` is 2 or more, `word[0]` only when it is 1.
     let start = word.iter().position(u8::is_ascii_digit)?;
     let end = word[start..]
         .iter()

@@ -51,6 +51,9 @@ pub fn windows(
         .iter()
         .take_while(|m| m.role == Role::System)
         .count();
+    // In bounds: `costs` has one entry per message, `prefix` counts
+    // messages, and every turn's `from..to` is a run of message positions
+    // (`to` at most `messages.len()`), pushed in order.
     let base: u64 = 3 + costs[..prefix].iter().sum::<u64>();
     // Turns: runs of messages ending on a plain assistant reply.
     let mut turns: Vec<(usize, usize, u64)> = Vec::new();

@@ -162,6 +162,8 @@ fn assemble(index: usize, parsed: Parsed) -> Result<EvalExample, ExampleError> {
         .iter()
         .rposition(is_assistant)
         .ok_or(ExampleError::NoAssistantTurn)?;
+    // In bounds: `last` is a position found in `messages`, `start - 1` is
+    // read only while `start > 0`, and `start..=last` stays under `last`.
     let (start, reference) = match messages[last].tool_calls.first() {
         Some(call) => (
             last,

@@ -199,6 +199,7 @@ fn percent_encode_into(out: &mut String, raw: &str, also: &[u8]) {
         if is_pchar(byte) || also.contains(&byte) || triplet {
             out.push(char::from(byte));
         } else {
+            // In bounds: a byte's high and low nibbles are both under 16.
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
             out.push('%');
             out.push(char::from(HEX[usize::from(byte >> 4)]));

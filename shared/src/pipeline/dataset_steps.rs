@@ -125,6 +125,16 @@ impl DatasetSteps {
                         return Err(e);
                     }
                 };
+                if prepared.stats.files_refused_total > 0 {
+                    ledger
+                        .event(
+                            run,
+                            EventLevel::Warn,
+                            "export_files_refused",
+                            refused_message(&prepared.stats),
+                        )
+                        .await;
+                }
                 ledger.metrics.dataset_prepared(
                     run.provider,
                     prepared.stats.train_examples + prepared.stats.validation_examples,
@@ -191,6 +201,29 @@ impl DatasetSteps {
         next.updated_at = Utc::now();
         Ok(Step::Wait(ledger.store.update_run(&next).await?))
     }
+}
+
+/// The export files a preparation left out, for the run's events: how
+/// many, and the first few by key and reason (the stats list more).
+fn refused_message(stats: &DatasetStats) -> String {
+    let listed: Vec<String> = stats
+        .files_refused
+        .iter()
+        .take(10)
+        .map(|f| format!("{} ({})", f.key, f.reason))
+        .collect();
+    let more = stats
+        .files_refused_total
+        .saturating_sub(listed.len() as u64);
+    let mut message = format!(
+        "{} export files could not be read and were left out: {}",
+        stats.files_refused_total,
+        listed.join(", ")
+    );
+    if more > 0 {
+        message.push_str(&format!(" and {more} more (the dataset's stats list them)"));
+    }
+    message
 }
 
 /// The record of a freshly prepared dataset.

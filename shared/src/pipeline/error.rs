@@ -302,6 +302,7 @@ fn prepare_is_transient(error: &PrepareError) -> bool {
         | PrepareError::MergeTooLarge { .. }
         | PrepareError::MergeMemory { .. }
         | PrepareError::NoDateRange
+        | PrepareError::NoReadableExports { .. }
         | PrepareError::InvalidSettings(_)
         | PrepareError::Manifest(_) => false,
     }
@@ -322,5 +323,6 @@ fn prepare_code(error: &PrepareError) -> &'static str {
         | PrepareError::MergeMemory { .. } => "dataset_too_large",
         PrepareError::ShardFailed { .. } => "dataset_shard_failed",
         PrepareError::ShardsStalled { .. } => "dataset_shards_stalled",
+        PrepareError::NoReadableExports { .. } => "exports_unreadable",
     }
 }

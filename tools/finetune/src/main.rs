@@ -209,7 +209,11 @@ fn run_prepare(
     settings: PrepareSettings,
     threads: usize,
 ) -> ExitCode {
-    let result = prepare_local_on_threads(&input, &output, &settings, threads);
+    let read = match finetune::config::read_limits(|name| std::env::var(name).ok()) {
+        Ok(read) => read,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let result = prepare_local_on_threads(&input, &output, &settings, read, threads);
     match result {
         Ok(out) => {
             println!(

@@ -86,6 +86,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             dataset: DatasetId::generate(),
         },
         &one_day,
+        Default::default(),
         None,
     )
     .await?;
@@ -271,6 +272,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 files: first.files.clone(),
                 effective_bytes: first.effective_bytes,
                 settings: settings.clone(),
+                read: Default::default(),
             };
             let key = finetune::blob::shard_key(
                 &settings.tenant,
