@@ -369,21 +369,29 @@ impl EvaluateSteps {
                 .sum(),
             max_answer_tokens: u64::from(evaluation.max_tokens),
         };
-        let free = Price {
-            input_per_1k: 0.0,
-            output_per_1k: 0.0,
+        let priced = known_prices(
+            (
+                &candidate.model,
+                provider.inference_price(&run.config.base_model, true),
+            ),
+            (&baseline.model, baseline_price),
+            judge
+                .as_ref()
+                .map(|j| (j.model.as_str(), provider.inference_price(&j.model, false))),
+        );
+        let (candidate_price, baseline_price, judge_price) = match priced {
+            Ok(prices) => prices,
+            Err(reason) => return Ok(Err(EvaluationRecord::skipped(&candidate.model, &reason))),
         };
-        let judge_cost = judge.as_ref().map(|j| JudgeCost {
-            price: provider.inference_price(&j.model, false).unwrap_or(free),
+        let judge_cost = judge_price.map(|price| JudgeCost {
+            price,
             instruction_tokens: JUDGE_INSTRUCTION_TOKENS,
             max_verdict_tokens: u64::from(JUDGE_MAX_TOKENS),
         });
         let estimate = estimate_cost(
             &inputs,
-            provider
-                .inference_price(&run.config.base_model, true)
-                .unwrap_or(free),
-            baseline_price.unwrap_or(free),
+            candidate_price,
+            baseline_price,
             judge_cost.as_ref(),
         );
         let plan = Plan {
@@ -827,6 +835,29 @@ async fn ask(
         output_tokens: reply.output_tokens,
         truncated: reply.truncated,
     })
+}
+
+/// The prices of the candidate, the baseline and the judge (when there is
+/// one), or why the evaluation is not run: a model whose price is not
+/// known would be counted as free in the estimate the tenant is shown,
+/// and its calls are paid all the same.
+fn known_prices(
+    candidate: (&str, Option<Price>),
+    baseline: (&str, Option<Price>),
+    judge: Option<(&str, Option<Price>)>,
+) -> Result<(Price, Price, Option<Price>), String> {
+    let known = |(model, price): (&str, Option<Price>)| {
+        price.ok_or_else(|| {
+            format!(
+                "no price is known for {model}, so the evaluation's cost cannot be estimated; it was not run rather than counted as free"
+            )
+        })
+    };
+    Ok((
+        known(candidate)?,
+        known(baseline)?,
+        judge.map(known).transpose()?,
+    ))
 }
 
 /// The judge's verdict on one presentation.
