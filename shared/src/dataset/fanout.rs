@@ -846,6 +846,32 @@ pub fn instant_before(deadline: DateTime<Utc>, margin: Duration) -> Instant {
 mod tests {
     use super::*;
 
+    #[test]
+    fn what_runs_reserve_together_never_exceeds_the_budget_and_is_given_back_when_dropped() {
+        // GIVEN a process whose preparations share 10 MiB of memory and 4 MiB of /tmp
+        let budget = PrepareBudget::new(&FanOutLimits {
+            merge_memory_bytes: 10 * 1024 * 1024,
+            tmp_bytes: 4 * 1024 * 1024,
+            ..FanOutLimits::default()
+        });
+        // WHEN one run holds 6 MiB of memory
+        let first = budget.try_reserve(6 * 1024 * 1024, 0).unwrap();
+        // THEN another's 6 MiB does not fit beside it, 4 MiB does
+        assert!(budget.try_reserve(6 * 1024 * 1024, 0).is_none());
+        let second = budget.try_reserve(4 * 1024 * 1024, 0).unwrap();
+        // AND /tmp is its own budget, refused whole when memory is not free
+        assert!(budget.try_reserve(1, 1024).is_none());
+        drop(second);
+        assert!(budget.try_reserve(1, 5 * 1024 * 1024).is_none());
+        let spill = budget.try_reserve(1, 3 * 1024 * 1024).unwrap();
+        assert!(budget.try_reserve(1, 2 * 1024 * 1024).is_none());
+        // AND what is dropped is free again
+        drop((first, spill));
+        assert!(budget.try_reserve(10 * 1024 * 1024, 4 * 1024 * 1024).is_some());
+        // AND more than the whole budget never fits
+        assert!(budget.try_reserve(11 * 1024 * 1024, 0).is_none());
+    }
+
     fn object(key: &str, size: u64) -> ObjectInfo {
         ObjectInfo {
             key: key.to_owned(),

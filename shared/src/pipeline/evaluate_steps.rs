@@ -915,6 +915,37 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_model_without_a_known_price_stops_the_plan_instead_of_costing_nothing() {
+        let price = Some(Price {
+            input_per_1k: 0.001,
+            output_per_1k: 0.002,
+        });
+        assert!(known_prices(("ft:a", price), ("b", price), None).is_ok());
+        assert_eq!(
+            known_prices(("ft:a", price), ("b", price), Some(("j", price)))
+                .unwrap()
+                .2,
+            price
+        );
+        for (candidate, baseline, judge, named) in [
+            (None, price, None, "ft:a"),
+            (price, None, None, "b"),
+            (price, price, Some(None), "j"),
+        ] {
+            let reason = known_prices(
+                ("ft:a", candidate),
+                ("b", baseline),
+                judge.map(|p| ("j", p)),
+            )
+            .unwrap_err();
+            assert!(
+                reason.starts_with(&format!("no price is known for {named},")),
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
     fn an_answer_is_stored_redacted_tool_arguments_included() {
         let text = redact_answer(Answer::Text {
             text: "Write to jane.doe@example.com or call +1 415 555 0100".into(),
