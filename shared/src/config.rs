@@ -614,11 +614,17 @@ mod tests {
         );
         // WHEN it lists a judge whose price is not known
         let mut pairs = BASE.to_vec();
-        pairs.push(("BEDROCK_JUDGE_MODELS", "amazon.nova-pro-v1:0,anthropic.claude-opus-4-v1:0"));
+        pairs.push((
+            "BEDROCK_JUDGE_MODELS",
+            "amazon.nova-pro-v1:0,anthropic.claude-opus-4-v1:0",
+        ));
         let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
         // THEN the cold start fails naming the variable and the model
         assert_eq!(err.var, "BEDROCK_JUDGE_MODELS");
-        assert!(err.problem.contains("anthropic.claude-opus-4-v1:0"), "{err}");
+        assert!(
+            err.problem.contains("anthropic.claude-opus-4-v1:0"),
+            "{err}"
+        );
         assert!(err.problem.contains("known price"), "{err}");
     }
 

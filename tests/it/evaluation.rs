@@ -506,15 +506,19 @@ async fn a_judge_whose_price_is_not_known_is_never_estimated_as_free() {
     // skip says which model has no known price
     assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
     let evaluation = done.evaluation.unwrap();
-    assert_eq!(evaluation.status, EvaluationStatus::Skipped, "{evaluation:?}");
-    let reason = evaluation.reason.unwrap();
-    assert!(
-        reason.contains("no price is known for o1-pro"),
-        "{reason}"
+    assert_eq!(
+        evaluation.status,
+        EvaluationStatus::Skipped,
+        "{evaluation:?}"
     );
+    let reason = evaluation.reason.unwrap();
+    assert!(reason.contains("no price is known for o1-pro"), "{reason}");
     assert_eq!(done.stats.unwrap().evaluation_estimated_cost_usd, None);
     assert!(
-        !world.sandbox().chat_calls_per_model().contains_key("o1-pro"),
+        !world
+            .sandbox()
+            .chat_calls_per_model()
+            .contains_key("o1-pro"),
         "{:?}",
         world.sandbox().chat_calls_per_model()
     );

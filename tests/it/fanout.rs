@@ -529,7 +529,7 @@ async fn start_as(world: &crate::world::World, tenant: &str) -> RunId {
 
 #[tokio::test]
 async fn two_tenants_runs_in_one_tick_share_its_tmp_and_both_complete_without_one_failing_the_other()
-{
+ {
     // GIVEN a prepare function with 3 MiB of /tmp, and two tenants each
     // with a run small enough for one invocation (1.2 MB of exports, whose
     // spill is reserved at twice that): either fits, not both at once
@@ -554,7 +554,10 @@ async fn two_tenants_runs_in_one_tick_share_its_tmp_and_both_complete_without_on
     }
     let mut ids = Vec::new();
     for tenant in tenants {
-        ids.push((TenantId::parse(tenant).unwrap(), start_as(&world, tenant).await));
+        ids.push((
+            TenantId::parse(tenant).unwrap(),
+            start_as(&world, tenant).await,
+        ));
     }
     let get = |tenant: TenantId, id: RunId| {
         let store = world.pipeline.store.clone();
@@ -584,7 +587,10 @@ async fn two_tenants_runs_in_one_tick_share_its_tmp_and_both_complete_without_on
             fanned_out += 1;
             assert_eq!(r.status, RunStatus::Preparing, "{r:?}");
         } else {
-            assert!(r.dataset_id.is_some() && r.status != RunStatus::Preparing, "{r:?}");
+            assert!(
+                r.dataset_id.is_some() && r.status != RunStatus::Preparing,
+                "{r:?}"
+            );
         }
     }
     assert_eq!(fanned_out, 1, "exactly one run waited for the other's /tmp");

@@ -91,7 +91,10 @@ fn the_evaluate_function_invokes_only_the_bedrock_models_a_run_can_call_in_its_r
         .collect();
     // THEN no model of any name, in no other region
     assert!(!foundation.is_empty());
-    assert!(!foundation.iter().any(|m| m.contains('*')), "{foundation:?}");
+    assert!(
+        !foundation.iter().any(|m| m.contains('*')),
+        "{foundation:?}"
+    );
     assert!(
         evaluate
             .iter()
@@ -203,7 +206,11 @@ fn every_function_may_touch_only_the_kinds_of_key_it_uses_and_the_webhook_delete
     let delivery = keys::delivery_pk(ProviderKind::OpenAi, "wh_123");
     let tenant_only: Vec<String> = tenants.to_vec();
     let with_jobs: Vec<String> = tenants.iter().cloned().chain([job_owner.clone()]).collect();
-    let webhook: Vec<String> = with_jobs.iter().cloned().chain([delivery.clone()]).collect();
+    let webhook: Vec<String> = with_jobs
+        .iter()
+        .cloned()
+        .chain([delivery.clone()])
+        .collect();
     // What each function's code reads and writes (shared/src/store/).
     let uses: [(&str, &[String]); 8] = [
         ("StartRunFunction", &tenant_only),
@@ -253,8 +260,8 @@ fn every_function_may_touch_only_the_kinds_of_key_it_uses_and_the_webhook_delete
 #[test]
 fn the_shard_queue_takes_messages_from_the_data_bucket_alone() {
     let template = parsed();
-    let statement = &template["Resources"]["ShardQueuePolicy"]["Properties"]["PolicyDocument"]
-        ["Statement"][0];
+    let statement =
+        &template["Resources"]["ShardQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
     assert_eq!(statement["Principal"]["Service"], "s3.amazonaws.com");
     let source = &statement["Condition"]["ArnEquals"]["aws:SourceArn"];
     // `!Sub [template, {variables}]`, as the bucket's own name is built.
@@ -279,7 +286,9 @@ fn the_shard_queue_takes_messages_from_the_data_bucket_alone() {
 fn the_prepare_functions_tmp_is_set_and_is_what_it_budgets() {
     let template = parsed();
     let prepare = &template["Resources"]["PrepareFunction"]["Properties"];
-    let size = prepare["EphemeralStorage"]["Size"].as_u64().expect("set explicitly");
+    let size = prepare["EphemeralStorage"]["Size"]
+        .as_u64()
+        .expect("set explicitly");
     assert_eq!(
         prepare["Environment"]["Variables"]["PREPARE_TMP_MB"].as_str(),
         Some(size.to_string().as_str())

@@ -448,7 +448,11 @@ impl aws_sdk_dynamodb::config::Intercept for KeyRecorder {
             "GetItem" | "DeleteItem" | "UpdateItem" => calls.push((op.clone(), pk(&body["Key"]))),
             "PutItem" => calls.push((op.clone(), pk(&body["Item"]))),
             "BatchWriteItem" | "BatchGetItem" => {
-                for requests in body["RequestItems"].as_object().into_iter().flat_map(|m| m.values()) {
+                for requests in body["RequestItems"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.values())
+                {
                     let items: Vec<&Value> = match requests.as_array() {
                         Some(writes) => writes
                             .iter()
@@ -537,10 +541,12 @@ async fn every_table_call_the_webhook_makes_is_granted_by_its_roles_key_conditio
     let grants = crate::template::table_statements("WebhookFunction");
     for (action, key) in &calls {
         assert!(
-            grants.iter().any(|(actions, leading)| actions.contains(action)
-                && leading.as_ref().is_none_or(|patterns| patterns
-                    .iter()
-                    .any(|p| crate::template::string_like(p, key)))),
+            grants
+                .iter()
+                .any(|(actions, leading)| actions.contains(action)
+                    && leading.as_ref().is_none_or(|patterns| patterns
+                        .iter()
+                        .any(|p| crate::template::string_like(p, key)))),
             "{action} on {key:?} is not granted: {grants:?}"
         );
     }
@@ -553,7 +559,9 @@ async fn every_table_call_the_webhook_makes_is_granted_by_its_roles_key_conditio
         ("dynamodb:UpdateItem", "TENANT#"),
     ] {
         assert!(
-            calls.iter().any(|(a, k)| a == action && k.starts_with(prefix)),
+            calls
+                .iter()
+                .any(|(a, k)| a == action && k.starts_with(prefix)),
             "no {action} on {prefix}… in {calls:?}"
         );
     }

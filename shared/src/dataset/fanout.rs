@@ -144,7 +144,12 @@ impl PrepareBudget {
     pub fn try_reserve(&self, memory: u64, tmp: u64) -> Option<Reservation> {
         let units = |bytes: u64| u32::try_from(bytes.div_ceil(BUDGET_UNIT).max(1)).ok();
         let mut permits = Vec::with_capacity(2);
-        permits.push(self.memory.clone().try_acquire_many_owned(units(memory)?).ok()?);
+        permits.push(
+            self.memory
+                .clone()
+                .try_acquire_many_owned(units(memory)?)
+                .ok()?,
+        );
         if tmp > 0 {
             permits.push(self.tmp.clone().try_acquire_many_owned(units(tmp)?).ok()?);
         }
@@ -468,8 +473,7 @@ impl<'a> FanOut<'a> {
             }
         } else {
             // The shards use neither this process's memory nor its /tmp.
-            "the /tmp or memory this process's preparations share is taken by other runs"
-                .to_owned()
+            "the /tmp or memory this process's preparations share is taken by other runs".to_owned()
         };
         let plan = Plan {
             shards: split(&exports.files, self.limits.shard_bytes),
@@ -867,7 +871,11 @@ mod tests {
         assert!(budget.try_reserve(1, 2 * 1024 * 1024).is_none());
         // AND what is dropped is free again
         drop((first, spill));
-        assert!(budget.try_reserve(10 * 1024 * 1024, 4 * 1024 * 1024).is_some());
+        assert!(
+            budget
+                .try_reserve(10 * 1024 * 1024, 4 * 1024 * 1024)
+                .is_some()
+        );
         // AND more than the whole budget never fits
         assert!(budget.try_reserve(11 * 1024 * 1024, 0).is_none());
     }

@@ -236,7 +236,10 @@ impl Reconciler<DatasetSteps> {
             ),
             config.run_lease,
             "prepare",
-            DatasetSteps::new(Blobs::lazy(sdk, &config.bucket_name), config.fan_out.clone()),
+            DatasetSteps::new(
+                Blobs::lazy(sdk, &config.bucket_name),
+                config.fan_out.clone(),
+            ),
         )
     }
 }

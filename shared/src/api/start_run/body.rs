@@ -1125,18 +1125,16 @@ mod tests {
         for judge in ["o1-pro", "gpt-4.5-preview", "amazon.nova-pro-v1:0"] {
             // GIVEN an OpenAI run whose judge is not on the deployment's list
             // (a premium model, or another provider's)
-            let body = with(
-                valid(),
-                "/config/evaluation",
-                json!({"judge_model": judge}),
-            );
+            let body = with(valid(), "/config/evaluation", json!({"judge_model": judge}));
             // WHEN it is validated
             let errors = errors_of(body);
             // THEN the judge is refused with the rule and the choices
             assert_eq!(errors.len(), 1, "{judge}: {errors:?}");
             assert_eq!(errors[0].0, "config.evaluation.judge_model");
             assert!(
-                errors[0].1.starts_with("is not an allowed judge for openai; use one of: ")
+                errors[0]
+                    .1
+                    .starts_with("is not an allowed judge for openai; use one of: ")
                     && errors[0].1.contains("gpt-4.1-2025-04-14"),
                 "{}",
                 errors[0].1

@@ -21,7 +21,8 @@ pub const DEFAULT_BASE_MODELS: &str = "gpt-4o-mini-2024-07-18,gpt-4o-2024-08-06,
 /// The judges a run may name unless `OPENAI_JUDGE_MODELS` says otherwise:
 /// snapshots priced in [`BASE_INFERENCE_USD_PER_1M`], none of the premium
 /// reasoning models (a tenant's judge calls are paid by the deployment).
-pub const DEFAULT_JUDGE_MODELS: &str = "gpt-4.1-2025-04-14,gpt-4.1-mini-2025-04-14,gpt-4o-2024-08-06,gpt-4o-mini-2024-07-18";
+pub const DEFAULT_JUDGE_MODELS: &str =
+    "gpt-4.1-2025-04-14,gpt-4.1-mini-2025-04-14,gpt-4o-2024-08-06,gpt-4o-mini-2024-07-18";
 
 /// Per-example token limits of fine-tunable base models (longest prefix
 /// first), from OpenAI's fine-tuning guide ("Token limits"), 2025. Models
