@@ -118,6 +118,14 @@ pub struct Config {
     /// for Together: comma-separated ids as the provider's fine-tuning takes
     /// them), else the profile's default.
     pub allowed_base_models: BTreeMap<ProviderKind, Vec<String>>,
+    /// The judges a run on each provider may name as
+    /// `config.evaluation.judge_model`, from the variable its profile names
+    /// (`OPENAI_JUDGE_MODELS`, `BEDROCK_JUDGE_MODELS`,
+    /// `TOGETHER_JUDGE_MODELS`), else the profile's default. Every one has
+    /// a known price: a judge the evaluation's estimate would count as
+    /// free is refused at cold start, since a tenant's judge calls are
+    /// paid by the deployment.
+    pub judge_models: BTreeMap<ProviderKind, Vec<String>>,
     /// `DEFAULT_PROVIDER`: `openai` (default), `bedrock` or `together`, for
     /// runs that do not name one.
     pub default_provider: ProviderKind,
@@ -149,7 +157,9 @@ pub struct Config {
     /// (the most one run may prepare, default 64) and
     /// `PREPARE_SHARDS_TIMEOUT_MINUTES` (how long shards may take before
     /// the run fails, default 60); the merge may use three quarters of
-    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (Lambda sets it; default 1024).
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (Lambda sets it; default 1024),
+    /// and the single path's spills `PREPARE_TMP_MB` of `/tmp` (default
+    /// 512), shared by every run the process prepares at once.
     pub fan_out: crate::dataset::fanout::FanOutLimits,
     pub openai: OpenAiConfig,
     /// `OPENAI_WEBHOOK_SECRET` or `OPENAI_WEBHOOK_SECRET_ARN`: the `whsec_`
@@ -212,9 +222,25 @@ impl Config {
             }
         };
         let mut allowed_base_models = BTreeMap::new();
+        let mut judge_models = BTreeMap::new();
         for profile in profiles::all() {
             let models = profile.base_models();
             allowed_base_models.insert(profile.kind(), vars.list(models.variable, models.default)?);
+            let judges = profile.judge_models();
+            let listed = vars.list(judges.variable, judges.default)?;
+            if let Some(unpriced) = listed
+                .iter()
+                .find(|m| profile.inference_price(m, false).is_none())
+            {
+                return Err(ConfigError {
+                    var: judges.variable,
+                    problem: format!(
+                        "names {unpriced:?}, whose price is not known: a judge must have a known price, or its calls would be estimated at $0 (known-priced judges include {})",
+                        judges.default.replace(',', ", ")
+                    ),
+                });
+            }
+            judge_models.insert(profile.kind(), listed);
         }
         let together_base_url = vars
             .optional("TOGETHER_BASE_URL")
@@ -260,6 +286,7 @@ impl Config {
                 .optional("TENANT_CLAIM")
                 .unwrap_or_else(|| "tenant_id".to_owned()),
             allowed_base_models,
+            judge_models,
             default_provider,
             shutdown_margin_days: vars.number("MODEL_SHUTDOWN_MARGIN_DAYS", 30, 0..=365)?,
             enforce_shutdown_dates,
@@ -286,6 +313,9 @@ impl Config {
                 merge_memory_bytes: MB * 3 / 4
                     * vars.number::<u64>("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024, 128..=10240)?,
                 read: read_limits_of(&vars)?,
+                // The function's ephemeral storage (template.yaml's
+                // EphemeralStorage states the same); Lambda's default is 512.
+                tmp_bytes: MB * vars.number::<u64>("PREPARE_TMP_MB", 512, 1..=10240)?,
             },
             openai: OpenAiConfig {
                 base_url: base_url.trim_end_matches('/').to_owned(),
@@ -319,6 +349,11 @@ impl Config {
         self.allowed_base_models
             .get(&provider)
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// The judges a run on `provider` may name.
+    pub fn allowed_judges(&self, provider: ProviderKind) -> &[String] {
+        self.judge_models.get(&provider).map_or(&[], Vec::as_slice)
     }
 
     /// Why runs on `provider` cannot start in this deployment, when they
@@ -578,6 +613,43 @@ mod tests {
             Config::from_lookup(lookup(&pairs)).unwrap_err().var,
             "BEDROCK_ROLE_ARN"
         );
+    }
+
+    #[test]
+    fn judges_come_from_each_providers_list_and_must_have_a_known_price() {
+        // GIVEN the defaults
+        let c = Config::from_lookup(lookup(BASE)).unwrap();
+        assert!(
+            c.allowed_judges(ProviderKind::OpenAi)
+                .contains(&"gpt-4.1-2025-04-14".to_owned())
+        );
+        assert!(
+            c.allowed_judges(ProviderKind::Bedrock)
+                .contains(&"amazon.nova-pro-v1:0".to_owned())
+        );
+        assert!(!c.allowed_judges(ProviderKind::Together).is_empty());
+        // WHEN a deployment lists its own judges THEN they replace the defaults
+        let mut pairs = BASE.to_vec();
+        pairs.push(("OPENAI_JUDGE_MODELS", "gpt-4o-mini-2024-07-18"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(
+            c.allowed_judges(ProviderKind::OpenAi),
+            ["gpt-4o-mini-2024-07-18"]
+        );
+        // WHEN it lists a judge whose price is not known
+        let mut pairs = BASE.to_vec();
+        pairs.push((
+            "BEDROCK_JUDGE_MODELS",
+            "amazon.nova-pro-v1:0,anthropic.claude-opus-4-v1:0",
+        ));
+        let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        // THEN the cold start fails naming the variable and the model
+        assert_eq!(err.var, "BEDROCK_JUDGE_MODELS");
+        assert!(
+            err.problem.contains("anthropic.claude-opus-4-v1:0"),
+            "{err}"
+        );
+        assert!(err.problem.contains("known price"), "{err}");
     }
 
     #[test]

@@ -539,4 +539,71 @@ async fn a_model_activated_by_hand_while_an_evaluation_runs_stays_active() {
     assert_eq!(model["evaluation"]["activation"], "baseline_changed");
     let (_, shown) = rows(&world, TENANT, &format!("/runs/{second}")).await;
     assert_eq!(shown["evaluation"]["activation"], "baseline_changed");
+async fn a_judge_outside_the_deployments_list_is_refused_at_post_with_the_field_and_the_rule() {
+    // GIVEN a deployment with its default judges
+    let world = world().await;
+
+    // WHEN a tenant asks for a premium model as its run's judge
+    let body = evaluated_run(json!({"judge_model": "o1-pro"}));
+    let request = ApiEvent::post("/runs").tenant(TENANT).json(&body).build();
+    let response = finetune::http::start_run_handler(
+        &world.pipeline.store,
+        &world.config,
+        &world.pipeline.metrics,
+        request,
+    )
+    .await;
+
+    // THEN the request is refused as problem+json naming the field and the rule
+    assert_eq!(response.status(), 400, "{:?}", response.body());
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    let errors = problem["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{problem}");
+    assert_eq!(errors[0]["field"], "config.evaluation.judge_model");
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("is not an allowed judge for openai") && message.contains(BASE),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_judge_whose_price_is_not_known_is_never_estimated_as_free() {
+    // GIVEN a run accepted with an allowed judge, whose record names a
+    // model of unknown price by the time it is evaluated (accepted before
+    // the judges were listed)
+    let world = world().await;
+    seed(&world, 40).await;
+    let id = start(&world, &evaluated_run(json!({"judge_model": BASE}))).await;
+    let mut accepted = run(&world, &id).await;
+    accepted.config.evaluation.judge_model = Some("o1-pro".into());
+    world.pipeline.store.update_run(&accepted).await.unwrap();
+
+    // WHEN the run is driven to its end
+    let done = drive(&world, &id, 30).await;
+
+    // THEN the evaluation is not run (no $0 estimate, no judge call): its
+    // skip says which model has no known price
+    assert_eq!(done.status, RunStatus::Completed, "{}", done.phase);
+    let evaluation = done.evaluation.unwrap();
+    assert_eq!(
+        evaluation.status,
+        EvaluationStatus::Skipped,
+        "{evaluation:?}"
+    );
+    let reason = evaluation.reason.unwrap();
+    assert!(reason.contains("no price is known for o1-pro"), "{reason}");
+    assert_eq!(done.stats.unwrap().evaluation_estimated_cost_usd, None);
+    assert!(
+        !world
+            .sandbox()
+            .chat_calls_per_model()
+            .contains_key("o1-pro"),
+        "{:?}",
+        world.sandbox().chat_calls_per_model()
+    );
 }

@@ -565,4 +565,159 @@ async fn a_refused_file_does_not_fail_its_shard_and_the_merge_names_it() {
     );
     assert_eq!((s.files_refused_total, s.files_read), (2, 2));
     assert_eq!(s.conversations_read, 40);
+/// `POST /runs` of the large run's body as `tenant`.
+async fn start_as(world: &crate::world::World, tenant: &str) -> RunId {
+    let request = finetune_tests::ApiEvent::post("/runs")
+        .tenant(tenant)
+        .json(&large_run_body())
+        .build();
+    let response = finetune::http::start_run_handler(
+        &world.pipeline.store,
+        &world.config,
+        &world.pipeline.metrics,
+        request,
+    )
+    .await;
+    assert_eq!(response.status(), 202, "{:?}", response.body());
+    let run: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    RunId::parse(run["id"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn two_tenants_runs_in_one_tick_share_its_tmp_and_both_complete_without_one_failing_the_other()
+ {
+    // GIVEN a prepare function with 3 MiB of /tmp, and two tenants each
+    // with a run small enough for one invocation (1.2 MB of exports, whose
+    // spill is reserved at twice that): either fits, not both at once
+    let world = world_configured(
+        quick_sandbox(),
+        |p| p,
+        |a| a,
+        &[
+            ("PREPARE_TMP_MB", "3".to_owned()),
+            ("PREPARE_SHARD_MB", "1".to_owned()),
+        ],
+    )
+    .await;
+    let queue = ShardQueue::create(&world.env).await;
+    let tenants = [TENANT, "globex"];
+    for (seed, tenant) in (7..).zip(tenants) {
+        put_exports(
+            &world.env,
+            corpus::Corpus::new(tenant, 1_200_000, 400_000, seed).map(|f| (f.key, f.bytes)),
+        )
+        .await;
+    }
+    let mut ids = Vec::new();
+    for tenant in tenants {
+        ids.push((
+            TenantId::parse(tenant).unwrap(),
+            start_as(&world, tenant).await,
+        ));
+    }
+    let get = |tenant: TenantId, id: RunId| {
+        let store = world.pipeline.store.clone();
+        async move { store.get_run(&tenant, &id).await.unwrap() }
+    };
+
+    // WHEN one prepare tick takes both at once
+    tick(&world).await;
+
+    // THEN one was prepared in the invocation and the other, finding /tmp
+    // taken, was handed to the shards (it did not spill beside the first)
+    let mut fanned_out = 0;
+    for (tenant, id) in &ids {
+        let r = get(tenant.clone(), id.clone()).await;
+        assert_ne!(r.status, RunStatus::Failed, "{r:?}");
+        let events = world
+            .pipeline
+            .store
+            .list_events(tenant, id, 100, None)
+            .await
+            .unwrap();
+        if events
+            .items
+            .iter()
+            .any(|e| e.kind == "preparation_fanned_out")
+        {
+            fanned_out += 1;
+            assert_eq!(r.status, RunStatus::Preparing, "{r:?}");
+        } else {
+            assert!(
+                r.dataset_id.is_some() && r.status != RunStatus::Preparing,
+                "{r:?}"
+            );
+        }
+    }
+    assert_eq!(fanned_out, 1, "exactly one run waited for the other's /tmp");
+
+    // AND once its shards ran, both runs end with trained models
+    queue
+        .drive(&worker(&world.env), 4, Duration::from_secs(120), |_| {
+            Invocation::Normal
+        })
+        .await;
+    for _ in 0..30 {
+        let mut all_done = true;
+        for (tenant, id) in &ids {
+            all_done &= get(tenant.clone(), id.clone()).await.status.is_terminal();
+        }
+        if all_done {
+            break;
+        }
+        tick(&world).await;
+    }
+    for (tenant, id) in &ids {
+        let done = get(tenant.clone(), id.clone()).await;
+        assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_merge_that_finds_the_memory_taken_waits_for_the_next_tick_without_counting_an_attempt() {
+    use finetune::dataset::fanout::PrepareBudget;
+    // GIVEN a run fanned out and all its shards done, in a process whose
+    // preparations share the merge's memory
+    let env = TestEnv::new().await;
+    let queue = ShardQueue::create(&env).await;
+    seed_exports(&env, 3_000_000, 1_000_000).await;
+    let settings = settings(1_000_000);
+    let limits = FanOutLimits {
+        single_max_bytes: MIB,
+        shard_bytes: MIB,
+        merge_memory_bytes: 4 * MIB,
+        ..FanOutLimits::default()
+    };
+    let budget = PrepareBudget::new(&limits);
+    let dataset = DatasetId::generate();
+    let fan_out = FanOut::new(&env.blobs, &limits, &dataset, &settings).sharing(&budget);
+    assert!(matches!(
+        fan_out.advance(None).await.unwrap(),
+        Advance::Waiting { .. }
+    ));
+    queue
+        .drive(&worker(&env), 4, Duration::from_secs(120), |_| {
+            Invocation::Normal
+        })
+        .await;
+
+    // WHEN another run's merge holds all but 64 KiB of the memory, on
+    // this tick and the three after it
+    let held = budget.try_reserve(4 * MIB - 64 * 1024, 0).unwrap();
+    for _ in 0..(finetune::dataset::fanout::MERGE_ATTEMPTS + 1) {
+        // THEN the merge waits, saying why, instead of running beside it
+        match fan_out.advance(None).await.unwrap() {
+            Advance::Waiting { phase, .. } => {
+                assert!(phase.contains("other runs' preparations hold"), "{phase}")
+            }
+            Advance::Prepared(_) => panic!("merged beside another run's merge"),
+        }
+    }
+
+    // AND once that memory is given back, it merges: the waits counted no attempt
+    drop(held);
+    let Advance::Prepared(prepared) = fan_out.advance(None).await.unwrap() else {
+        panic!("not merged once the memory was free");
+    };
+    assert!(prepared.stats.shards >= 3, "{:?}", prepared.stats);
 }

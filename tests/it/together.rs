@@ -31,6 +31,9 @@ async fn world() -> (World, TogetherProvider) {
     let vars = [
         ("TOGETHER_BASE_URL", sandbox.base_url()),
         ("TOGETHER_API_KEY", "tg-test".to_owned()),
+        // The sandbox answers as any model: its runs are judged by the
+        // base model, which this deployment lists (it has a known price).
+        ("TOGETHER_JUDGE_MODELS", BASE.to_owned()),
     ];
     let world = World::new(
         env,

@@ -403,3 +403,166 @@ async fn the_signing_secret_is_read_from_secrets_manager_by_the_first_delivery()
     assert_eq!(send().await, 200);
     assert_eq!(run(&world, &id).await.status, RunStatus::Evaluating);
 }
+
+/// Every DynamoDB call a client makes, as `(IAM action, partition key)`:
+/// what a function's role must grant, observed on the wire (an SDK
+/// interceptor reads each request's JSON before it is sent). Queries of an
+/// index are left out: their grant is a statement of its own.
+#[derive(Debug, Clone, Default)]
+struct KeyRecorder(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl KeyRecorder {
+    fn calls(&self) -> Vec<(String, String)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for KeyRecorder {
+    fn name(&self) -> &'static str {
+        "KeyRecorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let request = context.request();
+        let Some(op) = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.split('.').nth(1))
+            .map(str::to_owned)
+        else {
+            return Ok(());
+        };
+        let body: Value = request
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or(Value::Null);
+        let pk = |v: &Value| v["PK"]["S"].as_str().map(str::to_owned);
+        let mut calls: Vec<(String, Option<String>)> = Vec::new();
+        match op.as_str() {
+            "GetItem" | "DeleteItem" | "UpdateItem" => calls.push((op.clone(), pk(&body["Key"]))),
+            "PutItem" => calls.push((op.clone(), pk(&body["Item"]))),
+            "BatchWriteItem" | "BatchGetItem" => {
+                for requests in body["RequestItems"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.values())
+                {
+                    let items: Vec<&Value> = match requests.as_array() {
+                        Some(writes) => writes
+                            .iter()
+                            .map(|w| match &w["PutRequest"]["Item"] {
+                                Value::Null => &w["DeleteRequest"]["Key"],
+                                item => item,
+                            })
+                            .collect(),
+                        None => requests["Keys"].as_array().into_iter().flatten().collect(),
+                    };
+                    calls.extend(items.into_iter().map(|i| (op.clone(), pk(i))));
+                }
+            }
+            "TransactWriteItems" | "TransactGetItems" => {
+                for item in body["TransactItems"].as_array().into_iter().flatten() {
+                    for (kind, action, at) in [
+                        ("Put", "PutItem", "Item"),
+                        ("Update", "UpdateItem", "Key"),
+                        ("Delete", "DeleteItem", "Key"),
+                        ("ConditionCheck", "ConditionCheckItem", "Key"),
+                        ("Get", "GetItem", "Key"),
+                    ] {
+                        if !item[kind].is_null() {
+                            calls.push((action.to_owned(), pk(&item[kind][at])));
+                        }
+                    }
+                }
+            }
+            "Query" if body["IndexName"].is_null() => {
+                // The partition key's value: the placeholder after `=` in
+                // the key condition.
+                let condition = body["KeyConditionExpression"].as_str().unwrap_or("");
+                let placeholder = condition
+                    .split('=')
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or("");
+                calls.push((
+                    op.clone(),
+                    body["ExpressionAttributeValues"][placeholder]["S"]
+                        .as_str()
+                        .map(str::to_owned),
+                ));
+            }
+            _ => {}
+        }
+        let mut recorded = self.0.lock().unwrap();
+        for (action, key) in calls {
+            recorded.push((format!("dynamodb:{action}"), key.unwrap_or_default()));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_table_call_the_webhook_makes_is_granted_by_its_roles_key_conditions() {
+    // GIVEN a run in training whose job succeeded, and the webhook's
+    // store recording every call it makes on the wire
+    let (mut world, id, job_id) = training_run().await;
+    world.sandbox().run_to_end(&job_id);
+    let recorder = KeyRecorder::default();
+    let conf = aws_sdk_dynamodb::config::Builder::from(&world.env.sdk)
+        .interceptor(recorder.clone())
+        .build();
+    world.pipeline.store = finetune::store::Store::new(
+        aws_sdk_dynamodb::Client::from_conf(conf),
+        world.env.table.clone(),
+    );
+
+    // WHEN a delivery meets a provider failure (its claim is released), is
+    // retried and processed, and is replayed
+    world
+        .sandbox()
+        .inject(openai_sandbox::Fault::status("GET", &job_id, 500, 1000));
+    let body = body("fine_tuning.job.succeeded", &job_id);
+    let first = delivery(&secret(), "msg_audited", now(), &body);
+    assert_eq!(post(&world, first.clone()).await.0, 503);
+    world.sandbox().clear_faults();
+    assert_eq!(post(&world, first.clone()).await.0, 200);
+    assert_eq!(post(&world, first).await.0, 200);
+    assert_eq!(run(&world, &id).await.status, RunStatus::Evaluating);
+
+    // THEN every call it made is allowed by a statement of the webhook's
+    // role: its action, on a key its LeadingKeys condition admits
+    let calls = recorder.calls();
+    let grants = crate::template::table_statements("WebhookFunction");
+    for (action, key) in &calls {
+        assert!(
+            grants
+                .iter()
+                .any(|(actions, leading)| actions.contains(action)
+                    && leading.as_ref().is_none_or(|patterns| patterns
+                        .iter()
+                        .any(|p| crate::template::string_like(p, key)))),
+            "{action} on {key:?} is not granted: {grants:?}"
+        );
+    }
+    // AND the audit saw each kind: the job owner read, the delivery claim
+    // put and released, the run and its events written
+    for (action, prefix) in [
+        ("dynamodb:GetItem", "JOB#"),
+        ("dynamodb:PutItem", "WEBHOOK#"),
+        ("dynamodb:DeleteItem", "WEBHOOK#"),
+        ("dynamodb:UpdateItem", "TENANT#"),
+    ] {
+        assert!(
+            calls
+                .iter()
+                .any(|(a, k)| a == action && k.starts_with(prefix)),
+            "no {action} on {prefix}… in {calls:?}"
+        );
+    }
+}

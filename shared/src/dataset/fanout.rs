@@ -17,10 +17,12 @@
 //! a retried shard or a repeated hand-out overwrites, never doubles.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::io::{DatasetSink, ExportSource, ReadLimits, Written};
 use super::merge::{Merger, Span, merge_memory};
@@ -56,11 +58,15 @@ pub struct FanOutLimits {
     /// How long shards may take, all told, before the run fails.
     pub stall_after: Duration,
     /// What the merge may hold in memory (its estimate is checked before
-    /// it reads an index).
+    /// it reads an index). It is also what every preparation running at
+    /// once in one process shares ([`PrepareBudget`]).
     pub merge_memory_bytes: u64,
     /// How far one export file may be read (each shard's task carries
     /// them, so every shard of a run reads by the same limits).
     pub read: ReadLimits,
+    /// The function's `/tmp`, which the single path's spills of every run
+    /// prepared at once in one process share ([`PrepareBudget`]).
+    pub tmp_bytes: u64,
 }
 
 impl Default for FanOutLimits {
@@ -72,7 +78,86 @@ impl Default for FanOutLimits {
             stall_after: Duration::from_secs(60 * 60),
             merge_memory_bytes: 768 * 1024 * 1024,
             read: ReadLimits::default(),
+            tmp_bytes: 512 * 1024 * 1024,
         }
+    }
+}
+
+/// The single path's spill is reserved at this many times the run's
+/// (effective) export bytes: what `PREPARE_SINGLE_MAX_MB`'s default
+/// always assumed (256 MB of exports in 512 MB of `/tmp`, half to spare
+/// for windows and the manifest).
+pub const SPILL_RESERVE_FACTOR: u64 = 2;
+
+/// The single path's memory (its in-memory index) is reserved as a merge
+/// of one conversation and one example per this many export bytes: a
+/// conversation line is rarely shorter, so the estimate errs high.
+pub const SINGLE_PATH_BYTES_PER_CONVERSATION: u64 = 512;
+
+/// Reservations are counted in KiB: a `u32` of them covers any Lambda.
+const BUDGET_UNIT: u64 = 1024;
+
+/// What the runs one process prepares at once share: the merge memory
+/// and `/tmp`. The prepare tick advances up to `MONITOR_CONCURRENCY` runs
+/// of any tenants concurrently; each run's limit alone would let two
+/// large ones together exhaust the function and kill every run in flight.
+/// So a merge or a single-path preparation first reserves its estimate
+/// here, without waiting: a merge that finds the memory taken waits for
+/// the next tick (its attempt is not counted), a small run that finds
+/// `/tmp` or the memory taken is fanned out instead (the shards use
+/// neither). No run's size can then fail or kill another.
+#[derive(Clone)]
+pub struct PrepareBudget {
+    memory: Arc<Semaphore>,
+    tmp: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for PrepareBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrepareBudget")
+            .field("memory_kib_free", &self.memory.available_permits())
+            .field("tmp_kib_free", &self.tmp.available_permits())
+            .finish()
+    }
+}
+
+/// What one preparation holds of the [`PrepareBudget`] while it runs;
+/// given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    _permits: Vec<OwnedSemaphorePermit>,
+}
+
+impl PrepareBudget {
+    /// The budget of one process whose preparations may hold `limits`'
+    /// merge memory and `/tmp` between them.
+    pub fn new(limits: &FanOutLimits) -> Self {
+        let units = |bytes: u64| usize::try_from(bytes / BUDGET_UNIT).unwrap_or(usize::MAX >> 4);
+        Self {
+            memory: Arc::new(Semaphore::new(
+                units(limits.merge_memory_bytes).min(Semaphore::MAX_PERMITS),
+            )),
+            tmp: Arc::new(Semaphore::new(
+                units(limits.tmp_bytes).min(Semaphore::MAX_PERMITS),
+            )),
+        }
+    }
+
+    /// Reserves `memory` and `tmp` bytes now, or nothing when either is
+    /// not free (or never could be).
+    pub fn try_reserve(&self, memory: u64, tmp: u64) -> Option<Reservation> {
+        let units = |bytes: u64| u32::try_from(bytes.div_ceil(BUDGET_UNIT).max(1)).ok();
+        let mut permits = Vec::with_capacity(2);
+        permits.push(
+            self.memory
+                .clone()
+                .try_acquire_many_owned(units(memory)?)
+                .ok()?,
+        );
+        if tmp > 0 {
+            permits.push(self.tmp.clone().try_acquire_many_owned(units(tmp)?).ok()?);
+        }
+        Some(Reservation { _permits: permits })
     }
 }
 
@@ -192,6 +277,9 @@ pub struct FanOut<'a> {
     limits: &'a FanOutLimits,
     dataset: &'a DatasetId,
     settings: &'a PrepareSettings,
+    /// Shared with the other runs this process prepares at once; `None`
+    /// (tools, tests of one run) reserves nothing.
+    budget: Option<&'a PrepareBudget>,
 }
 
 /// Time kept back from the invocation's deadline on the single path, for
@@ -214,6 +302,23 @@ impl<'a> FanOut<'a> {
             limits,
             dataset,
             settings,
+            budget: None,
+        }
+    }
+
+    /// The same, reserving its merge memory and `/tmp` in `budget`, which
+    /// every run this process prepares at once shares.
+    pub fn sharing(mut self, budget: &'a PrepareBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Reserves `memory` and `tmp` in the shared budget: `None` when they
+    /// are taken, `Some(None)` when there is no budget to reserve in.
+    fn reserve(&self, memory: u64, tmp: u64) -> Option<Option<Reservation>> {
+        match self.budget {
+            None => Some(None),
+            Some(budget) => budget.try_reserve(memory, tmp).map(Some),
         }
     }
 
@@ -277,6 +382,32 @@ impl<'a> FanOut<'a> {
                 handed_out: None,
             });
         }
+        let counts = self.shard_counts(shards).await?;
+        let needed = merge_memory(
+            counts.iter().map(|c| c.indexed_conversations).sum(),
+            counts.iter().map(|c| c.indexed_examples).sum(),
+        );
+        // Over the whole budget, the run is too large by itself (the merge
+        // says so with its figures); within it, the merge waits until the
+        // runs merging now have given back what it needs.
+        let fits = needed <= self.limits.merge_memory_bytes;
+        let _reserved = match fits.then(|| self.reserve(needed, 0)) {
+            None => None,
+            Some(Some(reserved)) => reserved,
+            Some(None) => {
+                tracing::info!(
+                    needed_mib = needed as f64 / MIB,
+                    "the merge waits for memory other runs' preparations hold"
+                );
+                return Ok(Advance::Waiting {
+                    phase: format!(
+                        "preparing: all {shards} shards done, merging when {:.1} MiB are free (other runs' preparations hold them)",
+                        needed as f64 / MIB
+                    ),
+                    handed_out: None,
+                });
+            }
+        };
         let mut attempts = self.attempts().await?;
         attempts.merge += 1;
         if attempts.merge > MERGE_ATTEMPTS {
@@ -287,7 +418,7 @@ impl<'a> FanOut<'a> {
             });
         }
         self.put_attempts(&attempts).await?;
-        match self.merge(&plan).await {
+        match self.merge(&plan, counts).await {
             Ok(prepared) => Ok(Advance::Prepared(Box::new(prepared))),
             Err(e) => {
                 // Only a merge cut short (killed) counts against the run's
@@ -322,7 +453,13 @@ impl<'a> FanOut<'a> {
             )
         } else if attempts.single > 0 {
             "an earlier attempt to prepare the run in one invocation did not finish".to_owned()
-        } else {
+        } else if let Some(_reserved) = self.reserve(
+            merge_memory(
+                exports.effective_bytes / SINGLE_PATH_BYTES_PER_CONVERSATION,
+                exports.effective_bytes / SINGLE_PATH_BYTES_PER_CONVERSATION,
+            ),
+            exports.effective_bytes.saturating_mul(SPILL_RESERVE_FACTOR),
+        ) {
             attempts.single += 1;
             self.put_attempts(&attempts).await?;
             let reading_until =
@@ -342,6 +479,9 @@ impl<'a> FanOut<'a> {
                     return Err(e);
                 }
             }
+        } else {
+            // The shards use neither this process's memory nor its /tmp.
+            "the /tmp or memory this process's preparations share is taken by other runs".to_owned()
         };
         let plan = Plan {
             shards: split(&exports.files, self.limits.shard_bytes),
@@ -455,20 +595,16 @@ impl<'a> FanOut<'a> {
     }
 
     /// Every shard is done: merge from the indexes, assemble in S3.
-    async fn merge(&self, plan: &Plan) -> Result<PreparedDataset, PrepareError> {
+    async fn merge(
+        &self,
+        plan: &Plan,
+        all_counts: Vec<ShardCounts>,
+    ) -> Result<PreparedDataset, PrepareError> {
         let book = Rulebook::new(self.settings)?;
         let mut merger = Merger::new(&book, self.settings);
         let shards = plan.shards.len() as u32;
-        // The shards' counts first: a merge too large for this function
-        // fails with the figures instead of being killed three times.
-        let mut all_counts = Vec::with_capacity(shards as usize);
-        for shard in 0..shards {
-            let counts: ShardCounts = self
-                .blobs
-                .get_json(&self.shard_key(shard, ShardObject::Done))
-                .await?;
-            all_counts.push(counts);
-        }
+        // A merge too large for this function fails with the figures
+        // instead of being killed three times.
         let conversations: u64 = all_counts.iter().map(|c| c.indexed_conversations).sum();
         let examples: u64 = all_counts.iter().map(|c| c.indexed_examples).sum();
         let needed = merge_memory(conversations, examples);
@@ -525,6 +661,20 @@ impl<'a> FanOut<'a> {
             "dataset merged"
         );
         Ok(self.prepared(train, validation, merged.stats))
+    }
+
+    /// Every shard's counts (`done.json`): what the merge's memory
+    /// estimate is made of, read before an index.
+    async fn shard_counts(&self, shards: u32) -> Result<Vec<ShardCounts>, PrepareError> {
+        let mut all_counts = Vec::with_capacity(shards as usize);
+        for shard in 0..shards {
+            let counts: ShardCounts = self
+                .blobs
+                .get_json(&self.shard_key(shard, ShardObject::Done))
+                .await?;
+            all_counts.push(counts);
+        }
+        Ok(all_counts)
     }
 
     async fn assemble(
@@ -708,6 +858,36 @@ pub fn instant_before(deadline: DateTime<Utc>, margin: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_runs_reserve_together_never_exceeds_the_budget_and_is_given_back_when_dropped() {
+        // GIVEN a process whose preparations share 10 MiB of memory and 4 MiB of /tmp
+        let budget = PrepareBudget::new(&FanOutLimits {
+            merge_memory_bytes: 10 * 1024 * 1024,
+            tmp_bytes: 4 * 1024 * 1024,
+            ..FanOutLimits::default()
+        });
+        // WHEN one run holds 6 MiB of memory
+        let first = budget.try_reserve(6 * 1024 * 1024, 0).unwrap();
+        // THEN another's 6 MiB does not fit beside it, 4 MiB does
+        assert!(budget.try_reserve(6 * 1024 * 1024, 0).is_none());
+        let second = budget.try_reserve(4 * 1024 * 1024, 0).unwrap();
+        // AND /tmp is its own budget, refused whole when memory is not free
+        assert!(budget.try_reserve(1, 1024).is_none());
+        drop(second);
+        assert!(budget.try_reserve(1, 5 * 1024 * 1024).is_none());
+        let spill = budget.try_reserve(1, 3 * 1024 * 1024).unwrap();
+        assert!(budget.try_reserve(1, 2 * 1024 * 1024).is_none());
+        // AND what is dropped is free again
+        drop((first, spill));
+        assert!(
+            budget
+                .try_reserve(10 * 1024 * 1024, 4 * 1024 * 1024)
+                .is_some()
+        );
+        // AND more than the whole budget never fits
+        assert!(budget.try_reserve(11 * 1024 * 1024, 0).is_none());
+    }
 
     fn object(key: &str, size: u64) -> ObjectInfo {
         ObjectInfo {

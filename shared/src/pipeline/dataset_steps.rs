@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::{Ledger, PipelineError, Step, Steps};
 use crate::blob::Blobs;
-use crate::dataset::fanout::{Advance, FanOut, FanOutLimits};
+use crate::dataset::fanout::{Advance, FanOut, FanOutLimits, PrepareBudget};
 use crate::dataset::{DatasetStats, PrepareSettings, PreparedDataset};
 use crate::domain::{DatasetId, DatasetRecord, EventLevel, Run, RunStats, RunStatus};
 use crate::provider::profiles::profile;
@@ -21,6 +21,21 @@ pub struct DatasetSteps {
     pub blobs: Blobs,
     /// When a run is prepared in one invocation, fanned out, or refused.
     pub limits: FanOutLimits,
+    /// The memory and `/tmp` the runs this process prepares at once share
+    /// (built from `limits`): no run's size can fail or kill another's.
+    pub budget: PrepareBudget,
+}
+
+impl DatasetSteps {
+    /// The steps with `limits` and a budget of their own for the runs of
+    /// one process.
+    pub fn new(blobs: Blobs, limits: FanOutLimits) -> Self {
+        Self {
+            blobs,
+            budget: PrepareBudget::new(&limits),
+            limits,
+        }
+    }
 }
 
 impl Steps for DatasetSteps {
@@ -107,7 +122,8 @@ impl DatasetSteps {
             .clone()
             .ok_or_else(|| PipelineError::Inconsistent("preparing without a dataset id".into()))?;
         let settings = PrepareSettings::from_run_config(&run.tenant_id, &run.config, run.provider)?;
-        let fan_out = FanOut::new(&self.blobs, &self.limits, &dataset_id, &settings);
+        let fan_out =
+            FanOut::new(&self.blobs, &self.limits, &dataset_id, &settings).sharing(&self.budget);
         let record = match ledger.store.get_dataset(&run.tenant_id, &dataset_id).await {
             Ok(record) => record,
             Err(StoreError::NotFound { .. }) => {

@@ -394,21 +394,29 @@ impl EvaluateSteps {
                 .sum(),
             max_answer_tokens: u64::from(evaluation.max_tokens),
         };
-        let free = Price {
-            input_per_1k: 0.0,
-            output_per_1k: 0.0,
+        let priced = known_prices(
+            (
+                &candidate.model,
+                provider.inference_price(&run.config.base_model, true),
+            ),
+            (&baseline.model, baseline_price),
+            judge
+                .as_ref()
+                .map(|j| (j.model.as_str(), provider.inference_price(&j.model, false))),
+        );
+        let (candidate_price, baseline_price, judge_price) = match priced {
+            Ok(prices) => prices,
+            Err(reason) => return Ok(Err(EvaluationRecord::skipped(&candidate.model, &reason))),
         };
-        let judge_cost = judge.as_ref().map(|j| JudgeCost {
-            price: provider.inference_price(&j.model, false).unwrap_or(free),
+        let judge_cost = judge_price.map(|price| JudgeCost {
+            price,
             instruction_tokens: JUDGE_INSTRUCTION_TOKENS,
             max_verdict_tokens: u64::from(JUDGE_MAX_TOKENS),
         });
         let estimate = estimate_cost(
             &inputs,
-            provider
-                .inference_price(&run.config.base_model, true)
-                .unwrap_or(free),
-            baseline_price.unwrap_or(free),
+            candidate_price,
+            baseline_price,
             judge_cost.as_ref(),
         );
         let plan = Plan {
@@ -886,6 +894,29 @@ async fn ask(
     })
 }
 
+/// The prices of the candidate, the baseline and the judge (when there is
+/// one), or why the evaluation is not run: a model whose price is not
+/// known would be counted as free in the estimate the tenant is shown,
+/// and its calls are paid all the same.
+fn known_prices(
+    candidate: (&str, Option<Price>),
+    baseline: (&str, Option<Price>),
+    judge: Option<(&str, Option<Price>)>,
+) -> Result<(Price, Price, Option<Price>), String> {
+    let known = |(model, price): (&str, Option<Price>)| {
+        price.ok_or_else(|| {
+            format!(
+                "no price is known for {model}, so the evaluation's cost cannot be estimated; it was not run rather than counted as free"
+            )
+        })
+    };
+    Ok((
+        known(candidate)?,
+        known(baseline)?,
+        judge.map(known).transpose()?,
+    ))
+}
+
 /// The judge's verdict on one presentation.
 async fn verdict(
     judge: &dyn Inference,
@@ -923,6 +954,37 @@ fn to_chrono(d: Duration) -> chrono::Duration {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_model_without_a_known_price_stops_the_plan_instead_of_costing_nothing() {
+        let price = Some(Price {
+            input_per_1k: 0.001,
+            output_per_1k: 0.002,
+        });
+        assert!(known_prices(("ft:a", price), ("b", price), None).is_ok());
+        assert_eq!(
+            known_prices(("ft:a", price), ("b", price), Some(("j", price)))
+                .unwrap()
+                .2,
+            price
+        );
+        for (candidate, baseline, judge, named) in [
+            (None, price, None, "ft:a"),
+            (price, None, None, "b"),
+            (price, price, Some(None), "j"),
+        ] {
+            let reason = known_prices(
+                ("ft:a", candidate),
+                ("b", baseline),
+                judge.map(|p| ("j", p)),
+            )
+            .unwrap_err();
+            assert!(
+                reason.starts_with(&format!("no price is known for {named},")),
+                "{reason}"
+            );
+        }
+    }
 
     #[test]
     fn an_answer_is_stored_redacted_tool_arguments_included() {

@@ -155,10 +155,10 @@ impl Pipeline {
             self.ledger(),
             self.lease,
             "prepare",
-            DatasetSteps {
-                blobs: self.blobs.clone(),
-                limits: crate::dataset::fanout::FanOutLimits::default(),
-            },
+            DatasetSteps::new(
+                self.blobs.clone(),
+                crate::dataset::fanout::FanOutLimits::default(),
+            ),
         )
     }
 
@@ -168,7 +168,7 @@ impl Pipeline {
         limits: crate::dataset::fanout::FanOutLimits,
     ) -> Reconciler<DatasetSteps> {
         let mut reconciler = self.preparing();
-        reconciler.steps.limits = limits;
+        reconciler.steps = DatasetSteps::new(self.blobs.clone(), limits);
         reconciler
     }
 
@@ -238,10 +238,10 @@ impl Reconciler<DatasetSteps> {
             ),
             config.run_lease,
             "prepare",
-            DatasetSteps {
-                blobs: Blobs::lazy(sdk, &config.bucket_name),
-                limits: config.fan_out.clone(),
-            },
+            DatasetSteps::new(
+                Blobs::lazy(sdk, &config.bucket_name),
+                config.fan_out.clone(),
+            ),
         )
     }
 }

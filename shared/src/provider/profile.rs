@@ -136,6 +136,12 @@ pub trait Profile: Send + Sync {
     /// Where the deployment's list of allowed base models comes from.
     fn base_models(&self) -> BaseModels;
 
+    /// Where the deployment's list of judges comes from: the models a
+    /// run's `config.evaluation.judge_model` may name. Each default has a
+    /// known [`Self::inference_price`] (the configuration refuses a judge
+    /// without one), so a judge is never estimated as free.
+    fn judge_models(&self) -> BaseModels;
+
     /// The preparation's limits for `base_model`, or why this provider
     /// cannot prepare data for it.
     fn dataset_limits(&self, base_model: &str) -> Result<DatasetLimits, UnknownModel>;

@@ -80,6 +80,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         // The sandbox's Together mode, on the same server.
         "TOGETHER_BASE_URL" => Some(sandbox.base_url()),
         "TOGETHER_API_KEY" => Some("together-local-demo".to_owned()),
+        // The local sandbox answers as any model: the demo's Together run
+        // is judged by its base model, which this deployment lists.
+        "TOGETHER_JUDGE_MODELS" => Some(TOGETHER_BASE.to_owned()),
         _ => None,
     })?;
     finetune::store::provision::create_table(&finetune::aws::dynamodb_client(&sdk), &table).await?;

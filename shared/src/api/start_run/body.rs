@@ -359,7 +359,7 @@ fn run_config(
     };
     let evaluation = match present(cfg.get("evaluation")) {
         None => EvaluationConfig::default(),
-        Some(v) => evaluation(c, v),
+        Some(v) => evaluation(c, v, config, provider),
     };
     let activation = choice(
         c,
@@ -425,7 +425,15 @@ fn choice<T: Copy + Default>(
     found
 }
 
-fn evaluation(c: &mut Checker, value: &Value) -> EvaluationConfig {
+/// `config.evaluation`. A judge must be on the deployment's list for the
+/// run's provider (every one there has a known price): the tenant chooses
+/// the model, the deployment pays for its calls.
+fn evaluation(
+    c: &mut Checker,
+    value: &Value,
+    config: &Config,
+    provider: Option<ProviderKind>,
+) -> EvaluationConfig {
     let at = "config.evaluation";
     let mut evaluation = EvaluationConfig::default();
     let Some(map) = c.object(
@@ -457,6 +465,21 @@ fn evaluation(c: &mut Checker, value: &Value) -> EvaluationConfig {
         MAX_JUDGE_MODEL_CHARS,
         Text::Line,
     );
+    // Without a valid provider (its own error says why) the judge cannot
+    // be checked against a list.
+    if let (Some(judge), Some(provider)) = (&evaluation.judge_model, provider) {
+        let judges = config.allowed_judges(provider);
+        if !judges.contains(judge) {
+            c.error(
+                path(at, "judge_model"),
+                format!(
+                    "is not an allowed judge for {}; use one of: {}",
+                    provider.as_str(),
+                    judges.join(", ")
+                ),
+            );
+        }
+    }
     evaluation
 }
 
@@ -1095,6 +1118,52 @@ mod tests {
             Some("gpt-4.1-2025-04-14")
         );
         assert_eq!(r.config.activation, ActivationPolicy::Always);
+    }
+
+    #[test]
+    fn a_judge_outside_the_providers_list_is_refused_naming_the_field_and_the_allowed_judges() {
+        for judge in ["o1-pro", "gpt-4.5-preview", "amazon.nova-pro-v1:0"] {
+            // GIVEN an OpenAI run whose judge is not on the deployment's list
+            // (a premium model, or another provider's)
+            let body = with(valid(), "/config/evaluation", json!({"judge_model": judge}));
+            // WHEN it is validated
+            let errors = errors_of(body);
+            // THEN the judge is refused with the rule and the choices
+            assert_eq!(errors.len(), 1, "{judge}: {errors:?}");
+            assert_eq!(errors[0].0, "config.evaluation.judge_model");
+            assert!(
+                errors[0]
+                    .1
+                    .starts_with("is not an allowed judge for openai; use one of: ")
+                    && errors[0].1.contains("gpt-4.1-2025-04-14"),
+                "{}",
+                errors[0].1
+            );
+        }
+        // AND a Bedrock run may name a Nova judge, not an OpenAI one
+        let bedrock = Config::from_lookup(|k| match k {
+            "FINETUNE_TABLE" => Some("t".into()),
+            "FINETUNE_BUCKET" => Some("b".into()),
+            "BEDROCK_ROLE_ARN" => Some("arn:aws:iam::123456789012:role/ft".into()),
+            _ => None,
+        })
+        .unwrap();
+        let nova = |judge: &str| {
+            let body = with(
+                with(
+                    with(valid(), "/provider", json!("bedrock")),
+                    "/config/base_model",
+                    json!("amazon.nova-micro-v1:0:128k"),
+                ),
+                "/config/evaluation",
+                json!({"judge_model": judge}),
+            );
+            validate(&body, &bedrock, today())
+        };
+        assert!(nova("amazon.nova-pro-v1:0").is_ok());
+        let errors = nova("gpt-4.1-2025-04-14").unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "config.evaluation.judge_model");
     }
 
     #[test]

@@ -20,6 +20,14 @@ use crate::provider::shutdown::{self, ProviderDates};
 pub const DEFAULT_BASE_MODELS: &str =
     "amazon.nova-micro-v1:0:128k,amazon.nova-lite-v1:0:300k,amazon.nova-pro-v1:0:300k";
 
+/// The judges a run may name unless `BEDROCK_JUDGE_MODELS` says otherwise:
+/// Nova foundation models as Converse calls them in the deployment's
+/// region, each priced in [`INFERENCE_USD_PER_1M`]. `template.yaml` lets
+/// the evaluate function invoke exactly these (and the base models'), so
+/// a judge added here needs its ARN there too.
+pub const DEFAULT_JUDGE_MODELS: &str =
+    "amazon.nova-micro-v1:0,amazon.nova-lite-v1:0,amazon.nova-pro-v1:0";
+
 /// The base models whose custom models Bedrock serves on demand through a
 /// custom model deployment (id prefixes): Nova Micro, Lite and Pro,
 /// customized on or after 2025-07-16, in us-east-1 and us-west-2 (see
@@ -61,6 +69,13 @@ impl Profile for BedrockProfile {
         BaseModels {
             variable: "BEDROCK_ALLOWED_BASE_MODELS",
             default: DEFAULT_BASE_MODELS,
+        }
+    }
+
+    fn judge_models(&self) -> BaseModels {
+        BaseModels {
+            variable: "BEDROCK_JUDGE_MODELS",
+            default: DEFAULT_JUDGE_MODELS,
         }
     }
 

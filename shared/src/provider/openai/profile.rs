@@ -18,6 +18,12 @@ use crate::provider::shutdown::{self, ProviderDates};
 /// otherwise (`template.yaml`'s `AllowedBaseModels` states the same).
 pub const DEFAULT_BASE_MODELS: &str = "gpt-4o-mini-2024-07-18,gpt-4o-2024-08-06,gpt-4.1-2025-04-14,gpt-4.1-mini-2025-04-14,gpt-4.1-nano-2025-04-14";
 
+/// The judges a run may name unless `OPENAI_JUDGE_MODELS` says otherwise:
+/// snapshots priced in [`BASE_INFERENCE_USD_PER_1M`], none of the premium
+/// reasoning models (a tenant's judge calls are paid by the deployment).
+pub const DEFAULT_JUDGE_MODELS: &str =
+    "gpt-4.1-2025-04-14,gpt-4.1-mini-2025-04-14,gpt-4o-2024-08-06,gpt-4o-mini-2024-07-18";
+
 /// Per-example token limits of fine-tunable base models (longest prefix
 /// first), from OpenAI's fine-tuning guide ("Token limits"), 2025. Models
 /// not listed get the notebook's [`DEFAULT_MAX_TOKENS_PER_EXAMPLE`].
@@ -115,6 +121,13 @@ impl Profile for OpenAiProfile {
         BaseModels {
             variable: "ALLOWED_BASE_MODELS",
             default: DEFAULT_BASE_MODELS,
+        }
+    }
+
+    fn judge_models(&self) -> BaseModels {
+        BaseModels {
+            variable: "OPENAI_JUDGE_MODELS",
+            default: DEFAULT_JUDGE_MODELS,
         }
     }
 

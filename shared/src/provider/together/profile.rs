@@ -43,9 +43,15 @@ const TRAINING_USD_PER_1M: &[(&str, f64)] = &[
     ("Qwen/Qwen2.5-7B", 0.48),
 ];
 
+/// The judges a run may name unless `TOGETHER_JUDGE_MODELS` says
+/// otherwise: a serverless instruction model larger than the ones trained
+/// here, priced in [`INFERENCE_USD_PER_1M`].
+pub const DEFAULT_JUDGE_MODELS: &str = "meta-llama/Llama-3.3-70B-Instruct-Turbo";
+
 /// USD per 1M input and output tokens of serverless inference (a LoRA
 /// adapter costs what its base model costs).
 const INFERENCE_USD_PER_1M: &[(&str, [f64; 2])] = &[
+    ("meta-llama/Llama-3.3-70B-Instruct-Turbo", [0.88, 0.88]),
     ("meta-llama/Meta-Llama-3.1-8B", [0.18, 0.18]),
     ("Qwen/Qwen2.5-7B", [0.30, 0.30]),
 ];
@@ -103,6 +109,13 @@ impl Profile for TogetherProfile {
         BaseModels {
             variable: "TOGETHER_ALLOWED_BASE_MODELS",
             default: DEFAULT_BASE_MODELS,
+        }
+    }
+
+    fn judge_models(&self) -> BaseModels {
+        BaseModels {
+            variable: "TOGETHER_JUDGE_MODELS",
+            default: DEFAULT_JUDGE_MODELS,
         }
     }
 
