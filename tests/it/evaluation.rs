@@ -539,6 +539,9 @@ async fn a_model_activated_by_hand_while_an_evaluation_runs_stays_active() {
     assert_eq!(model["evaluation"]["activation"], "baseline_changed");
     let (_, shown) = rows(&world, TENANT, &format!("/runs/{second}")).await;
     assert_eq!(shown["evaluation"]["activation"], "baseline_changed");
+}
+
+#[tokio::test]
 async fn a_judge_outside_the_deployments_list_is_refused_at_post_with_the_field_and_the_rule() {
     // GIVEN a deployment with its default judges
     let world = world().await;

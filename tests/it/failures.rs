@@ -207,6 +207,14 @@ fn every_error(corrupt: StoreError) -> Vec<PipelineError> {
             attempts: 3,
         }
         .into(),
+        PrepareError::NoReadableExports {
+            total: 1,
+            refused: vec![finetune::dataset::shard::RefusedFile {
+                key: "conversations/acme/2026/10/01/a.jsonl.gz".into(),
+                reason: "truncated_gzip".into(),
+            }],
+        }
+        .into(),
         PipelineError::Transition(TransitionError {
             run_id: "run_1".into(),
             from: RunStatus::Completed,
@@ -298,6 +306,7 @@ fn variant(error: &PipelineError) -> String {
             PrepareError::ShardFailed { .. } => "Prepare::ShardFailed".into(),
             PrepareError::ShardsStalled { .. } => "Prepare::ShardsStalled".into(),
             PrepareError::MergeTooLarge { .. } => "Prepare::MergeTooLarge".into(),
+            PrepareError::NoReadableExports { .. } => "Prepare::NoReadableExports".into(),
         },
         PipelineError::Transition(_) => "Transition".into(),
         PipelineError::Inconsistent(_) => "Inconsistent".into(),

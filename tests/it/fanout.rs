@@ -565,6 +565,8 @@ async fn a_refused_file_does_not_fail_its_shard_and_the_merge_names_it() {
     );
     assert_eq!((s.files_refused_total, s.files_read), (2, 2));
     assert_eq!(s.conversations_read, 40);
+}
+
 /// `POST /runs` of the large run's body as `tenant`.
 async fn start_as(world: &crate::world::World, tenant: &str) -> RunId {
     let request = finetune_tests::ApiEvent::post("/runs")

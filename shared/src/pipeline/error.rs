@@ -215,7 +215,9 @@ fn prepare_sentence(error: &PrepareError) -> String {
         | PrepareError::NoDateRange
         | PrepareError::OutOfTime { .. }
         | PrepareError::MergeMemory { .. }
-        | PrepareError::ShardsStalled { .. } => error.to_string(),
+        | PrepareError::ShardsStalled { .. }
+        // The tenant's own export keys, each with why it was refused.
+        | PrepareError::NoReadableExports { .. } => error.to_string(),
         // Our validation's own rule.
         PrepareError::InvalidSettings(rule) => format!("invalid preparation settings: {rule}"),
         PrepareError::Blob(e) => blob_sentence(e),
@@ -242,7 +244,7 @@ fn prepare_sentence(error: &PrepareError) -> String {
             format!(
                 "the exports for this run's date range hold {} in {files} files ({} once \
                  decompressed, estimated), over the {} limit of one preparation: narrow the \
-                 date range or the filters, or raise PREPARE_MAX_EXPORT_BYTES",
+                 date range or the filters, or raise PREPARE_MAX_EXPORT_GB",
                 gib(*bytes),
                 gib(*effective),
                 gib(*limit)

@@ -304,21 +304,27 @@ fn currency(text: &str, start: usize, end: usize) -> bool {
     let after = text.get(end..).unwrap_or("");
     let after = after.strip_prefix(' ').unwrap_or(after);
     let code = |s: &str| CODES.contains(&s);
-    let word_after: String = after.chars().take_while(|c| c.is_alphabetic()).collect();
-    let word_before: String = {
-        let rev: String = before
-            .chars()
-            .rev()
-            .take_while(|c| c.is_alphabetic())
-            .collect();
-        rev.chars().rev().collect()
-    };
+    let word_after = after
+        .find(|c: char| !c.is_alphabetic())
+        .map_or(after, |end| after.get(..end).unwrap_or(""));
+    let word_before = before
+        .rfind(|c: char| !c.is_alphabetic())
+        .map_or(before, |at| {
+            // `at` starts the last character that is no letter: the word
+            // starts after it.
+            let next = before.get(at..).and_then(|t| t.chars().next());
+            before
+                .get(at + next.map_or(0, char::len_utf8)..)
+                .unwrap_or("")
+        });
     SIGNS
         .iter()
         .any(|s| before.ends_with(s) || after.starts_with(s))
-        || code(&word_after)
-        || code(&word_before)
-        || CURRENCY_WORDS.contains(&word_after.to_lowercase().as_str())
+        || code(word_after)
+        || code(word_before)
+        || CURRENCY_WORDS
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(word_after))
 }
 
 /// The Luhn checksum used by every payment card number.

@@ -28,10 +28,11 @@ fn is_mark(c: char) -> bool {
     )
 }
 
-/// The word (letters only, lowercased) that ends where `i` is, after
-/// skipping back over up to three spaces and the punctuation people put
-/// between a label and a number (`Tel: `, `nº `, `#`, `order no. `).
-fn word_ending_before(text: &str, i: usize) -> Option<(String, usize)> {
+/// The word (letters only) that ends where `i` is, after skipping back
+/// over up to three spaces and the punctuation people put between a
+/// label and a number (`Tel: `, `nº `, `#`, `order no. `). A slice: this
+/// runs for every number, and allocates nothing.
+fn word_ending_before(text: &str, i: usize) -> Option<(&str, usize)> {
     let mut end = i;
     for _ in 0..3 {
         match char_before(text, end) {
@@ -48,7 +49,14 @@ fn word_ending_before(text: &str, i: usize) -> Option<(String, usize)> {
         }
         start -= c.len_utf8();
     }
-    (start < end).then(|| (text.get(start..end).unwrap_or("").to_lowercase(), start))
+    let word = text.get(start..end)?;
+    (!word.is_empty()).then_some((word, start))
+}
+
+/// Whether `word` is one of `list` (lowercase), in any case.
+fn one_of(word: &str, list: &[&str]) -> bool {
+    list.iter().any(|w| w.eq_ignore_ascii_case(word))
+        || (!word.is_ascii() && list.contains(&word.to_lowercase().as_str()))
 }
 
 /// Words that stand between a label and its number, and say nothing.
@@ -60,11 +68,11 @@ const CONNECTORS: &[&str] = &[
 /// The label a number carries: the first word before it that is not a
 /// connector (`order number 123` is labelled `order`, `call me on` is
 /// labelled `call`), looking back at most three words.
-fn label_before(text: &str, i: usize) -> Option<String> {
+fn label_before(text: &str, i: usize) -> Option<&str> {
     let mut at = i;
     for _ in 0..3 {
         let (word, start) = word_ending_before(text, at)?;
-        if !CONNECTORS.contains(&word.as_str()) {
+        if !one_of(word, CONNECTORS) {
             return Some(word);
         }
         at = start;
@@ -141,7 +149,7 @@ const REFERENCE_LABELS: &[&str] = &[
 /// Whether the number at `i` is labelled as a phone (`Tel-0612…`,
 /// `llama al 612.345.678`).
 pub fn phone_label_before(text: &str, i: usize) -> bool {
-    label_before(text, i).is_some_and(|w| PHONE_LABELS.contains(&w.as_str()))
+    label_before(text, i).is_some_and(|w| one_of(w, PHONE_LABELS))
 }
 
 /// Whether the number at `i` is a reference: labelled as one, joined to
@@ -151,9 +159,7 @@ pub fn reference_before(text: &str, i: usize) -> bool {
     let hyphenated =
         i >= 2 && bytes.get(i - 1) == Some(&b'-') && char_before(text, i - 1).is_some_and(is_word);
     let hash = text.get(..i).is_some_and(|t| t.trim_end().ends_with('#'));
-    hyphenated
-        || hash
-        || label_before(text, i).is_some_and(|w| REFERENCE_LABELS.contains(&w.as_str()))
+    hyphenated || hash || label_before(text, i).is_some_and(|w| one_of(w, REFERENCE_LABELS))
 }
 
 #[cfg(test)]

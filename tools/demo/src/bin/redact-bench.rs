@@ -82,7 +82,9 @@ fn planted(span: &str, kind: Kind) -> bool {
         })
         .collect();
     match kind {
-        Kind::Email => plain.ends_with("@example.com"),
+        // (the synthetic corpus runs two sentences together, so an
+        // address may take the next word with it: `….com.the`)
+        Kind::Email => plain.contains("@example.com"),
         Kind::Phone => plain.starts_with("+34 612 ") || plain.starts_with("(555) "),
         Kind::Card => plain == "4111 1111 1111 1111",
     }
@@ -199,9 +201,16 @@ fn main() {
             .iter()
             .map(|t| planted_in(&legacy::redact(t, &mut legacy::Redactions::default())))
             .sum();
+        let mut missed = Vec::new();
         let new_left: u64 = texts
             .iter()
-            .map(|t| planted_in(&redact::redact(t, &mut Redactions::default())))
+            .map(|t| {
+                let left = planted_in(&redact::redact(t, &mut Redactions::default()));
+                if left > 0 && missed.len() < 3 {
+                    missed.push(t.chars().take(160).collect::<String>());
+                }
+                left
+            })
             .sum();
         println!(
             "{name:<10} {:>10} {:>10.1} {:>12} {:>12} {:>10} {:>10}",
@@ -213,6 +222,9 @@ fn main() {
         );
         for e in &examples {
             println!("  false positive: {e}");
+        }
+        for m in &missed {
+            println!("  left in: {m:?}");
         }
         json.insert(
             name.to_owned(),
