@@ -68,10 +68,9 @@ fn hostile(text: &str) -> String {
     out
 }
 
-/// Whether a redacted span is one of the items the generators plant.
-fn planted(span: &str, kind: Kind) -> bool {
-    let plain: String = span
-        .chars()
+/// A text with the hostile rewrite undone, for matching the planted items.
+fn unhostile(text: &str) -> String {
+    text.chars()
         .map(|c| match c {
             '\u{a0}' | '\u{2009}' => ' ',
             '＠' => '@',
@@ -80,7 +79,12 @@ fn planted(span: &str, kind: Kind) -> bool {
             }
             c => c,
         })
-        .collect();
+        .collect()
+}
+
+/// Whether a redacted span is one of the items the generators plant.
+fn planted(span: &str, kind: Kind) -> bool {
+    let plain = unhostile(span);
     match kind {
         // (the synthetic corpus runs two sentences together, so an
         // address may take the next word with it: `….com.the`)
@@ -92,17 +96,7 @@ fn planted(span: &str, kind: Kind) -> bool {
 
 /// Planted items in a text, counted from the generators' shapes.
 fn planted_in(text: &str) -> u64 {
-    let plain: String = text
-        .chars()
-        .map(|c| match c {
-            '\u{a0}' | '\u{2009}' => ' ',
-            '＠' => '@',
-            c if ('\u{ff10}'..='\u{ff19}').contains(&c) => {
-                char::from_u32(c as u32 - 0xFF10 + 0x30).unwrap_or(c)
-            }
-            c => c,
-        })
-        .collect();
+    let plain = unhostile(text);
     (plain.matches("@example.com").count()
         + plain.matches("+34 612 ").count()
         + plain.matches("(555) ").count()
