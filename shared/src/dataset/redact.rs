@@ -91,6 +91,9 @@ pub struct Span {
 /// `text`, in order and not overlapping, found in the text as a reader
 /// sees it (see [`normalise`]) and mapped back to the original.
 pub fn spans(text: &str) -> Vec<Span> {
+    if !may_hold_pii(text) {
+        return Vec::new();
+    }
     let norm = Normalised::new(text);
     let t: &str = &norm.text;
     let bytes = t.as_bytes();
@@ -131,6 +134,30 @@ pub fn spans(text: &str) -> Vec<Span> {
             Span { start, end, ..s }
         })
         .collect()
+}
+
+/// A cheap first look: a text with no digit and no at-sign in any form,
+/// and no spelled-out at-sign, holds nothing to redact (most texts).
+fn may_hold_pii(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.iter().any(|&b| b.is_ascii_digit() || b == b'@') {
+        return true;
+    }
+    if !text.is_ascii() && Normalised::folds_to_digit_or_at(text) {
+        return true;
+    }
+    // `[at]`, `(at)`, ` at `, ` arroba `: the word after a space or a
+    // bracket.
+    let after_gap = |w: &[u8]| matches!(w.first(), Some(b' ' | b'[' | b'(' | b'{' | b'<'));
+    bytes.windows(4).any(|w| {
+        after_gap(w)
+            && w.get(1..3).is_some_and(|at| at.eq_ignore_ascii_case(b"at"))
+            && w.get(3).is_some_and(|b| !b.is_ascii_alphabetic())
+    }) || bytes.windows(7).any(|w| {
+        after_gap(w)
+            && w.get(1..)
+                .is_some_and(|word| word.eq_ignore_ascii_case(b"arroba"))
+    })
 }
 
 /// Adds a span; one that reaches back over earlier ones (an address

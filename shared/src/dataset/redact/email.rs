@@ -230,15 +230,25 @@ fn domain_end(text: &str, from: usize, spelled: bool, word_at: bool) -> Option<u
     if labels.len() < 2 || (word_at && !spelled_dot) {
         return None;
     }
-    let &(tld_start, tld_end) = labels.last()?;
-    let tld = text.get(tld_start..tld_end)?;
+    // The last label that can be a top-level domain ends the address: in
+    // `ana@example.com.I've` the sentence's full stop comes before `I`.
+    labels
+        .iter()
+        .skip(1)
+        .rev()
+        .find(|&&(start, end)| text.get(start..end).is_some_and(is_tld))
+        .map(|&(_, end)| end)
+}
+
+/// A top-level domain: two letters or more of any script (with the marks
+/// a decomposed letter carries), or punycode (`xn--p1ai`).
+fn is_tld(tld: &str) -> bool {
     let punycode = tld.len() > 4 && tld.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--"));
-    // Letters of any script, and the marks a decomposed letter carries.
     let alphabetic = tld.chars().count() >= 2
         && tld
             .chars()
             .all(|c| is_word(c) && !c.is_numeric() && c != '_');
-    (punycode || alphabetic).then_some(tld_end)
+    punycode || alphabetic
 }
 
 /// `scheme://user:password@host`: the span from the userinfo to the end
@@ -294,6 +304,7 @@ mod tests {
             ("a mu\u{308}ller@example.org", "mu\u{308}ller@example.org"),
             ("ivan@пример.рф", "ivan@пример.рф"),
             ("ivan@xn--e1afmkfd.xn--p1ai", "ivan@xn--e1afmkfd.xn--p1ai"),
+            ("ana@example.com.I've", "ana@example.com"),
         ] {
             assert_eq!(find(text), Some(address), "{text}");
         }

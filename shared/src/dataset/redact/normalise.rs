@@ -29,9 +29,12 @@ use std::borrow::Cow;
 /// The normalised text, and where each of its bytes came from.
 pub struct Normalised<'a> {
     pub text: Cow<'a, str>,
-    /// Per byte of `text`: the byte of the original where the character
-    /// that produced it starts. Empty when `text` is the original.
-    origin: Vec<usize>,
+    /// Where the normalised text and the original stop moving in step:
+    /// from each `(normalised, original)` byte offset on, until the next,
+    /// both advance together. Sparse (a pair per folded or dropped
+    /// character), so that a long text with a dash in it costs no map of
+    /// its length. Empty when `text` is the original.
+    checkpoints: Vec<(usize, usize)>,
     original: &'a str,
 }
 
@@ -44,32 +47,39 @@ impl<'a> Normalised<'a> {
         let Some((first, _)) = first else {
             return Self {
                 text: Cow::Borrowed(original),
-                origin: Vec::new(),
+                checkpoints: Vec::new(),
                 original,
             };
         };
         let mut text = String::with_capacity(original.len());
-        let mut origin = Vec::with_capacity(original.len());
-        let head = original.get(..first).unwrap_or("");
-        text.push_str(head);
-        for (at, c) in head.char_indices() {
-            origin.extend(std::iter::repeat_n(at, c.len_utf8()));
-        }
+        let mut checkpoints = vec![(0, 0)];
+        text.push_str(original.get(..first).unwrap_or(""));
         for (at, c) in original.get(first..).unwrap_or("").char_indices() {
             let at = first + at;
-            let folded = match fold(c) {
-                Fold::Keep => c,
-                Fold::Drop => continue,
-                Fold::To(to) => to,
-            };
-            let before = text.len();
-            text.push(folded);
-            origin.extend(std::iter::repeat_n(at, text.len() - before));
+            match fold(c) {
+                Fold::Keep => text.push(c),
+                Fold::Drop => checkpoints.push((text.len(), at + c.len_utf8())),
+                Fold::To(to) => {
+                    checkpoints.push((text.len(), at));
+                    text.push(to);
+                    checkpoints.push((text.len(), at + c.len_utf8()));
+                }
+            }
         }
         Self {
             text: Cow::Owned(text),
-            origin,
+            checkpoints,
             original,
+        }
+    }
+
+    /// The original byte where the character that produced byte `k` of
+    /// the normalised text starts.
+    fn origin(&self, k: usize) -> usize {
+        let i = self.checkpoints.partition_point(|&(n, _)| n <= k);
+        match i.checked_sub(1).and_then(|i| self.checkpoints.get(i)) {
+            Some(&(n, o)) => o + (k - n),
+            None => k,
         }
     }
 
@@ -77,25 +87,32 @@ impl<'a> Normalised<'a> {
     /// normalised text came from: from the first one's character to the
     /// end of the last one's (dropped characters inside come along).
     pub fn original_span(&self, start: usize, end: usize) -> (usize, usize) {
-        if self.origin.is_empty() || start >= end {
+        if self.checkpoints.is_empty() || start >= end {
             return (start, end);
         }
-        let first = self
-            .origin
-            .get(start)
-            .copied()
-            .unwrap_or(self.original.len());
-        let last = self
-            .origin
-            .get(end - 1)
-            .copied()
-            .unwrap_or(self.original.len());
+        let first = self.origin(start).min(self.original.len());
+        // The last byte's character: step back to its first byte.
+        let mut last = self.origin(end - 1).min(self.original.len());
+        while last > 0 && !self.original.is_char_boundary(last) {
+            last -= 1;
+        }
         let last_len = self
             .original
             .get(last..)
             .and_then(|rest| rest.chars().next())
             .map_or(0, char::len_utf8);
         (first, last + last_len)
+    }
+
+    /// Whether any character folds to an ASCII digit, an at-sign or a
+    /// bracket (of a spelled-out `［at］`): what a text without ASCII ones
+    /// must have to hold a number or an address.
+    pub fn folds_to_digit_or_at(text: &str) -> bool {
+        text.chars().any(|c| {
+            !c.is_ascii()
+                && matches!(fold(c), Fold::To(t)
+                    if t.is_ascii_digit() || matches!(t, '@' | '[' | '(' | '{' | '<'))
+        })
     }
 }
 
