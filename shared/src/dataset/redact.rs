@@ -100,10 +100,14 @@ pub fn spans(text: &str) -> Vec<Span> {
     let mut found: Vec<Span> = Vec::new();
     let mut i = 0usize;
     while let Some(&b) = bytes.get(i) {
+        // A space starts an at-sign only as ` at ` or ` arroba `: look at
+        // the next byte before anything else, spaces being a sixth of text.
+        let spelled_at = b == b' ' && bytes.get(i + 1).is_some_and(|&n| n | 0x20 == b'a');
         let email = match b {
-            b'@' | b'[' | b'(' | b'{' | b'<' | b' ' => {
+            b'@' | b'[' | b'(' | b'{' | b'<' => {
                 email::at_sign(t, i).and_then(|at| email::around(t, at))
             }
+            b' ' if spelled_at => email::at_sign(t, i).and_then(|at| email::around(t, at)),
             _ => None,
         };
         let scan = match email {

@@ -118,8 +118,12 @@ pub fn number_at(text: &str, start: usize) -> Scan {
     if let Some(k) = (1..=g.count).rev().find(|&k| g.card(k)) {
         return Scan::Pii(start, g.end_of(k), Kind::Card);
     }
-    let labelled_phone = phone_label_before(text, start);
-    if !labelled_phone && let Some(date_end) = date(&g) {
+    // The label is looked up only where it can change the reading: most
+    // numbers are short, and this runs for every one.
+    let date_end = date(&g);
+    let labelled_phone =
+        (date_end.is_some() || (7..=15).contains(&n)) && phone_label_before(text, start);
+    if !labelled_phone && let Some(date_end) = date_end {
         return Scan::Clear(date_end);
     }
     // A trunk 0 (0612345678, Tel-0612345678, 06 12 34 56 78, 0612…ext),
@@ -129,6 +133,11 @@ pub fn number_at(text: &str, start: usize) -> Scan {
     let labelled = labelled_phone && (7..=15).contains(&n) && !currency(text, start, end);
     if trunk || area_code || labelled {
         return Scan::Pii(start, end, Kind::Phone);
+    }
+    // One group that cannot be a national number is nothing, whether a
+    // reference or not (skipping it whole or byte by byte is the same).
+    if g.count == 1 && !(9..=10).contains(&n) {
+        return Scan::Nothing;
     }
     if reference_before(text, start) || amount(text, start, end, &g) {
         // Skipped whole only when no card can hide in the skipped groups.
