@@ -161,6 +161,12 @@ pub struct Config {
     /// and the single path's spills `PREPARE_TMP_MB` of `/tmp` (default
     /// 512), shared by every run the process prepares at once.
     pub fan_out: crate::dataset::fanout::FanOutLimits,
+    /// The fleet: `POOL_BUDGETS` (`openai=3,bedrock:us-east-1=2`: slots
+    /// by pool or by provider), `TENANT_MAX_IN_FLIGHT` (default 5),
+    /// `TENANT_MONTHLY_CAP_USD` (default none), `BUSY_PATIENCE_HOURS`
+    /// (default 24), `PROVIDER_COOL_DOWN_SECONDS` (default 60); Bedrock's
+    /// pool is the region's (`AWS_REGION`).
+    pub fleet: crate::domain::fleet::FleetSettings,
     pub openai: OpenAiConfig,
     /// `OPENAI_WEBHOOK_SECRET` or `OPENAI_WEBHOOK_SECRET_ARN`: the `whsec_`
     /// secret OpenAI signs webhooks with (only the webhook function needs it).
@@ -317,6 +323,7 @@ impl Config {
                 // EphemeralStorage states the same); Lambda's default is 512.
                 tmp_bytes: MB * vars.number::<u64>("PREPARE_TMP_MB", 512, 1..=10240)?,
             },
+            fleet: fleet_of(&vars)?,
             openai: OpenAiConfig {
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 api_key,
@@ -413,6 +420,19 @@ struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
 
 impl Vars<'_> {
     /// Unset and empty are the same: an empty value is a template mistake.
+    fn optional_number(&self, var: &'static str) -> Result<Option<f64>, ConfigError> {
+        match self.optional(var) {
+            None => Ok(None),
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
+                _ => Err(ConfigError {
+                    var,
+                    problem: format!("must be a non-negative number, got {v:?}"),
+                }),
+            },
+        }
+    }
+
     fn optional(&self, var: &'static str) -> Option<String> {
         (self.0)(var).filter(|v| !v.trim().is_empty())
     }
@@ -472,6 +492,64 @@ impl Vars<'_> {
         }
         Ok(value)
     }
+}
+
+/// The fleet's settings from `POOL_BUDGETS`, `TENANT_MAX_IN_FLIGHT`,
+/// `TENANT_MONTHLY_CAP_USD`, `BUSY_PATIENCE_HOURS` and
+/// `PROVIDER_COOL_DOWN_SECONDS`.
+fn fleet_of(vars: &Vars) -> Result<crate::domain::fleet::FleetSettings, ConfigError> {
+    use crate::domain::fleet::{FleetSettings, PoolId, TenantLimits, Usd};
+    let defaults = FleetSettings::default();
+    let mut pool_budgets = BTreeMap::new();
+    let listed = vars.optional("POOL_BUDGETS").unwrap_or_default();
+    for entry in listed.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = |problem: String| ConfigError {
+            var: "POOL_BUDGETS",
+            problem,
+        };
+        let (pool, slots) = entry
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{entry:?} is not <pool or provider>=<slots>")))?;
+        let pool = pool.trim();
+        if ProviderKind::parse(pool).is_err() && PoolId::parse(pool).is_err() {
+            return Err(bad(format!(
+                "{pool:?} is neither a provider ({}) nor a pool like openai:<base model>",
+                ProviderKind::choices('\'')
+            )));
+        }
+        let slots = slots
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "{entry:?}: slots must be a whole number from 1 to 1000"
+                ))
+            })?;
+        pool_budgets.insert(pool.to_owned(), slots);
+    }
+    Ok(FleetSettings {
+        pool_budgets,
+        tenant_default: TenantLimits {
+            max_in_flight: vars.number("TENANT_MAX_IN_FLIGHT", 5, 1..=10_000)?,
+            monthly_cap: vars
+                .optional_number("TENANT_MONTHLY_CAP_USD")?
+                .map(Usd::from_dollars),
+        },
+        busy_patience: Duration::from_secs(
+            3600 * vars.number::<u64>("BUSY_PATIENCE_HOURS", 24, 1..=720)?,
+        ),
+        cool_down: Duration::from_secs(vars.number(
+            "PROVIDER_COOL_DOWN_SECONDS",
+            60,
+            1..=86_400,
+        )?),
+        bedrock_scope: vars
+            .optional("AWS_REGION")
+            .unwrap_or(defaults.bedrock_scope.clone()),
+        ..defaults
+    })
 }
 
 #[cfg(test)]

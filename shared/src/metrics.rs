@@ -148,6 +148,23 @@ impl Metrics {
         self.per_provider(provider, &[], &[(name, Unit::Count, 1.0)]);
     }
 
+    /// A provider answered busy at upload or job creation and the run went
+    /// back to its queue (not a failure).
+    pub fn provider_busy(&self, provider: ProviderKind) {
+        self.per_provider(provider, &[], &[("ProviderBusy", Unit::Count, 1.0)]);
+    }
+
+    /// A waiting run was admitted to its pool.
+    pub fn run_admitted(&self, provider: ProviderKind) {
+        self.per_provider(provider, &[], &[("RunsAdmitted", Unit::Count, 1.0)]);
+    }
+
+    /// The reaper gave back a slot whose holder had let go of it without
+    /// saying so (a terminal or deleted run): should stay at zero.
+    pub fn slot_reclaimed(&self, provider: ProviderKind) {
+        self.per_provider(provider, &[], &[("SlotsReclaimed", Unit::Count, 1.0)]);
+    }
+
     /// A provider call failed; `kind` is the error's stable code
     /// (`provider_rate_limited`, …), never its message.
     pub fn provider_error(&self, provider: ProviderKind, kind: &str) {

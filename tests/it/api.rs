@@ -122,6 +122,7 @@ impl Api {
                     answerers: finetune::provider::registry::Answerers::none(),
                     lease: std::time::Duration::from_secs(60),
                     metrics: self.metrics.clone(),
+                    fleet: self.config.fleet.clone(),
                 };
                 let secret = finetune::webhook::setup::SigningSecret::ready(WEBHOOK_SECRET);
                 // Boxed: the reconciler's future is large, and would otherwise

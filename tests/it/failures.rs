@@ -236,6 +236,13 @@ fn every_error(corrupt: StoreError) -> Vec<PipelineError> {
             needed: "bedrock-conversation-2024",
             provider: "bedrock",
         },
+        PipelineError::Budget(finetune::domain::fleet::BudgetExceeded::EstimateAboveCap {
+            estimate: finetune::domain::fleet::Usd::from_dollars(60.0),
+            cap: finetune::domain::fleet::Usd::from_dollars(50.0),
+        }),
+        PipelineError::Budget(finetune::domain::fleet::BudgetExceeded::PriceUnknown {
+            cap: finetune::domain::fleet::Usd::from_dollars(50.0),
+        }),
     ];
     for blob in blob_errors() {
         errors.push(PipelineError::EvaluationStorage(blob));
@@ -315,6 +322,14 @@ fn variant(error: &PipelineError) -> String {
         PipelineError::EvaluationStorage(b) => format!("EvaluationStorage::{}", blob(b)),
         PipelineError::EvaluationFailed(_) => "EvaluationFailed".into(),
         PipelineError::DatasetFormatMismatch { .. } => "DatasetFormatMismatch".into(),
+        PipelineError::Budget(e) => match e {
+            finetune::domain::fleet::BudgetExceeded::EstimateAboveCap { .. } => {
+                "Budget::EstimateAboveCap".into()
+            }
+            finetune::domain::fleet::BudgetExceeded::PriceUnknown { .. } => {
+                "Budget::PriceUnknown".into()
+            }
+        },
     }
 }
 

@@ -12,6 +12,7 @@ mod docs;
 mod evaluation;
 mod failures;
 mod fanout;
+mod fleet;
 mod gateway;
 mod inference;
 mod logs;

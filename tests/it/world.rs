@@ -63,6 +63,7 @@ impl World {
             providers: Providers::new().with(provider),
             lease: Duration::from_secs(60),
             metrics,
+            fleet: config.fleet.clone(),
         };
         World {
             env,

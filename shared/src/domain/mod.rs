@@ -11,6 +11,7 @@ pub mod dates;
 pub mod evaluation;
 pub mod event;
 pub mod examples;
+pub mod fleet;
 pub mod ids;
 pub mod job;
 pub mod model;
@@ -33,6 +34,6 @@ pub use model::{ActiveModel, ModelCheckpoint, ModelRecord, ModelStatus, WeightsF
 pub use provider::{ProviderKind, UnknownProvider};
 pub use run::{
     AutoOr, Filters, Hyperparameters, NewRun, Run, RunConfig, RunError, RunStats, RunStatus,
-    TransitionError,
+    TransitionError, Waiting,
 };
 pub use split::{TrainSplit, TrainSplitError};

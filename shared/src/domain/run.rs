@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::evaluation::{ActivationPolicy, EvaluationConfig, EvaluationRecord, ServingChoice};
+use super::fleet::{Admission, PoolId, WaitReason};
 use super::ids::{DatasetId, RunId, TenantId};
 use super::job::JobInfo;
 use super::provider::ProviderKind;
@@ -17,6 +18,10 @@ use super::split::TrainSplit;
 pub enum RunStatus {
     Queued,
     Preparing,
+    /// Prepared, with its cost estimate, and waiting for admission: a slot
+    /// of its provider's pool, its tenant's in-flight limit, its budget
+    /// ([`Run::waiting`] says which). Nothing is uploaded before.
+    Waiting,
     Uploading,
     Submitting,
     Training,
@@ -32,9 +37,10 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 10] = [
+    pub const ALL: [RunStatus; 11] = [
         RunStatus::Queued,
         RunStatus::Preparing,
+        RunStatus::Waiting,
         RunStatus::Uploading,
         RunStatus::Submitting,
         RunStatus::Training,
@@ -49,6 +55,7 @@ impl RunStatus {
         match self {
             RunStatus::Queued => "queued",
             RunStatus::Preparing => "preparing",
+            RunStatus::Waiting => "waiting",
             RunStatus::Uploading => "uploading",
             RunStatus::Submitting => "submitting",
             RunStatus::Training => "training",
@@ -81,8 +88,11 @@ impl RunStatus {
         match next {
             Failed | Cancelled => true,
             Preparing => self == Queued,
-            // From queued when the run reuses an existing dataset.
-            Uploading => matches!(self, Queued | Preparing),
+            // From queued when the run reuses an existing dataset; back
+            // from uploading or submitting when the provider was busy.
+            RunStatus::Waiting => matches!(self, Queued | Preparing | Uploading | Submitting),
+            // Only by admission.
+            Uploading => self == RunStatus::Waiting,
             Submitting => self == Uploading,
             Training => self == Submitting,
             Deploying => self == Training,
@@ -291,6 +301,19 @@ pub struct Run {
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
     pub completed_at: Option<DateTime<Utc>>,
+    /// While waiting: for which pool, since when, and why (none yet: the
+    /// admission pass has not looked at it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+    /// From admission until the run gives back its slot and its tenant's
+    /// reservation (the store releases both in the write that ends them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<Admission>,
+    /// Since when the current phase has had only transient provider
+    /// answers (none: its last call succeeded). A phase after admission
+    /// fails on this growing past the fleet's patience, never on a count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_since: Option<DateTime<Utc>>,
     /// Consecutive transient failures of the current step; reset by every
     /// transition. The reconciler fails the run when it runs out.
     #[serde(default)]
@@ -298,6 +321,15 @@ pub struct Run {
     /// Optimistic-concurrency counter: every stored update must name the
     /// version it read, so the monitor, cancel and reads never lose a write.
     pub version: u64,
+}
+
+/// A run in the admission queue of `pool`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub pool: PoolId,
+    pub since: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<WaitReason>,
 }
 
 /// What a caller decides about a new run; the rest is the pipeline's.
@@ -341,6 +373,9 @@ impl Run {
             stats: None,
             error: None,
             evaluation: None,
+            waiting: None,
+            admission: None,
+            busy_since: None,
             created_at: now,
             updated_at: now,
             completed_at: None,
@@ -430,6 +465,7 @@ mod tests {
         let mut r = run();
         for next in [
             RunStatus::Preparing,
+            RunStatus::Waiting,
             RunStatus::Uploading,
             RunStatus::Submitting,
             RunStatus::Training,

@@ -75,17 +75,14 @@ impl DatasetSteps {
                 });
             }
             run.stats = Some(run_stats(&stats_of(&record)));
-            let (next, phase) = if run.prepare_only {
-                (
-                    RunStatus::Completed,
-                    format!("dataset {dataset_id} already prepared"),
-                )
-            } else {
-                (
-                    RunStatus::Uploading,
-                    format!("reusing dataset {dataset_id}"),
-                )
-            };
+            if !run.prepare_only {
+                let phase = format!("reusing dataset {dataset_id}");
+                return Ok(Step::Continue(ledger.enter_waiting(run, phase).await?));
+            }
+            let (next, phase) = (
+                RunStatus::Completed,
+                format!("dataset {dataset_id} already prepared"),
+            );
             // Queued may not jump to completed directly; go via preparing.
             if next == RunStatus::Completed {
                 let run = ledger
@@ -178,12 +175,13 @@ impl DatasetSteps {
             "dataset ready: {} training and {} validation examples, about ${:.2}",
             stats.train_examples, stats.validation_examples, stats.estimated_cost_usd
         );
-        let (next, phase) = if run.prepare_only {
-            (RunStatus::Completed, format!("{summary} (prepare only)"))
-        } else {
-            (RunStatus::Uploading, summary)
-        };
-        Ok(Step::Continue(ledger.transition(run, next, phase).await?))
+        if run.prepare_only {
+            let phase = format!("{summary} (prepare only)");
+            return Ok(Step::Continue(
+                ledger.transition(run, RunStatus::Completed, phase).await?,
+            ));
+        }
+        Ok(Step::Continue(ledger.enter_waiting(run, summary).await?))
     }
 }
 

@@ -45,7 +45,7 @@ impl Steps for DeploySteps {
             RunStatus::Deploying => {
                 let result = self.deploy(ledger, run).await;
                 if let Err(error) = &result
-                    && fails_the_run(error, run)
+                    && fails_the_run(error, run, ledger.fleet.busy_patience)
                 {
                     self.give_up(ledger, run).await;
                 }

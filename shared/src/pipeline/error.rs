@@ -57,6 +57,9 @@ pub enum PipelineError {
         needed: &'static str,
         provider: &'static str,
     },
+    /// The tenant's monthly cap can never hold the run.
+    #[error(transparent)]
+    Budget(#[from] crate::domain::fleet::BudgetExceeded),
 }
 
 impl PipelineError {
@@ -77,7 +80,8 @@ impl PipelineError {
             | PipelineError::Inconsistent(_)
             | PipelineError::DeploymentFailed { .. }
             | PipelineError::DeploymentStopped { .. }
-            | PipelineError::DatasetFormatMismatch { .. } => false,
+            | PipelineError::DatasetFormatMismatch { .. }
+            | PipelineError::Budget(_) => false,
         }
     }
 
@@ -94,6 +98,7 @@ impl PipelineError {
             PipelineError::EvaluationStorage(_) => "evaluation_io",
             PipelineError::EvaluationFailed(_) => "evaluation_failed",
             PipelineError::DatasetFormatMismatch { .. } => "dataset_format_mismatch",
+            PipelineError::Budget(_) => "budget_exceeded",
         }
     }
 }
@@ -134,6 +139,8 @@ impl PipelineError {
             }
             // Our dataset id and format names only.
             PipelineError::DatasetFormatMismatch { .. } => self.to_string(),
+            // Our amounts and the tenant's own cap only.
+            PipelineError::Budget(e) => e.to_string(),
         }
     }
 }

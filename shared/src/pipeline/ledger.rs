@@ -6,6 +6,7 @@
 use chrono::Utc;
 
 use super::{MAX_RETRIES, PipelineError};
+use crate::domain::fleet::FleetSettings;
 use crate::domain::{EventLevel, Run, RunEvent, RunStatus};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -17,11 +18,23 @@ pub struct Ledger {
     pub store: Store,
     /// Where run metrics go (stdout in Lambda).
     pub metrics: Metrics,
+    /// Pools, tenants' default limits, patience with a busy provider.
+    pub fleet: FleetSettings,
 }
 
 impl Ledger {
     pub fn new(store: Store, metrics: Metrics) -> Self {
-        Self { store, metrics }
+        Self {
+            store,
+            metrics,
+            fleet: FleetSettings::default(),
+        }
+    }
+
+    /// The same ledger with the configured fleet settings.
+    pub fn with_fleet(mut self, fleet: FleetSettings) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// Moves the run, records it, and notes it on the timeline.
@@ -34,6 +47,7 @@ impl Ledger {
         let from = run.status;
         run.move_to(next, phase, Utc::now())?;
         run.retries = 0;
+        run.busy_since = None;
         let stored = self.store.update_run(&run).await?;
         tracing::info!(run_id = %stored.id, from = %from, to = %next, "run advanced");
         self.metrics.run_ended(stored.provider, stored.status);
@@ -56,6 +70,7 @@ impl Ledger {
         error: &PipelineError,
     ) -> Result<Run, PipelineError> {
         run.retries += 1;
+        run.busy_since.get_or_insert_with(Utc::now);
         tracing::warn!(
             run_id = %run.id,
             status = %run.status,

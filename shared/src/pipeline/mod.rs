@@ -14,6 +14,7 @@
 //! [`EvaluateSteps`]) and compose.rs says
 //! which function runs which; monitor.rs is the scheduled ticks.
 
+mod admission;
 mod compose;
 mod dataset_steps;
 mod deploy_steps;
@@ -37,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::provider::registry::{Answerers, Providers};
 use crate::store::Store;
 
+pub use admission::AdmissionSummary;
 pub use compose::{Both, ProviderSteps, PushSteps};
 pub use dataset_steps::DatasetSteps;
 pub use deploy_steps::DeploySteps;
@@ -112,6 +114,8 @@ pub struct Pipeline {
     pub lease: Duration,
     /// Where run and monitor metrics go (stdout in Lambda).
     pub metrics: Metrics,
+    /// Pools, tenants' default limits, patience with a busy provider.
+    pub fleet: crate::domain::fleet::FleetSettings,
 }
 
 impl Pipeline {
@@ -142,11 +146,12 @@ impl Pipeline {
             answerers: Answerers::none(),
             lease: config.run_lease,
             metrics: Metrics::stdout(),
+            fleet: config.fleet.clone(),
         })
     }
 
     fn ledger(&self) -> Ledger {
-        Ledger::new(self.store.clone(), self.metrics.clone())
+        Ledger::new(self.store.clone(), self.metrics.clone()).with_fleet(self.fleet.clone())
     }
 
     /// The prepare function's reconciler.
@@ -235,7 +240,8 @@ impl Reconciler<DatasetSteps> {
             Ledger::new(
                 Store::new(crate::aws::dynamodb_client(sdk), &config.table_name),
                 Metrics::stdout(),
-            ),
+            )
+            .with_fleet(config.fleet.clone()),
             config.run_lease,
             "prepare",
             DatasetSteps::new(
@@ -258,7 +264,8 @@ impl Reconciler<EvaluateSteps> {
             Ledger::new(
                 Store::new(crate::aws::dynamodb_client(sdk), &config.table_name),
                 Metrics::stdout(),
-            ),
+            )
+            .with_fleet(config.fleet.clone()),
             config.run_lease,
             "evaluate",
             EvaluateSteps {
@@ -281,7 +288,8 @@ impl Reconciler<PushSteps> {
             Ledger::new(
                 Store::new(crate::aws::dynamodb_client(sdk), &config.table_name),
                 Metrics::stdout(),
-            ),
+            )
+            .with_fleet(config.fleet.clone()),
             config.run_lease,
             "job",
             Both(

@@ -51,6 +51,27 @@ pub async fn run_once<S: Steps>(
     lease_ends: Option<DateTime<Utc>>,
 ) -> Result<Summary, StoreError> {
     let store = &reconciler.ledger.store;
+    // The function that uploads admits: its tick first fills the pools'
+    // free slots, and the runs it admits are uploaded in the same tick.
+    if reconciler.steps.covers(crate::domain::RunStatus::Uploading) {
+        // Boxed: its future would otherwise sit inline in every tick's.
+        match Box::pin(reconciler.ledger.admit_waiting(Utc::now())).await {
+            Ok(admitted) if admitted != Default::default() => {
+                tracing::info!(
+                    admitted = admitted.admitted,
+                    still_waiting = admitted.still_waiting,
+                    refused = admitted.refused,
+                    reclaimed = admitted.reclaimed,
+                    "admission pass"
+                );
+            }
+            Ok(_) => {}
+            // The runs already admitted go on; the queues wait a tick.
+            Err(e) => {
+                tracing::error!(code = e.code(), error = %crate::telemetry::chain(&e), "admission pass failed")
+            }
+        }
+    }
     let active = store.list_active_runs().await?;
     // One read per hundred runs; a run that vanished since it was listed
     // counts as skipped.

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Ledger, Outcome, PipelineError, lease_until};
 use crate::domain::{Run, RunId, RunStatus, TenantId};
+use crate::provider::ProviderError;
 use crate::store::StoreError;
 
 /// Consecutive transient failures of one step before the run fails: about
@@ -78,13 +79,41 @@ fn needs_lease(status: RunStatus) -> bool {
 /// Whether the reconciler fails the run on `error` from its step (rather
 /// than count a retry, or yield to a concurrent writer): a step that left
 /// something billing behind (a deployment) gives it up first.
-pub(super) fn fails_the_run(error: &PipelineError, run: &Run) -> bool {
+///
+/// After admission (training, deploying, evaluating) a transient answer
+/// never fails the run by count: the job trains on and bills whatever we
+/// hear, so the run waits the provider out for `patience` since the
+/// phase's last successful call, and records the model when it ends.
+pub(super) fn fails_the_run(error: &PipelineError, run: &Run, patience: Duration) -> bool {
     let yields = matches!(
         error,
         PipelineError::Store(StoreError::VersionConflict { .. })
     );
-    let retries = error.is_transient() && run.retries < MAX_RETRIES;
+    let retries = if !error.is_transient() {
+        false
+    } else if after_admission(run.status) {
+        let since = run.busy_since.unwrap_or_else(Utc::now);
+        let patience = chrono::Duration::from_std(patience).unwrap_or(chrono::Duration::days(1));
+        Utc::now() - since < patience
+    } else {
+        run.retries < MAX_RETRIES
+    };
     !yields && !retries
+}
+
+/// The phases a provider job (or its model) is already paid for in.
+fn after_admission(status: RunStatus) -> bool {
+    matches!(
+        status,
+        RunStatus::Training | RunStatus::Deploying | RunStatus::Evaluating
+    )
+}
+
+/// A busy answer at upload or job creation: the run goes back to waiting.
+fn busy_before_the_job(error: &ProviderError, run: &Run) -> bool {
+    matches!(run.status, RunStatus::Uploading | RunStatus::Submitting)
+        && run.admission.is_some()
+        && matches!(error, ProviderError::RateLimited { .. })
 }
 
 fn outcome(from: RunStatus, run: &Run, idle: Duration, retrying: Option<&'static str>) -> Outcome {
@@ -225,7 +254,10 @@ impl<S: Steps> Reconciler<S> {
                         None,
                     ));
                 }
-                Err(e) if !fails_the_run(&e, &run) => {
+                Err(PipelineError::Provider(e)) if busy_before_the_job(&e, &run) => {
+                    return Ok((self.ledger.back_to_waiting(run, &e).await?, None));
+                }
+                Err(e) if !fails_the_run(&e, &run, self.ledger.fleet.busy_patience) => {
                     let stored = self.ledger.record_retry(run, &e).await?;
                     return Ok((stored, Some(e.code())));
                 }

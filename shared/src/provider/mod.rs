@@ -13,6 +13,7 @@
 
 pub mod bedrock;
 pub mod openai;
+pub mod pool;
 pub mod profile;
 pub mod profiles;
 pub mod shutdown;

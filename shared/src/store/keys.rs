@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::domain::fleet::{Month, PoolId};
 use crate::domain::{DatasetId, EventId, IdempotencyKey, ModelId, ProviderKind, RunId, TenantId};
 
 pub const PK: &str = "PK";
@@ -13,6 +14,13 @@ pub const ACTIVE_INDEX: &str = "active-runs";
 pub const ACTIVE_PK: &str = "active_pk";
 pub const ACTIVE_SK: &str = "active_sk";
 pub const ACTIVE_PARTITION: &str = "ACTIVE";
+
+/// The sparse work index: a run is in it while some function has work
+/// for it, under that work's key (today: `ADMIT#{pool}` while waiting for
+/// admission), ordered by when the work came due.
+pub const WORK_INDEX: &str = "work";
+pub const WORK_PK: &str = "work_pk";
+pub const WORK_SK: &str = "work_sk";
 
 pub const RUN_PREFIX: &str = "RUN#";
 pub const DATASET_PREFIX: &str = "DATASET#";
@@ -94,6 +102,30 @@ pub fn delivery_pk(provider: ProviderKind, delivery_id: &str) -> String {
         provider.as_str(),
         digest(provider.as_str(), delivery_id)
     )
+}
+
+/// A pool of provider slots, alone in its partition: admission's
+/// transactions meet on it, and no tenant partition holds it.
+pub fn pool_pk(pool: &PoolId) -> String {
+    format!("POOL#{pool}")
+}
+
+/// The list of pools that ever had a waiting run.
+pub const POOLS_PK: &str = "POOLS";
+
+/// A pool's admission queue in the work index.
+pub fn admit_work_pk(pool: &PoolId) -> String {
+    format!("ADMIT#{pool}")
+}
+
+/// The tenant's runs in flight (all pools), in its own partition.
+pub const FLEET_SK: &str = "FLEET";
+/// An operator's override of the tenant's limits.
+pub const LIMITS_SK: &str = "LIMITS";
+
+/// The tenant's spend of one month.
+pub fn spend_sk(month: Month) -> String {
+    format!("SPEND#{month}")
 }
 
 /// Reads `TENANT#{tenant}` back into a tenant id.

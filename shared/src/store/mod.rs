@@ -13,6 +13,7 @@ pub mod cursor;
 mod curve;
 mod datasets;
 mod events;
+mod fleet;
 pub mod idempotency;
 pub mod keys;
 mod models;
@@ -29,6 +30,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::domain::IdError;
 
 pub use active::ActiveRun;
+pub use fleet::{AdmissionLimits, PoolState, QueuedRun};
 pub use idempotency::{IdempotentRequest, request_hash};
 pub use models::Activation;
 pub use push::{DELIVERY_TTL, JobOwner};

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::StoreError;
-use super::keys::{ACTIVE_INDEX, ACTIVE_PK, ACTIVE_SK, PK, SK};
+use super::keys::{ACTIVE_INDEX, ACTIVE_PK, ACTIVE_SK, PK, SK, WORK_INDEX, WORK_PK, WORK_SK};
 
 fn attribute(name: &str) -> Result<AttributeDefinition, StoreError> {
     AttributeDefinition::builder()
@@ -27,13 +27,24 @@ fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, StoreError> {
         .map_err(|e| StoreError::dynamo("build table", e))
 }
 
-/// Creates the table with its sparse active-runs index. An existing table
+/// Creates the table with its sparse active-runs and work indexes. An existing table
 /// of that name is left as it is.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
     let index = GlobalSecondaryIndex::builder()
         .index_name(ACTIVE_INDEX)
         .key_schema(key(ACTIVE_PK, KeyType::Hash)?)
         .key_schema(key(ACTIVE_SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(|e| StoreError::dynamo("build table", e))?;
+    let work = GlobalSecondaryIndex::builder()
+        .index_name(WORK_INDEX)
+        .key_schema(key(WORK_PK, KeyType::Hash)?)
+        .key_schema(key(WORK_SK, KeyType::Range)?)
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::KeysOnly)
@@ -49,9 +60,12 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .attribute_definitions(attribute(SK)?)
         .attribute_definitions(attribute(ACTIVE_PK)?)
         .attribute_definitions(attribute(ACTIVE_SK)?)
+        .attribute_definitions(attribute(WORK_PK)?)
+        .attribute_definitions(attribute(WORK_SK)?)
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
         .global_secondary_indexes(index)
+        .global_secondary_indexes(work)
         .send()
         .await;
     match result {

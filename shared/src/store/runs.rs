@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, Utc};
 
 use super::idempotency::IdempotentRequest;
 use super::keys::{
-    ACTIVE_PARTITION, ACTIVE_PK, ACTIVE_SK, PK, RUN_PREFIX, SK, idempotency_sk, run_sk, tenant_pk,
+    ACTIVE_PARTITION, ACTIVE_PK, ACTIVE_SK, PK, RUN_PREFIX, SK, WORK_PK, WORK_SK, idempotency_sk,
+    run_sk, tenant_pk,
 };
 use super::{
     Item, Store, StoreError, cursor, from_item, is_condition_failure, n, s, string_attr, to_item,
@@ -240,33 +241,68 @@ impl Store {
     /// scrubbed of ARNs and account ids on the way in
     /// ([`crate::domain::tenant_text`]); the run returned is as stored.
     pub async fn update_run(&self, run: &Run) -> Result<Run, StoreError> {
-        let mut next = run.clone();
-        next.version = run.version + 1;
-        scrub_run(&mut next);
-        let mut item = to_item("run", &next)?;
-        let mut names: HashMap<String, String> = HashMap::new();
-        let mut values: HashMap<String, AttributeValue> = HashMap::new();
-        let mut sets = Vec::with_capacity(item.len() + 2);
-        if !next.status.is_terminal() {
-            item.insert(ACTIVE_PK.to_owned(), s(ACTIVE_PARTITION));
-            item.insert(ACTIVE_SK.to_owned(), s(next.id.as_str()));
+        let mut next = next_version(run);
+        // What the run gives back of its admission goes in the same
+        // write: it happens exactly when the version moves, so once.
+        let releases = super::fleet::release_items(&self.table, &mut next)?;
+        let (expression, names, values) = update_expression(&next, run.version)?;
+        if releases.is_empty() {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PK, s(tenant_pk(&run.tenant_id)))
+                .key(SK, s(run_sk(&run.id)))
+                .update_expression(expression)
+                .condition_expression("#version = :expected")
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(next),
+                Err(e) if is_condition_failure(&e) => Err(version_conflict(run)),
+                Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+            };
         }
-        for (i, (name, value)) in item.into_iter().enumerate() {
-            names.insert(format!("#a{i}"), name);
-            values.insert(format!(":a{i}"), value);
-            sets.push(format!("#a{i} = :a{i}"));
-        }
-        let mut expression = format!("SET {}", sets.join(", "));
-        if next.status.is_terminal() {
-            expression.push_str(" REMOVE #active_pk, #active_sk");
-            names.insert("#active_pk".into(), ACTIVE_PK.into());
-            names.insert("#active_sk".into(), ACTIVE_SK.into());
-        }
-        names.insert("#version".into(), "version".into());
-        values.insert(":expected".into(), n(run.version));
+        let mut items = vec![self.run_update_item(run, expression, names, values)?];
+        items.extend(releases);
         let result = self
             .client
-            .update_item()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(next),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_transaction_canceled_exception()) =>
+            {
+                Err(version_conflict(run))
+            }
+            Err(e) => Err(StoreError::dynamo("TransactWriteItems", e)),
+        }
+    }
+
+    /// `run`'s next version and the transaction item that writes it if
+    /// the stored version is still `run.version` (for writes that change
+    /// other items with it, as admission does).
+    pub(super) fn run_update(&self, run: &Run) -> Result<(Run, TransactWriteItem), StoreError> {
+        let next = next_version(run);
+        let (expression, names, values) = update_expression(&next, run.version)?;
+        let item = self.run_update_item(run, expression, names, values)?;
+        Ok((next, item))
+    }
+
+    fn run_update_item(
+        &self,
+        run: &Run,
+        expression: String,
+        names: HashMap<String, String>,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
             .table_name(&self.table)
             .key(PK, s(tenant_pk(&run.tenant_id)))
             .key(SK, s(run_sk(&run.id)))
@@ -274,17 +310,9 @@ impl Store {
             .condition_expression("#version = :expected")
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(next),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::VersionConflict {
-                kind: "run",
-                id: run.id.to_string(),
-                expected: run.version,
-            }),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+            .build()
+            .map_err(|e| StoreError::dynamo("build update", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     fn run_item(&self, run: &Run) -> Result<Item, StoreError> {
@@ -295,8 +323,81 @@ impl Store {
             item.insert(ACTIVE_PK.to_owned(), s(ACTIVE_PARTITION));
             item.insert(ACTIVE_SK.to_owned(), s(run.id.as_str()));
         }
+        if let Some(work) = super::fleet::work_attributes(run) {
+            item.extend(work);
+        }
         Ok(item)
     }
+}
+
+fn next_version(run: &Run) -> Run {
+    let mut next = run.clone();
+    next.version = run.version + 1;
+    scrub_run(&mut next);
+    next
+}
+
+fn version_conflict(run: &Run) -> StoreError {
+    StoreError::VersionConflict {
+        kind: "run",
+        id: run.id.to_string(),
+        expected: run.version,
+    }
+}
+
+/// The update that stores every field of `next` (and its index
+/// attributes: in the active index while not terminal, in the work index
+/// while waiting) if the stored version is `expected`.
+fn update_expression(
+    next: &Run,
+    expected: u64,
+) -> Result<
+    (
+        String,
+        HashMap<String, String>,
+        HashMap<String, AttributeValue>,
+    ),
+    StoreError,
+> {
+    let mut item = to_item("run", next)?;
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut values: HashMap<String, AttributeValue> = HashMap::new();
+    let mut sets = Vec::with_capacity(item.len() + 4);
+    let mut removes = Vec::new();
+    if !next.status.is_terminal() {
+        item.insert(ACTIVE_PK.to_owned(), s(ACTIVE_PARTITION));
+        item.insert(ACTIVE_SK.to_owned(), s(next.id.as_str()));
+    } else {
+        removes.push(ACTIVE_PK);
+        removes.push(ACTIVE_SK);
+    }
+    match super::fleet::work_attributes(next) {
+        Some(work) => item.extend(work),
+        None => {
+            removes.push(WORK_PK);
+            removes.push(WORK_SK);
+        }
+    }
+    for (i, (name, value)) in item.into_iter().enumerate() {
+        names.insert(format!("#a{i}"), name);
+        values.insert(format!(":a{i}"), value);
+        sets.push(format!("#a{i} = :a{i}"));
+    }
+    let mut expression = format!("SET {}", sets.join(", "));
+    if !removes.is_empty() {
+        let removed: Vec<String> = removes
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                names.insert(format!("#r{i}"), (*name).to_owned());
+                format!("#r{i}")
+            })
+            .collect();
+        expression.push_str(&format!(" REMOVE {}", removed.join(", ")));
+    }
+    names.insert("#version".into(), "version".into());
+    values.insert(":expected".into(), n(expected));
+    Ok((expression, names, values))
 }
 
 /// Milliseconds since the epoch, as the lease attributes store time.

@@ -158,6 +158,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         answerers: finetune::provider::registry::Answerers::none(),
         lease: Duration::from_secs(360),
         metrics: finetune::metrics::Metrics::discard(),
+        fleet: Default::default(),
     };
     let monitoring = pipeline.monitor();
     // Where a tick's time goes: the same number of bare reads of each kind.
