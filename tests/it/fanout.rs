@@ -373,7 +373,7 @@ async fn a_run_over_the_hard_limit_fails_with_dataset_too_large_and_its_figures(
     };
 
     // WHEN the prepare step takes the run (queued, then preparing)
-    let reconciler = world.pipeline.preparing_with(limits);
+    let reconciler = world.pipeline.preparing(limits);
     for _ in 0..2 {
         reconciler.reconcile(&tenant(), &id, "test").await.unwrap();
     }

@@ -409,7 +409,7 @@ async fn the_prepare_function_prepares_and_the_monitor_takes_over_from_uploading
 
     // WHEN the prepare function ticks
     let prepared = monitor::on_prepare_schedule(
-        &world.pipeline.preparing(),
+        &world.pipeline.preparing(world.config.fan_out.clone()),
         &world.config,
         &scheduled_context(),
     )
@@ -427,7 +427,7 @@ async fn the_prepare_function_prepares_and_the_monitor_takes_over_from_uploading
     assert!(world.sandbox().jobs().is_empty());
     // AND its next tick has nothing of the run's left to do
     let again = monitor::on_prepare_schedule(
-        &world.pipeline.preparing(),
+        &world.pipeline.preparing(world.config.fan_out.clone()),
         &world.config,
         &scheduled_context(),
     )
@@ -820,7 +820,7 @@ async fn a_run_held_by_a_crashed_tick_is_resumed_by_the_first_tick_after_its_dea
 
     // WHEN a tick runs before the crashed invocation's deadline
     let blocked = monitor::on_prepare_schedule(
-        &world.pipeline.preparing(),
+        &world.pipeline.preparing(world.config.fan_out.clone()),
         &world.config,
         &scheduled_context(),
     )

@@ -212,7 +212,7 @@ async fn a_together_job_created_before_a_crash_is_found_again_by_the_runs_suffix
     // (the prepare function alone: the run waits at uploading)
     world
         .pipeline
-        .preparing()
+        .preparing(world.config.fan_out.clone())
         .reconcile(&tenant, &id, "test-prepare")
         .await
         .unwrap();

@@ -95,7 +95,7 @@ pub(crate) fn scheduled_context() -> lambda_runtime::Context {
 pub(crate) async fn tick(world: &World) -> Summary {
     let event = finetune_tests::events::scheduled_tick(Duration::from_secs(60)).unwrap();
     monitor::on_prepare_schedule(
-        &world.pipeline.preparing_with(world.config.fan_out.clone()),
+        &world.pipeline.preparing(world.config.fan_out.clone()),
         &world.config,
         &event.context,
     )

@@ -8,12 +8,19 @@
 //! | [`PushSteps`] = [`JobSteps`] + [`DeploySteps`] | submitting, training, deploying | pushes (webhook, Bedrock's job events) |
 
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::Either;
 
-use super::{DeploySteps, JobSteps, Ledger, PipelineError, Step, Steps, UploadSteps};
+use super::{
+    DatasetSteps, DeploySteps, EvaluateSteps, JobSteps, Ledger, PipelineError, Reconciler, Step,
+    Steps, UploadSteps,
+};
+use crate::blob::Blobs;
+use crate::dataset::fanout::FanOutLimits;
 use crate::domain::{Run, RunStatus};
+use crate::provider::registry::{Answerers, Providers};
 
 /// The steps of `A` where it covers the run's status, else those of `B`.
 /// Its step future is one of the two (no box): a binary instantiating a
@@ -53,6 +60,54 @@ pub type ProviderSteps = Both<UploadSteps, Both<JobSteps, DeploySteps>>;
 /// (minutes of model calls do not belong in a webhook's HTTP request).
 pub type PushSteps = Both<JobSteps, DeploySteps>;
 
+/// The prepare function's reconciler, the one builder of it: the function
+/// (from its config) and the tests, demo and tools (from their parts) pass
+/// the fan-out thresholds they run with, so none takes other defaults.
+pub fn preparing(
+    ledger: Ledger,
+    lease: Duration,
+    blobs: Blobs,
+    limits: FanOutLimits,
+) -> Reconciler<DatasetSteps> {
+    Reconciler::new(ledger, lease, "prepare", DatasetSteps::new(blobs, limits))
+}
+
+/// The evaluate function's reconciler: the bucket and the providers'
+/// inference, no fine-tuning adapter.
+pub fn evaluating(
+    ledger: Ledger,
+    lease: Duration,
+    blobs: Blobs,
+    answerers: Answerers,
+) -> Reconciler<EvaluateSteps> {
+    Reconciler::new(
+        ledger,
+        lease,
+        "evaluate",
+        EvaluateSteps { blobs, answerers },
+    )
+}
+
+/// The reconciler of pushes about a job (the webhook function, and the
+/// monitor's Bedrock job events).
+pub fn following_jobs(
+    ledger: Ledger,
+    lease: Duration,
+    providers: Providers,
+) -> Reconciler<PushSteps> {
+    Reconciler::new(
+        ledger,
+        lease,
+        "job",
+        Both(
+            JobSteps {
+                providers: providers.clone(),
+            },
+            DeploySteps { providers },
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +136,10 @@ mod tests {
             let provider = [upload(status), job(status), deploy(status)];
             let takers = usize::from(dataset(status))
                 + provider.iter().filter(|t| **t).count()
-                + usize::from(evaluate(status));
+                + usize::from(evaluate(status))
+                // Waiting runs are the monitor's admission pass's, not a
+                // step set's (admission is over a pool, not one run).
+                + usize::from(status == RunStatus::Waiting);
             assert_eq!(takers, usize::from(!status.is_terminal()), "{status}");
         }
     }

@@ -102,7 +102,7 @@ pub enum Outcome {
 
 /// Every part of the pipeline: what the tests, the demo and tools hold to
 /// build any function's reconciler. A function builds only its own (see
-/// [`Reconciler::for_preparing`], [`monitor::Monitor::from_config`]), so
+/// [`Reconciler::for_preparing`] and compose.rs, [`monitor::Monitor::from_config`]), so
 /// it holds and links only what its steps use.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -154,27 +154,13 @@ impl Pipeline {
         Ledger::new(self.store.clone(), self.metrics.clone()).with_fleet(self.fleet.clone())
     }
 
-    /// The prepare function's reconciler.
-    pub fn preparing(&self) -> Reconciler<DatasetSteps> {
-        Reconciler::new(
-            self.ledger(),
-            self.lease,
-            "prepare",
-            DatasetSteps::new(
-                self.blobs.clone(),
-                crate::dataset::fanout::FanOutLimits::default(),
-            ),
-        )
-    }
-
-    /// The prepare function's reconciler with its fan-out thresholds.
-    pub fn preparing_with(
+    /// The prepare function's reconciler with the deployment's fan-out
+    /// thresholds (`config.fan_out`): the same builder the function uses.
+    pub fn preparing(
         &self,
         limits: crate::dataset::fanout::FanOutLimits,
     ) -> Reconciler<DatasetSteps> {
-        let mut reconciler = self.preparing();
-        reconciler.steps = DatasetSteps::new(self.blobs.clone(), limits);
-        reconciler
+        compose::preparing(self.ledger(), self.lease, self.blobs.clone(), limits)
     }
 
     /// The monitor function's reconcilers (ticks and Bedrock's pushes).
@@ -198,25 +184,17 @@ impl Pipeline {
 
     /// The evaluate function's reconciler.
     pub fn evaluating(&self) -> Reconciler<EvaluateSteps> {
-        Reconciler::new(
+        compose::evaluating(
             self.ledger(),
             self.lease,
-            "evaluate",
-            EvaluateSteps {
-                blobs: self.blobs.clone(),
-                answerers: self.answerers.clone(),
-            },
+            self.blobs.clone(),
+            self.answerers.clone(),
         )
     }
 
     /// The reconciler of pushes about a job (the webhook function).
     pub fn following_jobs(&self) -> Reconciler<PushSteps> {
-        Reconciler::new(
-            self.ledger(),
-            self.lease,
-            "job",
-            Both(self.job_steps(), self.deploy_steps()),
-        )
+        compose::following_jobs(self.ledger(), self.lease, self.providers.clone())
     }
 
     fn deploy_steps(&self) -> DeploySteps {
@@ -236,18 +214,11 @@ impl Reconciler<DatasetSteps> {
     /// The prepare function's reconciler: the table and the bucket, no
     /// provider (its steps call none, so its binary links no adapter).
     pub fn for_preparing(config: &crate::config::Config, sdk: &aws_config::SdkConfig) -> Self {
-        Reconciler::new(
-            Ledger::new(
-                Store::new(crate::aws::dynamodb_client(sdk), &config.table_name),
-                Metrics::stdout(),
-            )
-            .with_fleet(config.fleet.clone()),
+        compose::preparing(
+            ledger_from_config(config, sdk),
             config.run_lease,
-            "prepare",
-            DatasetSteps::new(
-                Blobs::lazy(sdk, &config.bucket_name),
-                config.fan_out.clone(),
-            ),
+            Blobs::lazy(sdk, &config.bucket_name),
+            config.fan_out.clone(),
         )
     }
 }
@@ -260,18 +231,11 @@ impl Reconciler<EvaluateSteps> {
         config: &crate::config::Config,
         sdk: &aws_config::SdkConfig,
     ) -> Result<Self, crate::provider::ProviderError> {
-        Ok(Reconciler::new(
-            Ledger::new(
-                Store::new(crate::aws::dynamodb_client(sdk), &config.table_name),
-                Metrics::stdout(),
-            )
-            .with_fleet(config.fleet.clone()),
+        Ok(compose::evaluating(
+            ledger_from_config(config, sdk),
             config.run_lease,
-            "evaluate",
-            EvaluateSteps {
-                blobs: Blobs::lazy(sdk, &config.bucket_name),
-                answerers: crate::provider::setup::answerers_from_config(config, sdk)?,
-            },
+            Blobs::lazy(sdk, &config.bucket_name),
+            crate::provider::setup::answerers_from_config(config, sdk)?,
         ))
     }
 }
@@ -284,22 +248,21 @@ impl Reconciler<PushSteps> {
     ) -> Result<Self, crate::provider::ProviderError> {
         let blobs = Blobs::lazy(sdk, &config.bucket_name);
         let providers = crate::provider::setup::providers_from_config(config, sdk, &blobs).await?;
-        Ok(Reconciler::new(
-            Ledger::new(
-                Store::new(crate::aws::dynamodb_client(sdk), &config.table_name),
-                Metrics::stdout(),
-            )
-            .with_fleet(config.fleet.clone()),
+        Ok(compose::following_jobs(
+            ledger_from_config(config, sdk),
             config.run_lease,
-            "job",
-            Both(
-                JobSteps {
-                    providers: providers.clone(),
-                },
-                DeploySteps { providers },
-            ),
+            providers,
         ))
     }
+}
+
+/// A function's ledger: the configured table, metrics on stdout.
+fn ledger_from_config(config: &crate::config::Config, sdk: &aws_config::SdkConfig) -> Ledger {
+    Ledger::new(
+        Store::new(crate::aws::dynamodb_client(sdk), &config.table_name),
+        Metrics::stdout(),
+    )
+    .with_fleet(config.fleet.clone())
 }
 
 #[cfg(test)]

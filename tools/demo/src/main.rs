@@ -113,7 +113,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     pipeline.metrics = finetune::metrics::Metrics::discard();
     let store = pipeline.store.clone();
     let (preparing, monitoring, evaluating) = (
-        pipeline.preparing(),
+        pipeline.preparing(config.fan_out.clone()),
         pipeline.monitor(),
         pipeline.evaluating(),
     );

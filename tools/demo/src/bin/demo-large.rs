@@ -68,7 +68,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let mut pipeline = Pipeline::from_config(&config, &env.sdk).await?;
     pipeline.metrics = Metrics::discard();
-    let preparing = pipeline.preparing_with(config.fan_out.clone());
+    let preparing = pipeline.preparing(config.fan_out.clone());
     let worker = ShardWorker {
         blobs: env.blobs.clone(),
         metrics: Metrics::discard(),

@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut pipeline = Pipeline::from_config(&config, &env.sdk).await?;
     pipeline.metrics = finetune::metrics::Metrics::discard();
     let (preparing, monitoring, evaluator) = (
-        pipeline.preparing(),
+        pipeline.preparing(config.fan_out.clone()),
         pipeline.monitor(),
         pipeline.evaluating(),
     );
