@@ -248,6 +248,13 @@ pub(crate) fn run_id(view: &Value) -> RunId {
 pub(crate) async fn advance(store: &Store, t: &TenantId, id: &RunId, path: &[RunStatus]) -> Run {
     let mut run = store.get_run(t, id).await.unwrap();
     for next in path {
+        // Admission stands between the dataset and the provider: a walk
+        // to uploading passes through waiting, as the pipeline's does.
+        if *next == RunStatus::Uploading && run.status != RunStatus::Waiting {
+            run.move_to(RunStatus::Waiting, "waiting", Utc::now())
+                .unwrap();
+            run = store.update_run(&run).await.unwrap();
+        }
         run.move_to(*next, next.as_str(), Utc::now()).unwrap();
         run = store.update_run(&run).await.unwrap();
     }
@@ -1047,8 +1054,9 @@ async fn a_concurrent_monitor_write_is_not_lost_and_the_job_is_cancelled_once() 
     assert_eq!(provider.cancels.load(Ordering::SeqCst), 1);
     let run = api.store().get_run(&tenant("acme"), &id).await.unwrap();
     assert_eq!(run.status, RunStatus::Cancelled);
-    // training_run wrote versions 1..=3, the monitor 4, cancel 5.
-    assert_eq!(run.version, 5);
+    // training_run wrote versions 1..=4 (through waiting), the monitor
+    // 5, cancel 6.
+    assert_eq!(run.version, 6);
 }
 
 #[tokio::test]

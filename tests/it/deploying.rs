@@ -290,12 +290,14 @@ async fn cancelling_a_run_while_its_model_deploys_deletes_the_deployment_and_fai
 }
 
 #[tokio::test]
-async fn a_run_out_of_retries_while_its_model_deploys_deletes_the_deployment_and_fails_the_model() {
-    // GIVEN a deploying run that has retried as often as it may, and a
-    // provider still answering 503
+async fn a_run_out_of_patience_while_its_model_deploys_deletes_the_deployment_and_fails_the_model()
+{
+    // GIVEN a deploying run whose provider has answered only 503s for
+    // longer than the fleet's patience, and still does
     let (world, faulty, id) = deploying_run().await;
     let mut tired = run(&world, &id).await;
     tired.retries = finetune::pipeline::MAX_RETRIES;
+    tired.busy_since = Some(chrono::Utc::now() - chrono::Duration::hours(25));
     world.pipeline.store.update_run(&tired).await.unwrap();
     faulty.set(Fault::Unavailable);
 

@@ -421,8 +421,9 @@ async fn the_prepare_function_prepares_and_the_monitor_takes_over_from_uploading
         (1, 1),
         "{prepared:?}"
     );
+    // (prepared, it waits for the monitor's admission)
     let ready = run(&world, &id).await;
-    assert_eq!(ready.status, RunStatus::Uploading, "{ready:?}");
+    assert_eq!(ready.status, RunStatus::Waiting, "{ready:?}");
     assert!(ready.dataset_id.is_some());
     assert!(world.sandbox().jobs().is_empty());
     // AND its next tick has nothing of the run's left to do

@@ -216,8 +216,9 @@ async fn a_together_job_created_before_a_crash_is_found_again_by_the_runs_suffix
         .reconcile(&tenant, &id, "test-prepare")
         .await
         .unwrap();
+    // (prepared, it waits for the monitor's admission)
     let uploading = run(&world, &id).await;
-    assert_eq!(uploading.status, RunStatus::Uploading);
+    assert_eq!(uploading.status, RunStatus::Waiting);
     let dataset = world
         .pipeline
         .store

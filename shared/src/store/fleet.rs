@@ -177,8 +177,8 @@ impl Store {
             })
             .collect();
         let last_served = item
-            .iter()
-            .filter_map(|(name, _)| {
+            .keys()
+            .filter_map(|name| {
                 let tenant = TenantId::parse(name.strip_prefix("served#")?).ok()?;
                 Some((tenant, time_attr(&item, name)?))
             })

@@ -345,20 +345,17 @@ fn version_conflict(run: &Run) -> StoreError {
     }
 }
 
+/// An update expression with its attribute names and values.
+type RunUpdate = (
+    String,
+    HashMap<String, String>,
+    HashMap<String, AttributeValue>,
+);
+
 /// The update that stores every field of `next` (and its index
 /// attributes: in the active index while not terminal, in the work index
 /// while waiting) if the stored version is `expected`.
-fn update_expression(
-    next: &Run,
-    expected: u64,
-) -> Result<
-    (
-        String,
-        HashMap<String, String>,
-        HashMap<String, AttributeValue>,
-    ),
-    StoreError,
-> {
+fn update_expression(next: &Run, expected: u64) -> Result<RunUpdate, StoreError> {
     let mut item = to_item("run", next)?;
     let mut names: HashMap<String, String> = HashMap::new();
     let mut values: HashMap<String, AttributeValue> = HashMap::new();

@@ -35,6 +35,10 @@ pub struct TenantLoad {
     pub room: Option<u32>,
 }
 
+/// A tenant during a pass: in flight, last served (time, order in this
+/// pass), room left.
+type Standing = (u32, Option<(DateTime<Utc>, usize)>, Option<u32>);
+
 /// The candidates to admit, as indices into `candidates`, in admission
 /// order: at most `slots` of them. Tenants missing from `loads` have no
 /// run in flight, were never served and have no limit.
@@ -56,21 +60,20 @@ pub fn admission_order<K: Ord>(
     }
     // Standing: (in flight, last served as (time, order in this pass)).
     // `None` sorts before `Some`: never served goes first.
-    let mut standing: BTreeMap<&TenantId, (u32, Option<(DateTime<Utc>, usize)>, Option<u32>)> =
-        queues
-            .keys()
-            .map(|t| {
-                let load = loads.get(*t).copied().unwrap_or_default();
+    let mut standing: BTreeMap<&TenantId, Standing> = queues
+        .keys()
+        .map(|t| {
+            let load = loads.get(*t).copied().unwrap_or_default();
+            (
+                *t,
                 (
-                    *t,
-                    (
-                        load.in_flight,
-                        load.last_served.map(|at| (at, 0)),
-                        load.room,
-                    ),
-                )
-            })
-            .collect();
+                    load.in_flight,
+                    load.last_served.map(|at| (at, 0)),
+                    load.room,
+                ),
+            )
+        })
+        .collect();
     let latest = loads
         .values()
         .filter_map(|l| l.last_served)
