@@ -465,17 +465,7 @@ impl Store {
     }
 
     async fn get_fleet_item(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
-        Ok(self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(pk))
-            .key(SK, s(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?
-            .item)
+        self.get_item(pk.to_owned(), sk.to_owned(), true).await
     }
 }
 

@@ -432,7 +432,8 @@ impl Store {
         }
     }
 
-    async fn get_item(
+    /// One item by its keys (the store's other modules use it too).
+    pub(super) async fn get_item(
         &self,
         pk: String,
         sk: String,

@@ -27,31 +27,26 @@ fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, StoreError> {
         .map_err(|e| StoreError::dynamo("build table", e))
 }
 
+/// A keys-only index on `pk`/`sk` (sparse: only items with both are in it).
+fn sparse_index(name: &str, pk: &str, sk: &str) -> Result<GlobalSecondaryIndex, StoreError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(pk, KeyType::Hash)?)
+        .key_schema(key(sk, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(|e| StoreError::dynamo("build table", e))
+}
+
 /// Creates the table with its sparse active-runs and work indexes. An existing table
 /// of that name is left as it is.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    let index = GlobalSecondaryIndex::builder()
-        .index_name(ACTIVE_INDEX)
-        .key_schema(key(ACTIVE_PK, KeyType::Hash)?)
-        .key_schema(key(ACTIVE_SK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(|e| StoreError::dynamo("build table", e))?;
-    let work = GlobalSecondaryIndex::builder()
-        .index_name(WORK_INDEX)
-        .key_schema(key(WORK_PK, KeyType::Hash)?)
-        .key_schema(key(WORK_SK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(|e| StoreError::dynamo("build table", e))?;
+    let index = sparse_index(ACTIVE_INDEX, ACTIVE_PK, ACTIVE_SK)?;
+    let work = sparse_index(WORK_INDEX, WORK_PK, WORK_SK)?;
     let result = client
         .create_table()
         .table_name(table)
