@@ -180,6 +180,38 @@ pub async fn bedrock_model_knobs(
     reply.json().await.map_err(|e| e.to_string())
 }
 
+/// Sets the local stack's concurrent-jobs quota for Bedrock jobs writing
+/// their output to `bucket` (`None`: unlimited) and answers how many
+/// creations that quota has refused so far. Past the quota,
+/// CreateModelCustomizationJob answers ServiceQuotaExceededException, as
+/// Bedrock does at its Service Quotas value. Local-only.
+pub async fn bedrock_quota(bucket: &str, jobs: Option<usize>) -> Result<u64, String> {
+    finetune::tls::install_crypto_provider();
+    let reply = reqwest::Client::new()
+        .post(local_bedrock_url(&["quotas", bucket])?)
+        .json(&serde_json::json!({"concurrentJobs": jobs}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !reply.status().is_success() {
+        return Err(format!("moto answered {}", reply.status()));
+    }
+    let body: serde_json::Value = reply.json().await.map_err(|e| e.to_string())?;
+    Ok(body["refused"].as_u64().unwrap_or(0))
+}
+
+/// How many Bedrock job creations the quota of `bucket` has refused.
+pub async fn bedrock_quota_refusals(bucket: &str) -> Result<u64, String> {
+    finetune::tls::install_crypto_provider();
+    let reply = reqwest::Client::new()
+        .get(local_bedrock_url(&["quotas", bucket])?)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let body: serde_json::Value = reply.json().await.map_err(|e| e.to_string())?;
+    Ok(body["refused"].as_u64().unwrap_or(0))
+}
+
 /// How many Converse calls the local stack has answered for `model_id`
 /// (as sent: a base model id or a deployment ARN), so a test can prove no
 /// answer was requested twice. Local-only.

@@ -15,7 +15,9 @@ use finetune::domain::{
 };
 use finetune::pipeline::monitor;
 use finetune::provider::bedrock::{BedrockProvider, BedrockSettings, names};
-use finetune::provider::{CreateJob, FineTuningProvider, JobControl, JobTags, ProviderFileRef};
+use finetune::provider::{
+    CreateJob, FineTuningProvider, JobControl, JobTags, ProviderError, ProviderFileRef,
+};
 use finetune_tests::{ApiEvent, TestEnv};
 use serde_json::{Value, json};
 
@@ -125,6 +127,44 @@ async fn a_job_is_created_followed_and_stopped() {
     assert_eq!(stopped.provider_status, "Stopped");
     assert_eq!(again.status, JobStatus::Cancelled);
     assert!(stopped.finished_at.is_some());
+}
+
+#[tokio::test]
+async fn past_the_accounts_quota_a_job_creation_is_rate_limited_until_a_job_ends() {
+    // GIVEN a quota of one running job, and one running
+    let env = TestEnv::new().await;
+    finetune_tests::bedrock_quota(&env.bucket, Some(1))
+        .await
+        .unwrap();
+    let bedrock = provider(&env);
+    let first_tags = tags(TENANT);
+    let first = bedrock
+        .create_job(&request(&env, &first_tags))
+        .await
+        .unwrap();
+
+    // WHEN another run's job is created
+    let second = tags(TENANT);
+    let err = bedrock
+        .create_job(&request(&env, &second))
+        .await
+        .unwrap_err();
+
+    // THEN Bedrock's ServiceQuotaExceededException is a busy answer
+    assert!(matches!(err, ProviderError::RateLimited { .. }), "{err:?}");
+    // while a repeat of the running job's own create still answers it
+    let again = bedrock
+        .create_job(&request(&env, &first_tags))
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    // and once the running job ends, the other is taken
+    finish_job(&first.id, "Completed", None).await;
+    bedrock.create_job(&request(&env, &second)).await.unwrap();
+    let refused = finetune_tests::bedrock_quota(&env.bucket, None)
+        .await
+        .unwrap();
+    assert_eq!(refused, 1);
 }
 
 #[tokio::test]

@@ -52,6 +52,7 @@ pub(crate) fn settings(sandbox: &Sandbox) -> ClientSettings {
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(50),
             max_retry_after: Duration::from_secs(120),
+            max_total_wait: Duration::from_secs(300),
         },
         upload_threshold: 512 * 1000 * 1000,
         part_size: 64 * 1024 * 1024,
@@ -520,6 +521,45 @@ async fn a_bad_request_is_not_retried_and_carries_openais_message_and_param() {
     }
     assert!(!err.is_transient());
     assert_eq!(sb.requests().len(), 1, "a 400 is never retried");
+}
+
+#[tokio::test]
+async fn past_the_sandboxs_concurrent_jobs_limit_a_creation_is_rate_limited_until_one_ends() {
+    // GIVEN a sandbox that allows one active job per base model
+    let env = TestEnv::new().await;
+    let sb = sandbox(SandboxConfig {
+        max_active_jobs: Some(1),
+        progression: openai_sandbox::Progression::Manual,
+        ..Default::default()
+    })
+    .await;
+    let p = provider_with(&env, settings(&sb));
+    let file = p
+        .prepare_file(&put_file(&env, "t.jsonl", training_jsonl(10)).await)
+        .await
+        .unwrap();
+    let first = p.create_job(&create(&tags(), &file)).await.unwrap();
+
+    // WHEN a second job of the same model is created
+    let err = p.create_job(&create(&tags(), &file)).await.unwrap_err();
+
+    // THEN it is a rate limit with the server's wait, never a failure
+    assert!(
+        matches!(
+            err,
+            ProviderError::RateLimited {
+                retry_after: Some(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // (the call and the client's three retries, each answered 429)
+    assert_eq!(sb.rate_limited_answers(), 4);
+    // and once the first job ends, the next one is taken
+    sb.run_to_end(&first.id);
+    p.create_job(&create(&tags(), &file)).await.unwrap();
+    assert_eq!(sb.jobs().len(), 2);
 }
 
 #[tokio::test]

@@ -77,6 +77,11 @@ Local-only endpoints (nothing like them exists on AWS), next to
   GET  /_finetune/bedrock/custom-models/{model name or ARN} -> its knobs
   GET  /_finetune/bedrock/converse-calls            -> {"calls": {modelId: n}}
   GET  /_finetune/bedrock/converse-calls/{modelId}  -> {"modelId", "calls"}
+  POST /_finetune/bedrock/quotas/{bucket} {"concurrentJobs": n | null}
+  GET  /_finetune/bedrock/quotas/{bucket}  -> {"bucket", "concurrentJobs", "refused"}
+       The concurrent-jobs quota (a Service Quotas value on AWS) for jobs
+       whose output goes to that bucket: past it, CreateModelCustomizationJob
+       answers ServiceQuotaExceededException (400), as Bedrock does.
 Knobs are per custom model (not global) because every test shares one moto
 server. A Converse call is counted under its modelId as sent when it was
 answered (200), i.e. when Bedrock would have billed it.
@@ -129,6 +134,12 @@ _knobs: dict[str, dict] = {}
 _calls: dict[str, int] = {}
 # Parsed training files by (bucket, key, etag): an evaluation calls often.
 _training_cache: dict[tuple, list] = {}
+# Quotas of concurrent model customization jobs (a Service Quotas value of
+# the account on AWS) by the bucket the jobs write their output to: every
+# test shares one moto server, each with a bucket of its own. No entry:
+# unlimited (so is a null quota). `refused` counts the creations a quota
+# turned away.
+_quotas: dict[str, dict] = {}
 
 
 class BedrockError(Exception):
@@ -293,6 +304,48 @@ def patch_moto():
         self.output_model_arn = self.output_model_arn.rsplit("/", 1)[0] + "/" + self.custom_model_name
 
     models.ModelCustomizationJob.__init__ = _job_init
+
+    # Bedrock refuses a job past the account's concurrent-jobs quota with
+    # ServiceQuotaExceededException (HTTP 400, the service model's shape);
+    # moto has no quota at all. Set it with POST /_finetune/bedrock/quota.
+    create_job = models.BedrockBackend.create_model_customization_job
+
+    def _create_job(self, *args, **kwargs):
+        output = kwargs.get("output_data_config") or (args[5] if len(args) > 5 else {})
+        bucket = _bucket_of(output.get("s3Uri", ""))
+        name = kwargs.get("job_name") or (args[0] if args else None)
+        with _lock:
+            quota = _quotas.get(bucket)
+            # A repeat of an existing job's name is moto's to answer.
+            if (
+                quota is not None
+                and quota["concurrentJobs"] is not None
+                and name not in self.model_customization_jobs
+            ):
+                limit = quota["concurrentJobs"]
+                running = sum(
+                    1
+                    for job in self.model_customization_jobs.values()
+                    if job.status == "InProgress"
+                    and _bucket_of(job.output_data_config.get("s3Uri", "")) == bucket
+                )
+                if running >= limit:
+                    quota["refused"] += 1
+                    from moto.core.exceptions import JsonRESTError
+
+                    raise JsonRESTError(
+                        "ServiceQuotaExceededException",
+                        f"The number of concurrent model customization jobs ({running}) has "
+                        f"reached the account's quota ({limit}). Resubmit your request later.",
+                    )
+        return create_job(self, *args, **kwargs)
+
+    models.BedrockBackend.create_model_customization_job = _create_job
+
+
+def _bucket_of(uri):
+    """The bucket of an s3:// URI ("" for anything else)."""
+    return uri[len("s3://"):].split("/", 1)[0] if uri.startswith("s3://") else ""
 
 
 def _caller(environ):
@@ -826,6 +879,20 @@ def _local(environ, method):
         raise _not_found("No such local endpoint.")
     head, rest = segments[0], "/".join(segments[1:])
     with _lock:
+        if head == "quotas" and rest and "/" not in rest and method in ("GET", "POST"):
+            if method == "POST":
+                update = _body(environ)
+                unknown = set(update) - {"concurrentJobs"}
+                if unknown:
+                    raise _validation(f"unknown quota fields: {sorted(unknown)}")
+                limit = update.get("concurrentJobs")
+                if limit is not None and (
+                    not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+                ):
+                    raise _validation("concurrentJobs is a whole number of at least 1, or null")
+                _quotas.setdefault(rest, {"refused": 0})["concurrentJobs"] = limit
+            quota = _quotas.get(rest, {"concurrentJobs": None, "refused": 0})
+            return 200, {"bucket": rest, **quota}
         if head == "converse-calls" and method == "GET":
             if rest:
                 return 200, {"modelId": rest, "calls": _calls.get(rest, 0)}

@@ -95,6 +95,20 @@ impl ApiError {
         }
     }
 
+    /// The answer past a concurrent-jobs limit: 429 with a short
+    /// `Retry-After`, as OpenAI and Together answer when a job cannot be
+    /// taken yet (the request was not processed).
+    pub(crate) fn concurrency_limit(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "requests",
+            message: message.into(),
+            param: None,
+            code: Some("rate_limit_exceeded"),
+            headers: vec![("retry-after", "1".to_owned())],
+        }
+    }
+
     pub(crate) fn server(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -229,6 +243,9 @@ async fn front_door(State(shared): State<AppState>, mut request: Request, next: 
         response.headers_mut().insert("x-request-id", v);
     }
     let status = response.status().as_u16();
+    if status == 429 {
+        shared.lock().rate_limited_answers += 1;
+    }
     // JSON answers are small: keep them for contract tests too.
     let mut response_json = None;
     let is_json = response
@@ -941,6 +958,21 @@ async fn create_job(
     check_hyperparameters(&hyperparameters)?;
 
     let mut inner = shared.lock();
+    inner.catch_up(&settings);
+    if let Some(limit) = settings.max_active_jobs {
+        let active = inner
+            .jobs
+            .iter()
+            .filter(|j| j.model == req.model && !j.stage.is_terminal())
+            .count();
+        if active >= limit {
+            return Err(ApiError::concurrency_limit(format!(
+                "You have reached the maximum number of active fine-tuning jobs for {} \
+                 ({active} of {limit}). Try again once one of them has finished.",
+                req.model
+            )));
+        }
+    }
     let (training_bytes, training_content) = {
         let file = inner.files.get(&req.training_file).ok_or_else(|| {
             ApiError::invalid(

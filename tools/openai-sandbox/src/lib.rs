@@ -22,7 +22,10 @@
 //! answers job creation with 403 (`deny_fine_tuning`) or fails jobs
 //! mid-training (`fail_training`). Injected faults ([`Fault`]) match by
 //! method and path, so `Fault::status("POST", "/chat/completions", 500, 2)`
-//! fails only chat completions.
+//! fails only chat completions. `max_active_jobs` is the concurrent-jobs
+//! limit (per base model for OpenAI, per account for Together): past it a
+//! job creation answers 429 with `Retry-After`, as the services do; every
+//! 429 answered is counted ([`Sandbox::rate_limited_answers`]).
 //!
 //! Auth is checked like OpenAI's: `Authorization: Bearer <key>` or Azure's
 //! `api-key: <key>`; any non-empty key unless one is configured.
@@ -308,6 +311,11 @@ pub struct SandboxConfig {
     /// Together mode: the credit limit (US dollars) price estimates
     /// compare with ([`together::DEFAULT_CREDIT_LIMIT`]).
     pub together_credit_limit: f64,
+    /// Jobs of one base model (OpenAI) or of the account (Together) that
+    /// may be active at once; past it, job creation answers 429 with a
+    /// `Retry-After`, as both services do at their concurrency limits.
+    /// `None`: no limit.
+    pub max_active_jobs: Option<usize>,
 }
 
 impl Default for SandboxConfig {
@@ -332,6 +340,7 @@ impl Default for SandboxConfig {
             chat_latency: Duration::ZERO,
             together_download_bytes: together::DEFAULT_DOWNLOAD_BYTES,
             together_credit_limit: together::DEFAULT_CREDIT_LIMIT,
+            max_active_jobs: None,
         }
     }
 }
@@ -431,6 +440,7 @@ pub async fn spawn(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
             chat_latency: config.chat_latency,
             together_download_bytes: config.together_download_bytes,
             together_credit_limit: config.together_credit_limit,
+            max_active_jobs: config.max_active_jobs,
         }),
         api_key: config.api_key.clone(),
         data_dir,
@@ -566,6 +576,17 @@ impl Sandbox {
     }
 
     /// Injects a fault for matching requests.
+    /// Sets the concurrent-jobs limit ([`SandboxConfig::max_active_jobs`]).
+    pub fn set_max_active_jobs(&self, limit: Option<usize>) {
+        self.shared.update_settings(|s| s.max_active_jobs = limit);
+    }
+
+    /// How many requests were answered 429 (injected faults and the
+    /// concurrent-jobs limit alike).
+    pub fn rate_limited_answers(&self) -> u64 {
+        self.shared.lock().rate_limited_answers
+    }
+
     pub fn inject(&self, fault: Fault) {
         self.shared.lock().faults.push(fault);
     }

@@ -40,6 +40,8 @@ pub struct Settings {
     pub together_download_bytes: u64,
     /// The credit limit (US dollars) Together's price estimate compares with.
     pub together_credit_limit: f64,
+    /// Active jobs allowed per OpenAI base model / Together account.
+    pub max_active_jobs: Option<usize>,
 }
 
 impl Settings {
@@ -280,6 +282,8 @@ pub struct Inner {
     pub together_jobs: Vec<TogetherJob>,
     /// Together downloads started, per job id.
     pub together_downloads: HashMap<String, u64>,
+    /// Requests answered 429.
+    pub rate_limited_answers: u64,
 }
 
 impl Inner {

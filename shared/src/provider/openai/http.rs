@@ -45,13 +45,18 @@ impl From<ApiKey> for LazySecret {
 /// reference): a server-given wait in (0, `max_retry_after`] is honoured
 /// exactly; a longer one is not waited out in a Lambda but returned as
 /// [`ProviderError::RateLimited`] for the next monitor tick; otherwise
-/// `min(initial * 2^n, max) * jitter(0.75..=1)`.
+/// `min(initial * 2^n, max) * jitter(0.75..=1)`. Whatever the waits, one
+/// call sleeps at most `max_total_wait` in all: a tick has a deadline
+/// (three honoured 120 s waits would outlast the 300 s function), and a
+/// busy provider is the fleet's to wait out (the run goes back to waiting,
+/// the pool cools down), not one call's.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     pub max_retries: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     pub max_retry_after: Duration,
+    pub max_total_wait: Duration,
 }
 
 impl RetryPolicy {
@@ -60,25 +65,32 @@ impl RetryPolicy {
             max_retries,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(120),
+            max_retry_after: Duration::from_secs(20),
+            max_total_wait: Duration::from_secs(30),
         }
     }
 
-    /// How long to wait before retry number `attempt` (0-based), or `None`
-    /// when the server asked for a longer wait than we are willing to spend.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
-        if let Some(wait) = retry_after {
-            if wait > self.max_retry_after {
-                return None;
+    /// How long to wait before retry number `attempt` (0-based) after
+    /// `waited` in earlier retries, or `None` when the server asked for a
+    /// longer wait than we are willing to spend, or the wait would take the
+    /// call past `max_total_wait`.
+    pub fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        waited: Duration,
+    ) -> Option<Duration> {
+        let wait = match retry_after {
+            Some(wait) if wait > self.max_retry_after => return None,
+            Some(wait) if !wait.is_zero() => wait,
+            _ => {
+                let exp = self.initial_backoff.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
+                let capped = exp.min(self.max_backoff.as_secs_f64());
+                let jitter: f64 = rand::random_range(0.75..=1.0);
+                Duration::from_secs_f64(capped * jitter)
             }
-            if !wait.is_zero() {
-                return Some(wait);
-            }
-        }
-        let exp = self.initial_backoff.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
-        let capped = exp.min(self.max_backoff.as_secs_f64());
-        let jitter: f64 = rand::random_range(0.75..=1.0);
-        Some(Duration::from_secs_f64(capped * jitter))
+        };
+        (waited + wait <= self.max_total_wait).then_some(wait)
     }
 }
 
@@ -241,6 +253,7 @@ impl Http {
             .map_err(|e| ProviderError::NotConfigured(e.to_string()))?;
         let policy = self.settings.retry;
         let mut attempt: u32 = 0;
+        let mut waited = Duration::ZERO;
         loop {
             let request = match self.settings.auth_style {
                 AuthStyle::Bearer => build().await?.bearer_auth(key),
@@ -284,10 +297,11 @@ impl Http {
             if !retryable || attempt >= policy.max_retries {
                 return Err(error);
             }
-            let Some(wait) = policy.delay(attempt, retry_after) else {
+            let Some(wait) = policy.delay(attempt, retry_after, waited) else {
                 return Err(error);
             };
             attempt += 1;
+            waited += wait;
             tracing::warn!(
                 error = %crate::telemetry::chain(&error),
                 attempt,
@@ -468,22 +482,40 @@ mod tests {
     #[test]
     fn a_server_wait_is_honoured_exactly_unless_too_long() {
         let p = RetryPolicy::new(3);
+        let none = Duration::ZERO;
         assert_eq!(
-            p.delay(0, Some(Duration::from_secs(2))),
+            p.delay(0, Some(Duration::from_secs(2)), none),
             Some(Duration::from_secs(2))
         );
-        assert_eq!(p.delay(0, Some(Duration::from_secs(121))), None);
+        assert_eq!(p.delay(0, Some(Duration::from_secs(21)), none), None);
+    }
+
+    #[test]
+    fn retries_stop_before_one_call_sleeps_past_its_total_budget() {
+        // GIVEN three honoured 12 s waits (openai's largest would be 120 s)
+        let p = RetryPolicy::new(3);
+        let wait = Some(Duration::from_secs(12));
+        let mut waited = Duration::ZERO;
+        let mut slept = 0;
+        // WHEN the call retries as long as the policy lets it
+        while let Some(d) = p.delay(slept, wait, waited) {
+            waited += d;
+            slept += 1;
+        }
+        // THEN it stopped at the budget: two waits, not three
+        assert_eq!(slept, 2);
+        assert!(waited <= p.max_total_wait);
     }
 
     #[test]
     fn backoff_grows_exponentially_with_jitter_and_a_cap() {
         let p = RetryPolicy::new(10);
         for _ in 0..50 {
-            let first = p.delay(0, None).unwrap().as_secs_f64();
+            let first = p.delay(0, None, Duration::ZERO).unwrap().as_secs_f64();
             assert!((0.375..=0.5).contains(&first), "{first}");
-            let third = p.delay(2, None).unwrap().as_secs_f64();
+            let third = p.delay(2, None, Duration::ZERO).unwrap().as_secs_f64();
             assert!((1.5..=2.0).contains(&third), "{third}");
-            let late = p.delay(9, None).unwrap().as_secs_f64();
+            let late = p.delay(9, None, Duration::ZERO).unwrap().as_secs_f64();
             assert!((6.0..=8.0).contains(&late), "{late}");
         }
     }

@@ -184,6 +184,20 @@ async fn create_fine_tune(
     let spec = JobSpec::from_request(&json_body(body)?).map_err(refused)?;
     let settings = shared.settings();
     let mut inner = shared.lock();
+    inner.catch_up(&settings);
+    if let Some(limit) = settings.max_active_jobs {
+        let active = inner
+            .together_jobs
+            .iter()
+            .filter(|j| !j.stage.is_terminal())
+            .count();
+        if active >= limit {
+            return Err(ApiError::concurrency_limit(format!(
+                "Too many concurrent fine-tuning jobs for this account ({active} of {limit}); \
+                 try again once one has finished."
+            )));
+        }
+    }
     let (training_bytes, training_content) =
         file_bytes(&inner.files, &spec.training_file, "training_file")?;
     let validation_bytes = match &spec.validation_file {
