@@ -649,6 +649,41 @@ async fn another_tenants_run_dataset_events_and_cancel_are_404() {
 }
 
 #[tokio::test]
+async fn get_limits_answers_the_callers_own_limits_and_usage_never_another_tenants() {
+    // GIVEN acme has an operator's cap and a reservation this month
+    let api = Api::new().await;
+    let acme = tenant("acme");
+    let cap = finetune::domain::fleet::TenantLimits {
+        max_in_flight: 2,
+        monthly_cap: Some(finetune::domain::fleet::Usd::from_dollars(25.0)),
+    };
+    api.store().set_tenant_limits(&acme, cap).await.unwrap();
+
+    // WHEN each tenant reads GET /limits
+    let own = api.send(ApiEvent::get("/limits").tenant("acme")).await;
+    let other = api.send(ApiEvent::get("/limits").tenant("globex")).await;
+
+    // THEN acme sees its cap; globex the deployment's default, no cap
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert_eq!(own.body["tenant_id"], "acme");
+    assert_eq!(
+        own.body["limits"],
+        json!({"max_in_flight": 2, "monthly_cap_usd": 25.0})
+    );
+    assert_eq!(own.body["usage"]["in_flight"], 0);
+    assert_eq!(own.body["usage"]["remaining_usd"], 25.0);
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_eq!(other.body["tenant_id"], "globex");
+    assert_eq!(other.body["limits"]["monthly_cap_usd"], Value::Null);
+    assert!(!other.body.to_string().contains("25"));
+    // and no method changes limits through the API
+    let put = api
+        .send(ApiEvent::new("PUT", "/limits").tenant("acme"))
+        .await;
+    put.assert_problem(405);
+}
+
+#[tokio::test]
 async fn a_cursor_from_another_tenant_shows_nothing_of_theirs() {
     let api = Api::new().await;
     for i in 0..3 {

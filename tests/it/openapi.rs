@@ -446,6 +446,25 @@ async fn every_route_answers_as_the_document_says() {
     d.send(ApiEvent::get(&format!("/runs/{training}/evaluation")), 401)
         .await;
 
+    // GET /limits: the deployment's default, then an operator's cap; 401.
+    let limits = d.send(ApiEvent::get("/limits").tenant("acme"), 200).await;
+    assert_eq!(limits["limits"]["monthly_cap_usd"], Value::Null);
+    d.api
+        .store()
+        .set_tenant_limits(
+            &acme,
+            finetune::domain::fleet::TenantLimits {
+                max_in_flight: 2,
+                monthly_cap: Some(finetune::domain::fleet::Usd::from_dollars(40.0)),
+            },
+        )
+        .await
+        .unwrap();
+    let limits = d.send(ApiEvent::get("/limits").tenant("acme"), 200).await;
+    assert_eq!(limits["limits"]["max_in_flight"], 2);
+    assert_eq!(limits["usage"]["remaining_usd"], 40.0);
+    d.send(ApiEvent::get("/limits"), 401).await;
+
     Box::pin(models_metrics_and_webhooks(&mut d, &acme, &training, &done)).await;
 
     // Every served route was exercised with a success and an error.

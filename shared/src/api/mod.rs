@@ -9,6 +9,7 @@ pub mod download;
 pub mod evaluation;
 pub mod input;
 pub mod job_status;
+pub mod limits;
 pub mod models;
 pub mod start_run;
 pub mod view;
@@ -19,4 +20,5 @@ pub use job_status::{
     GetDatasetError, GetRunError, ListEventsError, ListRunsError, ListRunsQuery, RunDetail,
     get_dataset, get_run, list_run_events, list_runs,
 };
+pub use limits::{GetLimitsError, TenantFleet, get_limits};
 pub use start_run::{StartRunError, StartRunRequest, start_run, validate};

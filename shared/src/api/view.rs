@@ -129,6 +129,57 @@ impl From<&DatasetFile> for DatasetFileView {
     }
 }
 
+/// `GET /limits`: dollars as numbers (two decimals' worth of precision is
+/// kept: the store counts micro-dollars), `null` for no cap.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimitsView {
+    pub tenant_id: String,
+    pub limits: LimitsOfTenant,
+    pub usage: UsageOfTenant,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimitsOfTenant {
+    pub max_in_flight: u32,
+    pub monthly_cap_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageOfTenant {
+    /// The month the spend counts in, `YYYY-MM` (UTC).
+    pub month: String,
+    pub in_flight: u32,
+    /// Estimates held by runs in flight.
+    pub reserved_usd: f64,
+    /// What runs that ended this month cost.
+    pub settled_usd: f64,
+    /// What is left under the cap, `null` with no cap.
+    pub remaining_usd: Option<f64>,
+}
+
+impl LimitsView {
+    pub fn new(tenant: &crate::domain::TenantId, fleet: &crate::api::TenantFleet) -> Self {
+        let spent = fleet.usage.spent();
+        Self {
+            tenant_id: tenant.to_string(),
+            limits: LimitsOfTenant {
+                max_in_flight: fleet.limits.max_in_flight,
+                monthly_cap_usd: fleet.limits.monthly_cap.map(|c| c.dollars()),
+            },
+            usage: UsageOfTenant {
+                month: fleet.month.to_string(),
+                in_flight: fleet.usage.in_flight,
+                reserved_usd: fleet.usage.reserved.dollars(),
+                settled_usd: fleet.usage.settled.dollars(),
+                remaining_usd: fleet
+                    .limits
+                    .monthly_cap
+                    .map(|cap| cap.saturating_sub(spent).dollars()),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DatasetView {
     pub id: String,

@@ -20,8 +20,8 @@ use crate::api::job_status::{self, ListRunsQuery};
 use crate::api::models;
 use crate::api::start_run::start_run;
 use crate::api::view::{
-    ActiveModelView, DatasetView, DownloadView, EventView, ListView, MetricsView, ModelView,
-    RunDetailView, RunView,
+    ActiveModelView, DatasetView, DownloadView, EventView, LimitsView, ListView, MetricsView,
+    ModelView, RunDetailView, RunView,
 };
 use crate::api::{download, evaluation};
 use crate::blob::Blobs;
@@ -134,6 +134,10 @@ pub async fn job_status_handler(
             } else {
                 json(StatusCode::OK, &MetricsView::new(&run, &metrics))
             }
+        }
+        Route::GetLimits => {
+            let fleet = crate::api::get_limits(store, &config.fleet, &tenant, Utc::now()).await?;
+            json(StatusCode::OK, &LimitsView::new(&tenant, &fleet))
         }
         Route::GetDataset(id) => {
             let dataset = job_status::get_dataset(store, &tenant, &id).await?;

@@ -14,6 +14,7 @@ use crate::api::input::FieldError;
 use crate::api::job_status::{
     GetDatasetError, GetMetricsError, GetRunError, ListEventsError, ListRunsError,
 };
+use crate::api::limits::GetLimitsError;
 use crate::api::models::{
     ActivateModelError, DeleteModelError, GetActiveModelError, GetModelError, ListModelsError,
 };
@@ -87,6 +88,14 @@ impl From<GetDatasetError> for ApiError {
         match e {
             GetDatasetError::NotFound => ApiError::NotFound("dataset not found".to_owned()),
             GetDatasetError::Store(e) => internal(&e),
+        }
+    }
+}
+
+impl From<GetLimitsError> for ApiError {
+    fn from(e: GetLimitsError) -> Self {
+        match e {
+            GetLimitsError::Store(e) => internal(&e),
         }
     }
 }

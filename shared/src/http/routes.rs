@@ -24,6 +24,8 @@ pub enum Route {
     GetRunEvaluation(String),
     /// `POST /runs/{id}/cancel` (cancel)
     CancelRun(String),
+    /// `GET /limits` (job-status): the tenant's limits and usage
+    GetLimits,
     /// `GET /datasets/{id}` (job-status)
     GetDataset(String),
     /// `GET /datasets/{id}/download?file=` (job-status)
@@ -53,6 +55,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/runs/{id}/metrics"),
     ("GET", "/runs/{id}/evaluation"),
     ("POST", "/runs/{id}/cancel"),
+    ("GET", "/limits"),
     ("GET", "/datasets/{id}"),
     ("GET", "/datasets/{id}/download"),
     ("POST", "/webhooks/openai"),
@@ -100,6 +103,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["runs", id, "cancel"] => (
             &["POST"],
             (*method == Method::POST).then(|| Route::CancelRun((*id).to_owned())),
+        ),
+        ["limits"] => (
+            &["GET"],
+            (*method == Method::GET).then_some(Route::GetLimits),
         ),
         ["datasets", id] => (
             &["GET"],
@@ -207,7 +214,7 @@ mod tests {
             route(&Method::GET, "/datasets/d1/download"),
             Ok(Route::DownloadDataset("d1".into()))
         );
-        assert_eq!(ROUTES.len(), 16);
+        assert_eq!(ROUTES.len(), 17);
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! `finetune`: check an OpenAI training file, or prepare a dataset from a
-//! local folder laid out like the bucket, with the pipeline's own code.
+//! local folder laid out like the bucket, with the pipeline's own code;
+//! an operator's `limits show|set` of a tenant's fleet limits.
+
+mod limits;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -65,6 +68,11 @@ enum Command {
         #[arg(long)]
         threads: Option<NonZeroUsize>,
     },
+    /// A tenant's fleet limits (operators only: see `limits.rs`).
+    Limits {
+        #[command(subcommand)]
+        command: limits::LimitsCommand,
+    },
     /// Write a synthetic export corpus (for benchmarks).
     #[command(hide = true)]
     Generate {
@@ -84,6 +92,7 @@ fn main() -> ExitCode {
     // of binary, no build time) suit a tool; the functions build theirs.
     finetune::dataset::dictionaries::use_prebuilt();
     match Cli::parse().command {
+        Command::Limits { command } => limits::exit(limits::run(command)),
         Command::Validate {
             file,
             model,
