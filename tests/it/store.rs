@@ -301,6 +301,62 @@ async fn the_active_index_holds_runs_until_they_are_terminal() {
 }
 
 #[tokio::test]
+async fn each_function_lists_only_its_own_runs_and_a_waiting_run_is_in_nobodys_list() {
+    // GIVEN a queued run, one in training and one waiting for a slot
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let queued = new_run(&t, "queued");
+    let mut training = new_run(&t, "training");
+    training.status = RunStatus::Training;
+    let mut waiting = new_run(&t, "waiting");
+    waiting.status = RunStatus::Waiting;
+    waiting.waiting = Some(finetune::domain::Waiting {
+        pool: finetune::domain::fleet::PoolId::new(
+            finetune::domain::ProviderKind::OpenAi,
+            "gpt-4o-mini-2024-07-18",
+        )
+        .unwrap(),
+        since: Utc::now(),
+        reason: None,
+    });
+    for run in [&queued, &training, &waiting] {
+        env.store.create_run(run, None).await.unwrap();
+    }
+    let listed = |wanted: &'static [RunStatus]| {
+        let store = env.store.clone();
+        async move {
+            store
+                .list_active_runs_in(|s| wanted.contains(&s))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.run_id)
+                .collect::<Vec<RunId>>()
+        }
+    };
+
+    // WHEN each function's statuses are listed
+    let prepare = listed(&[RunStatus::Queued, RunStatus::Preparing]).await;
+    let monitor = listed(&[RunStatus::Uploading, RunStatus::Training]).await;
+    let evaluate = listed(&[RunStatus::Evaluating]).await;
+
+    // THEN each sees its own run, and nobody the waiting one
+    assert_eq!(prepare, vec![queued.id.clone()]);
+    assert_eq!(monitor, vec![training.id.clone()]);
+    assert!(evaluate.is_empty());
+    let all = env.store.list_active_runs().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|r| r.run_id != waiting.id));
+    // and the waiting run is in its pool's queue instead
+    let queue = env
+        .store
+        .list_waiting(waiting.waiting.as_ref().map(|w| &w.pool).unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(queue.len(), 1);
+}
+
+#[tokio::test]
 async fn a_lease_excludes_other_owners_until_released_or_expired() {
     let env = TestEnv::new().await;
     let t = tenant("acme");

@@ -72,7 +72,9 @@ pub async fn run_once<S: Steps>(
             }
         }
     }
-    let active = store.list_active_runs().await?;
+    let active = store
+        .list_active_runs_in(|status| reconciler.steps.covers(status))
+        .await?;
     // One read per hundred runs; a run that vanished since it was listed
     // counts as skipped.
     let mut runs = store.get_runs(&active).await?;

@@ -3,11 +3,12 @@
 use chrono::{DateTime, Utc};
 
 use super::keys::{
-    ACTIVE_INDEX, ACTIVE_PARTITION, ACTIVE_PK, PK, SK, parse_tenant_pk, run_sk, tenant_pk,
+    ACTIVE_INDEX, ACTIVE_PARTITIONS, ACTIVE_PK, LEGACY_ACTIVE_PARTITION, PK, SK, parse_tenant_pk,
+    run_sk, tenant_pk,
 };
 use super::runs::epoch_millis;
 use super::{Store, StoreError, from_item, is_condition_failure, n, s, string_attr};
-use crate::domain::{Run, RunId, TenantId};
+use crate::domain::{Run, RunId, RunStatus, TenantId};
 
 /// A run the monitor should look at.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -17,10 +18,38 @@ pub struct ActiveRun {
 }
 
 impl Store {
-    /// Every non-terminal run, oldest first, from the sparse index (a
-    /// Query, never a Scan: the index holds only active runs).
+    /// Every run a scheduled function works on (not waiting, not
+    /// terminal), oldest first within each function's partition.
     pub async fn list_active_runs(&self) -> Result<Vec<ActiveRun>, StoreError> {
+        self.list_active_runs_in(|_| true).await
+    }
+
+    /// The runs of the functions whose statuses `wanted` takes: only their
+    /// partitions of the sparse index are read (Queries, never a Scan), so
+    /// a tick costs what its own function's runs cost — a waiting run
+    /// costs none. The partition from before the split is read too.
+    pub async fn list_active_runs_in(
+        &self,
+        wanted: impl Fn(RunStatus) -> bool,
+    ) -> Result<Vec<ActiveRun>, StoreError> {
         let mut runs = Vec::new();
+        let partitions = std::iter::once(LEGACY_ACTIVE_PARTITION).chain(
+            ACTIVE_PARTITIONS
+                .iter()
+                .filter(|(_, statuses)| statuses.iter().any(|status| wanted(*status)))
+                .map(|(partition, _)| *partition),
+        );
+        for partition in partitions {
+            self.list_partition(partition, &mut runs).await?;
+        }
+        Ok(runs)
+    }
+
+    async fn list_partition(
+        &self,
+        partition: &str,
+        runs: &mut Vec<ActiveRun>,
+    ) -> Result<(), StoreError> {
         let mut pages = self
             .client
             .query()
@@ -28,7 +57,7 @@ impl Store {
             .index_name(ACTIVE_INDEX)
             .key_condition_expression("#apk = :active")
             .expression_attribute_names("#apk", ACTIVE_PK)
-            .expression_attribute_values(":active", s(ACTIVE_PARTITION))
+            .expression_attribute_values(":active", s(partition))
             .into_paginator()
             .items()
             .send();
@@ -42,7 +71,7 @@ impl Store {
                 _ => tracing::warn!("active-runs index holds an item that is not a run; skipped"),
             }
         }
-        Ok(runs)
+        Ok(())
     }
 
     /// Takes the run's lease for `owner` until `until`, if nobody else

@@ -4,16 +4,49 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::domain::fleet::{Month, PoolId};
-use crate::domain::{DatasetId, EventId, IdempotencyKey, ModelId, ProviderKind, RunId, TenantId};
+use crate::domain::{
+    DatasetId, EventId, IdempotencyKey, ModelId, ProviderKind, RunId, RunStatus, TenantId,
+};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
 /// The sparse active-runs index: these two attributes exist only while a
-/// run is not terminal, so the index holds exactly the runs to reconcile.
+/// scheduled function has work on the run, under that function's
+/// partition ([`active_partition`]), so each function's tick reads its own
+/// runs and nobody else's: a waiting run is on none (admission reads it
+/// from the work index), a terminal one leaves the index.
 pub const ACTIVE_INDEX: &str = "active-runs";
 pub const ACTIVE_PK: &str = "active_pk";
 pub const ACTIVE_SK: &str = "active_sk";
-pub const ACTIVE_PARTITION: &str = "ACTIVE";
+/// The one partition every active run was on before the functions got
+/// their own; still read, so runs written before an upgrade are not lost
+/// (their next write moves them).
+pub const LEGACY_ACTIVE_PARTITION: &str = "ACTIVE";
+
+/// Each scheduled function's partition of the active-runs index, with the
+/// statuses it takes runs out of.
+pub const ACTIVE_PARTITIONS: [(&str, &[RunStatus]); 3] = [
+    ("ACTIVE#prepare", &[RunStatus::Queued, RunStatus::Preparing]),
+    (
+        "ACTIVE#monitor",
+        &[
+            RunStatus::Uploading,
+            RunStatus::Submitting,
+            RunStatus::Training,
+            RunStatus::Deploying,
+        ],
+    ),
+    ("ACTIVE#evaluate", &[RunStatus::Evaluating]),
+];
+
+/// The active-runs partition of a run in `status`: `None` when no
+/// scheduled function works on it (waiting, terminal).
+pub fn active_partition(status: RunStatus) -> Option<&'static str> {
+    ACTIVE_PARTITIONS
+        .iter()
+        .find(|(_, statuses)| statuses.contains(&status))
+        .map(|(partition, _)| *partition)
+}
 
 /// The sparse work index: a run is in it while some function has work
 /// for it, under that work's key (today: `ADMIT#{pool}` while waiting for

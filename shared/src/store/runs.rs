@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::idempotency::IdempotentRequest;
 use super::keys::{
-    ACTIVE_PARTITION, ACTIVE_PK, ACTIVE_SK, PK, RUN_PREFIX, SK, WORK_PK, WORK_SK, idempotency_sk,
+    ACTIVE_PK, ACTIVE_SK, PK, RUN_PREFIX, SK, WORK_PK, WORK_SK, active_partition, idempotency_sk,
     run_sk, tenant_pk,
 };
 use super::{
@@ -319,8 +319,8 @@ impl Store {
         let mut item = to_item("run", run)?;
         item.insert(PK.to_owned(), s(tenant_pk(&run.tenant_id)));
         item.insert(SK.to_owned(), s(run_sk(&run.id)));
-        if !run.status.is_terminal() {
-            item.insert(ACTIVE_PK.to_owned(), s(ACTIVE_PARTITION));
+        if let Some(partition) = active_partition(run.status) {
+            item.insert(ACTIVE_PK.to_owned(), s(partition));
             item.insert(ACTIVE_SK.to_owned(), s(run.id.as_str()));
         }
         if let Some(work) = super::fleet::work_attributes(run) {
@@ -353,16 +353,16 @@ type RunUpdate = (
 );
 
 /// The update that stores every field of `next` (and its index
-/// attributes: in the active index while not terminal, in the work index
-/// while waiting) if the stored version is `expected`.
+/// attributes: in the active index under the function that works on it,
+/// in the work index while waiting) if the stored version is `expected`.
 fn update_expression(next: &Run, expected: u64) -> Result<RunUpdate, StoreError> {
     let mut item = to_item("run", next)?;
     let mut names: HashMap<String, String> = HashMap::new();
     let mut values: HashMap<String, AttributeValue> = HashMap::new();
     let mut sets = Vec::with_capacity(item.len() + 4);
     let mut removes = Vec::new();
-    if !next.status.is_terminal() {
-        item.insert(ACTIVE_PK.to_owned(), s(ACTIVE_PARTITION));
+    if let Some(partition) = active_partition(next.status) {
+        item.insert(ACTIVE_PK.to_owned(), s(partition));
         item.insert(ACTIVE_SK.to_owned(), s(next.id.as_str()));
     } else {
         removes.push(ACTIVE_PK);
