@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export AWS_EC2_METADATA_DISABLED := true
 export MOTO_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: test demo demo-large lint fmt bench bench-redact bench-hostile venv clean-venv sam-validate package package-smoke
+.PHONY: test demo demo-large demo-fleet bench-monitor lint fmt bench bench-redact bench-hostile venv clean-venv sam-validate package package-smoke
 
 ## test: every unit and integration test (moto_server is started by the harness)
 test: $(STAMP)
@@ -37,6 +37,21 @@ demo: $(STAMP)
 ## checked byte for byte against a one-pass preparation of the same exports
 demo-large: $(STAMP)
 	cargo run --quiet -p demo --bin demo-large
+
+## demo-fleet: 50 small tenants x 3 runs and one large tenant's 100, on
+## OpenAI (sandbox) and Bedrock (moto), through pools of 2 slots each, with
+## a stretch of 429s and a Bedrock quota cut in the middle; the last line
+## is one JSON object (runs, completed, failed, the most any pool held, the
+## fair-share rank of the small tenants' first runs). FLEET_TENANTS,
+## FLEET_RUNS_EACH, FLEET_BIG_RUNS, FLEET_POOL_BUDGET make it smaller.
+demo-fleet: $(STAMP)
+	cargo run --quiet -p demo --bin demo-fleet
+
+## bench-monitor: one monitor tick over 10,000 runs (a third training, a
+## third waiting, a third evaluating) with the sandbox at 50 ms a call:
+## wall time, DynamoDB requests, items and read units, provider calls
+bench-monitor: $(STAMP)
+	cargo run --quiet --release -p demo --bin monitor-bench $(or $(RUNS),10000) 50 16
 
 ## bench: per function, release binary size, init time (process start to the
 ## first Runtime API `next`) and first response, beside a hello-world function
