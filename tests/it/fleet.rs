@@ -325,3 +325,45 @@ async fn given_twenty_five_ticks_of_429_while_training_the_run_still_completes()
 
     assert_eq!(done.status, RunStatus::Completed, "{:?}", done.error);
 }
+
+#[tokio::test]
+async fn a_completed_run_settles_what_its_job_billed_in_place_of_its_estimate() {
+    // GIVEN a run that goes all the way through
+    let world = world_configured(crate::pipeline::quick_sandbox(), |p| p, |a| a, &[]).await;
+    seed(&world, 40).await;
+    let id = start(&world, &run_body(10)).await;
+
+    // WHEN it completes
+    let done = crate::world::drive(&world, &id, 40).await;
+    assert_eq!(done.status, RunStatus::Completed, "{:?}", done.error);
+
+    // THEN the month's spend is the billed tokens at gpt-4o-mini's
+    // training price plus the evaluation's estimate, nothing held
+    let tokens = done.job.as_ref().and_then(|j| j.trained_tokens).unwrap();
+    let evaluation = done
+        .stats
+        .as_ref()
+        .and_then(|s| s.evaluation_estimated_cost_usd)
+        .unwrap_or(0.0);
+    let admission = done.admission.clone().unwrap();
+    let billed = admission.cost.expect("the training's billed cost");
+    let training = Usd::from_dollars(tokens as f64 * 3.0 / 1_000_000.0);
+    assert!(
+        billed.micros().abs_diff(training.micros()) <= 1,
+        "{} against {}",
+        billed.micros(),
+        training.micros()
+    );
+    let usage = world
+        .pipeline
+        .store
+        .tenant_usage(&done.tenant_id, admission.month)
+        .await
+        .unwrap();
+    assert_eq!(
+        usage.settled,
+        billed.saturating_add(Usd::from_dollars(evaluation))
+    );
+    assert_eq!(usage.reserved, Usd::ZERO);
+    assert_eq!(usage.in_flight, 0);
+}

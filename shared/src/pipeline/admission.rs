@@ -41,6 +41,52 @@ fn estimate(run: &Run) -> Option<Usd> {
     Some(Usd::from_dollars(total))
 }
 
+/// The first `count` runs of a pool's queue in fair-share order, from
+/// the work index's keys alone (tenant limits are judged on the runs
+/// read); the whole queue when it is that short.
+fn queue_head(
+    queued: &[crate::store::QueuedRun],
+    state: &crate::store::PoolState,
+    count: usize,
+) -> Vec<crate::store::ActiveRun> {
+    let key = |q: &crate::store::QueuedRun| crate::store::ActiveRun {
+        tenant_id: q.tenant_id.clone(),
+        run_id: q.run_id.clone(),
+    };
+    if queued.len() <= count {
+        return queued.iter().map(key).collect();
+    }
+    let candidates: Vec<Candidate<String>> = queued
+        .iter()
+        .map(|q| Candidate {
+            tenant: q.tenant_id.clone(),
+            // `{since}#{run}`; a key that does not parse queues last.
+            since: q
+                .since
+                .split('#')
+                .next()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map_or(DateTime::<Utc>::MAX_UTC, |t| t.with_timezone(&Utc)),
+            key: q.run_id.to_string(),
+        })
+        .collect();
+    let loads = candidates
+        .iter()
+        .map(|c| {
+            let load = TenantLoad {
+                in_flight: state.in_flight(&c.tenant),
+                last_served: state.last_served.get(&c.tenant).copied(),
+                room: None,
+            };
+            (c.tenant.clone(), load)
+        })
+        .collect();
+    admission_order(&candidates, &loads, count)
+        .into_iter()
+        .map(|i| key(&queued[i]))
+        .collect()
+}
+
 impl Ledger {
     /// Puts a prepared run in its pool's queue (or fails it at once when its
     /// tenant's cap can never hold it). Nothing is uploaded before
@@ -172,18 +218,12 @@ impl Ledger {
             if queued.is_empty() {
                 continue;
             }
-            let mut runs = self
-                .store
-                .get_runs(
-                    &queued
-                        .iter()
-                        .map(|q| crate::store::ActiveRun {
-                            tenant_id: q.tenant_id.clone(),
-                            run_id: q.run_id.clone(),
-                        })
-                        .collect::<Vec<_>>(),
-                )
-                .await?;
+            // Only the head of the queue in fair order is read in full: the
+            // index alone (tenant, since) orders it, so a pass costs what
+            // it can admit, not what waits. Eight candidates a free slot
+            // leave room for tenants found at their own limit.
+            let head = queue_head(&queued, &state, (budget - in_use) as usize * 8 + 8);
+            let mut runs = self.store.get_runs(&head).await?;
             runs.retain(|r| r.status == RunStatus::Waiting);
             // Each tenant's limits and usage, read once per pass.
             let month = crate::domain::fleet::Month::of(now);
@@ -315,5 +355,54 @@ impl Ledger {
             Ok(_) | Err(StoreError::VersionConflict { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{RunId, TenantId};
+    use crate::store::{PoolState, QueuedRun};
+
+    fn queued(tenant: &str, minute: u32) -> QueuedRun {
+        QueuedRun {
+            tenant_id: TenantId::parse(tenant).unwrap(),
+            run_id: RunId::generate(),
+            since: format!("2026-12-07T10:{minute:02}:00.000Z#run"),
+        }
+    }
+
+    #[test]
+    fn the_head_of_a_long_queue_is_read_in_fair_order_not_oldest_first() {
+        // GIVEN a burst of 40 from one tenant, then one run each of two others
+        let mut queue: Vec<QueuedRun> = (0..40).map(|m| queued("bulk", m)).collect();
+        queue.push(queued("shop-a", 50));
+        queue.push(queued("shop-b", 55));
+        let state = PoolState {
+            holders: Vec::new(),
+            cooldown_until: None,
+            last_served: Default::default(),
+        };
+
+        // WHEN three are read for a pass
+        let head = queue_head(&queue, &state, 3);
+
+        // THEN each tenant's oldest is among them
+        let tenants: std::collections::BTreeSet<&str> =
+            head.iter().map(|r| r.tenant_id.as_str()).collect();
+        assert_eq!(head.len(), 3);
+        assert_eq!(tenants.len(), 3, "{head:?}");
+        assert!(head.iter().any(|r| r.run_id == queue[0].run_id));
+    }
+
+    #[test]
+    fn a_short_queue_is_read_whole() {
+        let queue = vec![queued("a", 1), queued("a", 2)];
+        let state = PoolState {
+            holders: Vec::new(),
+            cooldown_until: None,
+            last_served: Default::default(),
+        };
+        assert_eq!(queue_head(&queue, &state, 8).len(), 2);
     }
 }

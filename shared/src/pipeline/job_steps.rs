@@ -7,6 +7,7 @@ use chrono::Utc;
 
 use super::{Ledger, PipelineError, Step, Steps};
 use crate::domain::curve::{MetricPoint, TrainingMetrics};
+use crate::domain::fleet::Usd;
 use crate::domain::{
     EventLevel, JobInfo, JobStatus, ModelCheckpoint, ModelId, ModelRecord, ModelStatus, Run,
     RunEvent, RunStatus, ServingChoice,
@@ -194,6 +195,13 @@ impl JobSteps {
         next.job = Some(info);
         next.updated_at = now;
         next.retries = 0;
+        if job.status.is_terminal()
+            && let Some(admission) = next.admission.as_mut()
+            && let Some(cost) = billed_cost(run, job.trained_tokens)
+        {
+            // Settled in place of the estimate when the run ends.
+            admission.cost = Some(cost);
+        }
         let checkpoints = if job.status.is_terminal() {
             let (checkpoints, metrics) = self
                 .collect_final_metrics(ledger, run, provider.as_ref(), &job)
@@ -468,6 +476,19 @@ fn job_info(job: &ProviderJob, events_cursor: Option<String>) -> JobInfo {
         step: None,
         total_steps: None,
     }
+}
+
+/// What a run's training cost once its job ended: the tokens the provider
+/// billed at the base model's training price (the evaluation's estimate
+/// is added when the run settles). `None` when the provider reported no
+/// billed tokens or the model has no known price: the reservation then
+/// stands as spent.
+fn billed_cost(run: &Run, trained_tokens: Option<u64>) -> Option<Usd> {
+    let tokens = trained_tokens?;
+    let price = crate::provider::profiles::profile(run.provider)
+        .training_price_per_million(&run.config.base_model)?;
+    // Exact to the micro-dollar (the estimate's helper rounds to cents).
+    Some(Usd::from_dollars(tokens as f64 * price / 1_000_000.0))
 }
 
 #[cfg(test)]

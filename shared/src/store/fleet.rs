@@ -133,7 +133,12 @@ pub(super) fn release_items(
     }
     if admission.tenant_held && !keep_tenant {
         admission.tenant_held = false;
-        let settle = admission.to_settle(had_job);
+        let evaluation = next
+            .stats
+            .as_ref()
+            .and_then(|s| s.evaluation_estimated_cost_usd)
+            .map_or(Usd::ZERO, Usd::from_dollars);
+        let settle = admission.to_settle(had_job, evaluation);
         items.push(build(
             Update::builder()
                 .table_name(table)

@@ -114,9 +114,10 @@ pub struct Admission {
     pub reserved: Usd,
     pub slot_held: bool,
     pub tenant_held: bool,
-    /// What the run cost, once known (billed tokens at the model's price);
-    /// settled in place of the reservation. Unknown: the reservation
-    /// stands as spent if a provider job exists, nothing is otherwise.
+    /// What the run's training cost, once known (the tokens its job billed
+    /// at the model's price); settled, with the evaluation's estimate, in
+    /// place of the reservation. Unknown: the reservation stands as spent
+    /// if a provider job exists, nothing is otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Usd>,
 }
@@ -145,11 +146,13 @@ impl Admission {
     }
 
     /// The amount to settle against the month when the tenant's place is
-    /// given back: the known cost, else the reservation when a provider
-    /// job was created (it may bill), else nothing.
-    pub fn to_settle(&self, had_job: bool) -> Usd {
+    /// given back: the known training cost plus `evaluation` (its
+    /// estimate; the answers are not priced one by one yet), else the
+    /// reservation when a provider job was created (it may bill), else
+    /// nothing.
+    pub fn to_settle(&self, had_job: bool, evaluation: Usd) -> Usd {
         match self.cost {
-            Some(cost) => cost,
+            Some(cost) => cost.saturating_add(evaluation),
             None if had_job => self.reserved,
             None => Usd::ZERO,
         }
