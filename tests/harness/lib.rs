@@ -167,13 +167,23 @@ pub async fn bedrock_model_knobs(
     model: &str,
     knobs: serde_json::Value,
 ) -> Result<serde_json::Value, String> {
+    local_bedrock(&["custom-models", model], Some(knobs)).await
+}
+
+/// One local-only Bedrock endpoint's JSON answer: `body` is POSTed when
+/// given, else the endpoint is read.
+async fn local_bedrock(
+    segments: &[&str],
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, String> {
     finetune::tls::install_crypto_provider();
-    let reply = reqwest::Client::new()
-        .post(local_bedrock_url(&["custom-models", model])?)
-        .json(&knobs)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let client = reqwest::Client::new();
+    let url = local_bedrock_url(segments)?;
+    let request = match body {
+        Some(body) => client.post(url).json(&body),
+        None => client.get(url),
+    };
+    let reply = request.send().await.map_err(|e| e.to_string())?;
     if !reply.status().is_success() {
         return Err(format!("moto answered {}", reply.status()));
     }
@@ -186,46 +196,22 @@ pub async fn bedrock_model_knobs(
 /// CreateModelCustomizationJob answers ServiceQuotaExceededException, as
 /// Bedrock does at its Service Quotas value. Local-only.
 pub async fn bedrock_quota(bucket: &str, jobs: Option<usize>) -> Result<u64, String> {
-    finetune::tls::install_crypto_provider();
-    let reply = reqwest::Client::new()
-        .post(local_bedrock_url(&["quotas", bucket])?)
-        .json(&serde_json::json!({"concurrentJobs": jobs}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !reply.status().is_success() {
-        return Err(format!("moto answered {}", reply.status()));
-    }
-    let body: serde_json::Value = reply.json().await.map_err(|e| e.to_string())?;
-    Ok(body["refused"].as_u64().unwrap_or(0))
+    let body = serde_json::json!({"concurrentJobs": jobs});
+    let quota = local_bedrock(&["quotas", bucket], Some(body)).await?;
+    Ok(quota["refused"].as_u64().unwrap_or(0))
 }
 
 /// How many Bedrock job creations the quota of `bucket` has refused.
 pub async fn bedrock_quota_refusals(bucket: &str) -> Result<u64, String> {
-    finetune::tls::install_crypto_provider();
-    let reply = reqwest::Client::new()
-        .get(local_bedrock_url(&["quotas", bucket])?)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let body: serde_json::Value = reply.json().await.map_err(|e| e.to_string())?;
-    Ok(body["refused"].as_u64().unwrap_or(0))
+    let quota = local_bedrock(&["quotas", bucket], None).await?;
+    Ok(quota["refused"].as_u64().unwrap_or(0))
 }
 
 /// How many Converse calls the local stack has answered for `model_id`
 /// (as sent: a base model id or a deployment ARN), so a test can prove no
 /// answer was requested twice. Local-only.
 pub async fn converse_calls(model_id: &str) -> Result<u64, String> {
-    finetune::tls::install_crypto_provider();
-    let reply = reqwest::Client::new()
-        .get(local_bedrock_url(&["converse-calls", model_id])?)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !reply.status().is_success() {
-        return Err(format!("moto answered {}", reply.status()));
-    }
-    let body: serde_json::Value = reply.json().await.map_err(|e| e.to_string())?;
+    let body = local_bedrock(&["converse-calls", model_id], None).await?;
     body["calls"]
         .as_u64()
         .ok_or_else(|| format!("no call count in {body}"))
