@@ -47,9 +47,10 @@ demo-large: $(STAMP)
 demo-fleet: $(STAMP)
 	cargo run --quiet -p demo --bin demo-fleet
 
-## bench-monitor: one monitor tick over 10,000 runs (a third training, a
+## bench-monitor: monitor ticks over 10,000 runs (a third training, a
 ## third waiting, a third evaluating) with the sandbox at 50 ms a call:
-## wall time, DynamoDB requests, items and read units, provider calls
+## every job due, nothing due, the steady state (a tenth due); wall time,
+## DynamoDB requests, items and read units, provider calls
 bench-monitor: $(STAMP)
 	cargo run --quiet --release -p demo --bin monitor-bench $(or $(RUNS),10000) 50 16
 

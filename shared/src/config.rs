@@ -495,8 +495,9 @@ impl Vars<'_> {
 }
 
 /// The fleet's settings from `POOL_BUDGETS`, `TENANT_MAX_IN_FLIGHT`,
-/// `TENANT_MONTHLY_CAP_USD`, `BUSY_PATIENCE_HOURS` and
-/// `PROVIDER_COOL_DOWN_SECONDS`.
+/// `TENANT_MONTHLY_CAP_USD`, `BUSY_PATIENCE_HOURS`,
+/// `PROVIDER_COOL_DOWN_SECONDS`, `TRAINING_POLL_SECONDS`,
+/// `PUSHED_POLL_SECONDS` and `PUSHED_PROVIDERS`.
 fn fleet_of(vars: &Vars) -> Result<crate::domain::fleet::FleetSettings, ConfigError> {
     use crate::domain::fleet::{FleetSettings, PoolId, TenantLimits, Usd};
     let defaults = FleetSettings::default();
@@ -545,10 +546,45 @@ fn fleet_of(vars: &Vars) -> Result<crate::domain::fleet::FleetSettings, ConfigEr
             60,
             1..=86_400,
         )?),
+        polling: polling_of(vars)?,
         bedrock_scope: vars
             .optional("AWS_REGION")
             .unwrap_or(defaults.bedrock_scope.clone()),
         ..defaults
+    })
+}
+
+/// How often a job in training is polled: `TRAINING_POLL_SECONDS` (the
+/// longest wait, 600), `PUSHED_POLL_SECONDS` (1800) for the providers in
+/// `PUSHED_PROVIDERS` (`bedrock`; add `openai` once its webhook endpoint is
+/// registered). 0 polls every tick (the local stack's demos and tests).
+fn polling_of(vars: &Vars) -> Result<crate::domain::fleet::PollPolicy, ConfigError> {
+    let defaults = crate::domain::fleet::PollPolicy::default();
+    let seconds = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(vars.number(
+            var,
+            default.as_secs(),
+            0..=86_400,
+        )?))
+    };
+    let pushing = match vars.optional("PUSHED_PROVIDERS") {
+        None => defaults.pushing.clone(),
+        Some(listed) => listed
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                ProviderKind::parse(p).map_err(|_| ConfigError {
+                    var: "PUSHED_PROVIDERS",
+                    problem: format!("{p:?} is not a provider ({})", ProviderKind::choices('\'')),
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(crate::domain::fleet::PollPolicy {
+        unpushed: seconds("TRAINING_POLL_SECONDS", defaults.unpushed)?,
+        pushed: seconds("PUSHED_POLL_SECONDS", defaults.pushed)?,
+        pushing,
     })
 }
 
@@ -728,6 +764,29 @@ mod tests {
             "{err}"
         );
         assert!(err.problem.contains("known price"), "{err}");
+    }
+
+    #[test]
+    fn polling_is_read_with_its_providers_and_zero_means_every_tick() {
+        let c = Config::from_lookup(lookup(BASE)).unwrap();
+        assert_eq!(c.fleet.polling, crate::domain::fleet::PollPolicy::default());
+        let mut pairs = BASE.to_vec();
+        pairs.push(("TRAINING_POLL_SECONDS", "0"));
+        pairs.push(("PUSHED_PROVIDERS", "openai, bedrock"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(c.fleet.polling.unpushed, Duration::ZERO);
+        assert_eq!(
+            c.fleet.polling.pushing,
+            vec![ProviderKind::OpenAi, ProviderKind::Bedrock]
+        );
+        pairs.push(("PUSHED_POLL_SECONDS", "x"));
+        let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(err.var, "PUSHED_POLL_SECONDS");
+        let mut pairs = BASE.to_vec();
+        pairs.push(("PUSHED_PROVIDERS", "openai,azure"));
+        let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(err.var, "PUSHED_PROVIDERS");
+        assert!(err.to_string().contains("azure"), "{err}");
     }
 
     #[test]

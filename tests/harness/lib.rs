@@ -68,6 +68,14 @@ fn free_port() -> u16 {
 fn start_moto() -> String {
     let port = free_port();
     let python = moto_python();
+    // A missing interpreter would only show as moto never answering, once
+    // per test after a 30 s wait each: say so at once.
+    if python.components().count() > 1 && !python.exists() {
+        panic!(
+            "{} does not exist (MOTO_PYTHON or the project's venv): run `make venv`",
+            python.display()
+        );
+    }
     // moto's own server, with DynamoDB requests serialised as DynamoDB
     // applies them (see the script's docstring).
     let server = workspace_root().join("tools/local-stack/moto_serve.py");

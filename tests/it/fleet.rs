@@ -30,6 +30,7 @@ fn ledger(env: &TestEnv, budget: u32, limits: TenantLimits) -> Ledger {
     let mut fleet = FleetSettings::default();
     fleet.pool_budgets.insert("openai".into(), budget);
     fleet.tenant_default = limits;
+    fleet.polling = finetune::domain::fleet::PollPolicy::every_tick();
     Ledger::new(env.store.clone(), Metrics::discard()).with_fleet(fleet)
 }
 

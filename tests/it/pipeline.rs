@@ -646,6 +646,75 @@ async fn a_tick_that_sees_nothing_new_writes_nothing() {
     );
 }
 
+#[tokio::test]
+async fn a_job_in_training_is_polled_again_only_when_its_next_poll_is_due() {
+    // GIVEN the deployed polling policy and a run whose job trains on
+    let world = world_configured(
+        SandboxConfig {
+            progression: Progression::Manual,
+            ..quick_sandbox()
+        },
+        |p| p,
+        |a| a,
+        &[("TRAINING_POLL_SECONDS", "600".to_owned())],
+    )
+    .await;
+    seed(&world, 20).await;
+    let id = start(&world, &run_body(10)).await;
+    for _ in 0..3 {
+        if run(&world, &id).await.status == RunStatus::Training {
+            break;
+        }
+        tick(&world).await;
+    }
+    let training = run(&world, &id).await;
+    assert_eq!(training.status, RunStatus::Training, "{training:?}");
+    let job_id = training.job.clone().unwrap().provider_job_id;
+    let polls = |world: &World| {
+        world
+            .sandbox()
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains(&job_id))
+            .count()
+    };
+    let before = polls(&world);
+
+    // WHEN the monitor ticks again within the minute a young job waits
+    let summary = tick(&world).await;
+
+    // THEN it does not even read the run, and the provider hears nothing
+    assert_eq!(summary.checked, 0, "{summary:?}");
+    assert_eq!(polls(&world), before);
+    // and the run is due once its wait is over
+    let due_later = world
+        .pipeline
+        .store
+        .list_due_runs_in(
+            |s| s == RunStatus::Training,
+            chrono::Utc::now() + chrono::Duration::seconds(61),
+        )
+        .await
+        .unwrap();
+    assert_eq!(due_later.len(), 1);
+
+    // WHEN the tenant cancels it meanwhile
+    let (status, _) = cancel(&world, &id).await;
+    assert_eq!(status, 200);
+
+    // THEN the cancel does not wait for the next poll: the job is
+    // cancelled at the provider at once and the run leaves the index
+    assert!(polls(&world) > before, "the cancel reached the job");
+    assert_eq!(run(&world, &id).await.status, RunStatus::Cancelled);
+    let due_later = world
+        .pipeline
+        .store
+        .list_due_runs_in(|_| true, chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(due_later.is_empty(), "{due_later:?}");
+}
+
 /// Where [`CancelsDuring`] lets a cancel request land.
 #[derive(Clone, Copy, PartialEq)]
 enum Hook {

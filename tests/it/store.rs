@@ -1,5 +1,6 @@
 //! The records store against a real DynamoDB API (moto_server).
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{NaiveDate, Utc};
 use finetune::domain::{
     DatasetFile, DatasetId, DatasetRecord, EventLevel, Filters, Hyperparameters, IdempotencyKey,
@@ -326,7 +327,7 @@ async fn each_function_lists_only_its_own_runs_and_a_waiting_run_is_in_nobodys_l
         let store = env.store.clone();
         async move {
             store
-                .list_active_runs_in(|s| wanted.contains(&s))
+                .list_due_runs_in(|s| wanted.contains(&s), Utc::now())
                 .await
                 .unwrap()
                 .into_iter()
@@ -579,4 +580,118 @@ fn bad_ids_are_typed_errors_before_any_key_is_built() {
     assert_eq!(err.to_string(), "tenant_id: must not be empty");
     let err: StoreError = RunId::parse("run_../x").unwrap_err().into();
     assert!(matches!(err, StoreError::InvalidId(_)));
+}
+
+#[tokio::test]
+async fn a_run_put_off_is_not_listed_until_it_is_due_and_a_write_makes_it_due_at_once() {
+    // GIVEN two runs in training
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let mut early = new_run(&t, "early");
+    early.status = RunStatus::Training;
+    let mut later = new_run(&t, "later");
+    later.status = RunStatus::Training;
+    for run in [&early, &later] {
+        env.store.create_run(run, None).await.unwrap();
+    }
+    let training = |run: &RunStatus| *run == RunStatus::Training;
+    let due = |at: chrono::DateTime<Utc>| {
+        let store = env.store.clone();
+        async move {
+            store
+                .list_due_runs_in(|s| training(&s), at)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.run_id)
+                .collect::<Vec<RunId>>()
+        }
+    };
+    let now = Utc::now();
+    assert_eq!(due(now).await.len(), 2);
+
+    // WHEN one is put off ten minutes and the other five
+    let later = env.store.get_run(&t, &later.id).await.unwrap();
+    env.store
+        .defer_run(&later, now + chrono::Duration::minutes(10))
+        .await
+        .unwrap();
+    let early = env.store.get_run(&t, &early.id).await.unwrap();
+    env.store
+        .defer_run(&early, now + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+
+    // THEN neither is due now, the earlier one first comes due, then both
+    // in the order they fall due
+    assert!(due(now).await.is_empty());
+    assert_eq!(
+        due(now + chrono::Duration::minutes(6)).await,
+        vec![early.id.clone()]
+    );
+    assert_eq!(
+        due(now + chrono::Duration::minutes(11)).await,
+        vec![early.id.clone(), later.id.clone()]
+    );
+    // and putting off changed nothing of the run
+    let stored = env.store.get_run(&t, &later.id).await.unwrap();
+    assert_eq!(stored, later);
+
+    // WHEN the later one is written (its job moved on)
+    let mut moved = stored.clone();
+    moved.phase = "training: step 10 of 100".into();
+    moved.updated_at = Utc::now();
+    let moved = env.store.update_run(&moved).await.unwrap();
+
+    // THEN it is due at once
+    assert_eq!(due(Utc::now()).await, vec![later.id.clone()]);
+
+    // AND a deferral from a stale read does not put it off again
+    env.store
+        .defer_run(&stored, Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(due(Utc::now()).await, vec![moved.id.clone()]);
+}
+
+#[tokio::test]
+async fn runs_indexed_before_due_times_are_still_listed_and_move_on_their_next_write() {
+    // GIVEN a run in training indexed as the previous release did: under
+    // its function's partition with the run id as the sort key
+    let env = TestEnv::new().await;
+    let t = tenant("acme");
+    let mut training = new_run(&t, "from before");
+    training.status = RunStatus::Training;
+    env.store.create_run(&training, None).await.unwrap();
+    env.dynamodb
+        .update_item()
+        .table_name(&env.table)
+        .key("PK", AttributeValue::S(format!("TENANT#{t}")))
+        .key("SK", AttributeValue::S(format!("RUN#{}", training.id)))
+        .update_expression("SET active_sk = :old")
+        .expression_attribute_values(":old", AttributeValue::S(training.id.to_string()))
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN the monitor lists its due runs
+    let due = env
+        .store
+        .list_due_runs_in(|s| s == RunStatus::Training, Utc::now())
+        .await
+        .unwrap();
+
+    // THEN the run is there, and once put off it is on the due key
+    assert_eq!(due.len(), 1);
+    let stored = env.store.get_run(&t, &training.id).await.unwrap();
+    env.store
+        .defer_run(&stored, Utc::now() + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    let due = env
+        .store
+        .list_due_runs_in(|s| s == RunStatus::Training, Utc::now())
+        .await
+        .unwrap();
+    assert!(due.is_empty(), "{due:?}");
 }

@@ -47,6 +47,13 @@ impl World {
         let config = Config::from_lookup(|name| match name {
             // The sandbox never winds down: no test may expire with a real date.
             "MODEL_SHUTDOWN_DATES" => Some("ignore".into()),
+            // Every tick polls every job in training unless a test says
+            // otherwise: the sandbox's jobs move on each poll.
+            "TRAINING_POLL_SECONDS" | "PUSHED_POLL_SECONDS"
+                if !vars.iter().any(|(var, _)| *var == name) =>
+            {
+                Some("0".into())
+            }
             "FINETUNE_TABLE" => Some(table.clone()),
             "FINETUNE_BUCKET" => Some(bucket.clone()),
             _ => vars

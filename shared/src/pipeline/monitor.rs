@@ -14,8 +14,9 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::{DatasetSteps, EvaluateSteps, Outcome, ProviderSteps, PushSteps, Reconciler, Steps};
+use crate::domain::{Run, RunId, TenantId};
 use crate::metrics::MonitorTick;
-use crate::store::StoreError;
+use crate::store::{ActiveRun, StoreError};
 
 /// What a tick did, returned by the monitor function and logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -72,40 +73,52 @@ pub async fn run_once<S: Steps>(
             }
         }
     }
-    let active = store
-        .list_active_runs_in(|status| reconciler.steps.covers(status))
+    // Only the runs due now, most overdue first, one turn per tenant in
+    // each round: a tenant with many due runs cannot take the tick.
+    let due = store
+        .list_due_runs_in(|status| reconciler.steps.covers(status), Utc::now())
         .await?;
-    // One read per hundred runs; a run that vanished since it was listed
-    // counts as skipped.
-    let mut runs = store.get_runs(&active).await?;
-    let vanished = active.len().saturating_sub(runs.len());
-    runs.retain(|run| reconciler.steps.covers(run.status));
+    let due = crate::domain::fleet::polling::round_robin(due, |run| run.tenant_id.clone());
     let mut summary = Summary {
-        checked: runs.len() + vanished,
-        skipped: vanished,
+        checked: due.len(),
         ..Summary::default()
     };
-    let outcomes: Vec<Option<Result<Outcome, super::PipelineError>>> = futures::stream::iter(runs)
-        .map(|run| async move {
-            if Instant::now() + margin >= deadline {
-                return None;
-            }
-            let (tenant_id, run_id) = (run.tenant_id.clone(), run.id.clone());
-            let outcome = reconciler.reconcile_run(run, owner, lease_ends).await;
-            if let Err(e) = &outcome {
-                tracing::error!(
-                    tenant_id = %tenant_id,
-                    run_id = %run_id,
-                    code = e.code(),
-                    error = %crate::telemetry::chain(e),
-                    "reconcile failed"
-                );
-            }
-            Some(outcome)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+    // Read a hundred at a time as the reconciles need them, so runs the
+    // deadline leaves for the next tick are not read in this one.
+    let chunks: Vec<Vec<ActiveRun>> = due.chunks(READ_BATCH).map(<[_]>::to_vec).collect();
+    let outcomes: Vec<Option<Result<Outcome, super::PipelineError>>> =
+        futures::stream::iter(chunks)
+            .then(|chunk| async move {
+                if Instant::now() + margin >= deadline {
+                    return vec![None; chunk.len()];
+                }
+                read_in_order(reconciler, &chunk).await
+            })
+            .flat_map(futures::stream::iter)
+            // Erased: the nested stream types would otherwise overflow the
+            // compiler's layout depth in every function that ticks.
+            .boxed()
+            .map(|run| async move {
+                let run = run?;
+                if Instant::now() + margin >= deadline {
+                    return None;
+                }
+                let (tenant_id, run_id) = (run.tenant_id.clone(), run.id.clone());
+                let outcome = reconciler.reconcile_run(run, owner, lease_ends).await;
+                if let Err(e) = &outcome {
+                    tracing::error!(
+                        tenant_id = %tenant_id,
+                        run_id = %run_id,
+                        code = e.code(),
+                        error = %crate::telemetry::chain(e),
+                        "reconcile failed"
+                    );
+                }
+                Some(outcome)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
     for outcome in outcomes {
         match outcome {
             None | Some(Ok(Outcome::Skipped)) => summary.skipped += 1,
@@ -127,6 +140,33 @@ pub async fn run_once<S: Steps>(
         }
     }
     Ok(summary)
+}
+
+/// Runs read per BatchGetItem as a tick goes.
+const READ_BATCH: usize = 100;
+
+/// The runs of `keys` in their order, `None` for one that cannot be
+/// taken: gone since it was listed, moved to another function's status,
+/// or unreadable (logged; it stays due and is taken next tick).
+async fn read_in_order<S: Steps>(
+    reconciler: &Reconciler<S>,
+    keys: &[ActiveRun],
+) -> Vec<Option<Run>> {
+    let runs = match reconciler.ledger.store.get_runs(keys).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            tracing::error!(error = %crate::telemetry::chain(&e), runs = keys.len(), "could not read due runs");
+            return vec![None; keys.len()];
+        }
+    };
+    let mut by_key: std::collections::HashMap<(TenantId, RunId), Run> = runs
+        .into_iter()
+        .filter(|run| reconciler.steps.covers(run.status))
+        .map(|run| ((run.tenant_id.clone(), run.id.clone()), run))
+        .collect();
+    keys.iter()
+        .map(|key| by_key.remove(&(key.tenant_id.clone(), key.run_id.clone())))
+        .collect()
 }
 
 /// Stop starting runs this long before the function's deadline: a started

@@ -224,7 +224,35 @@ impl<S: Steps> Reconciler<S> {
             tracing::warn!(run_id = %run_id, error = %crate::telemetry::chain(&e), "could not release a run lease");
         }
         let (run, retrying) = result?;
+        if run.status == RunStatus::Training {
+            self.defer_next_poll(&run).await;
+        }
         Ok(outcome(from, &run, idle, retrying))
+    }
+
+    /// A run left in training is due again at its next poll (see
+    /// [`crate::domain::fleet::PollPolicy`]); until then the ticks do not
+    /// read it. Failing to put it off only costs an early poll.
+    async fn defer_next_poll(&self, run: &Run) {
+        let now = Utc::now();
+        let since = run
+            .admission
+            .as_ref()
+            .map_or(run.created_at, |admission| admission.admitted_at);
+        let wait = self
+            .ledger
+            .fleet
+            .polling
+            .next_poll(run.provider, since, now, run.id.as_str());
+        let Ok(wait) = chrono::Duration::from_std(wait) else {
+            return;
+        };
+        if wait.is_zero() {
+            return;
+        }
+        if let Err(e) = self.ledger.store.defer_run(run, now + wait).await {
+            tracing::warn!(run_id = %run.id, error = %crate::telemetry::chain(&e), "could not put off a run's next poll");
+        }
     }
 
     /// Runs steps until one waits, the run ends, or the tick's step budget

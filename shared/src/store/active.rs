@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 
 use super::keys::{
-    ACTIVE_INDEX, ACTIVE_PARTITIONS, ACTIVE_PK, LEGACY_ACTIVE_PARTITION, PK, SK, parse_tenant_pk,
-    run_sk, tenant_pk,
+    ACTIVE_INDEX, ACTIVE_PARTITIONS, ACTIVE_PK, ACTIVE_SK, DUE_PREFIX, LEGACY_ACTIVE_PARTITION, PK,
+    SK, active_partition, active_sk, due_by, parse_tenant_pk, run_sk, tenant_pk,
 };
 use super::runs::epoch_millis;
 use super::{Store, StoreError, from_item, is_condition_failure, n, s, string_attr};
@@ -17,30 +17,47 @@ pub struct ActiveRun {
     pub run_id: RunId,
 }
 
+/// Which keys of a partition a Query reads.
+enum Range {
+    /// Those due by this moment.
+    Due(DateTime<Utc>),
+    /// Those written before runs had due times.
+    Undated,
+}
+
 impl Store {
     /// Every run a scheduled function works on (not waiting, not
-    /// terminal), oldest first within each function's partition.
+    /// terminal), due or not, most overdue first within each function's
+    /// partition.
     pub async fn list_active_runs(&self) -> Result<Vec<ActiveRun>, StoreError> {
-        self.list_active_runs_in(|_| true).await
+        self.list_due_runs_in(|_| true, DateTime::<Utc>::MAX_UTC)
+            .await
     }
 
-    /// The runs of the functions whose statuses `wanted` takes: only their
-    /// partitions of the sparse index are read (Queries, never a Scan), so
-    /// a tick costs what its own function's runs cost — a waiting run
-    /// costs none. The partition from before the split is read too.
-    pub async fn list_active_runs_in(
+    /// The runs due by `now` of the functions whose statuses `wanted`
+    /// takes: only their partitions of the sparse index are read, and only
+    /// up to `now` (Queries, never a Scan), so a tick costs what its own
+    /// function's due runs cost — a waiting run, or one in training between
+    /// polls, costs none. Most overdue first within each partition. Keys
+    /// written before runs had due times are always due, and so is the
+    /// partition from before the functions had their own.
+    pub async fn list_due_runs_in(
         &self,
         wanted: impl Fn(RunStatus) -> bool,
+        now: DateTime<Utc>,
     ) -> Result<Vec<ActiveRun>, StoreError> {
         let mut runs = Vec::new();
-        let partitions = std::iter::once(LEGACY_ACTIVE_PARTITION).chain(
-            ACTIVE_PARTITIONS
-                .iter()
-                .filter(|(_, statuses)| statuses.iter().any(|status| wanted(*status)))
-                .map(|(partition, _)| *partition),
-        );
+        self.list_partition(LEGACY_ACTIVE_PARTITION, None, &mut runs)
+            .await?;
+        let partitions = ACTIVE_PARTITIONS
+            .iter()
+            .filter(|(_, statuses)| statuses.iter().any(|status| wanted(*status)))
+            .map(|(partition, _)| *partition);
         for partition in partitions {
-            self.list_partition(partition, &mut runs).await?;
+            self.list_partition(partition, Some(Range::Due(now)), &mut runs)
+                .await?;
+            self.list_partition(partition, Some(Range::Undated), &mut runs)
+                .await?;
         }
         Ok(runs)
     }
@@ -48,19 +65,31 @@ impl Store {
     async fn list_partition(
         &self,
         partition: &str,
+        range: Option<Range>,
         runs: &mut Vec<ActiveRun>,
     ) -> Result<(), StoreError> {
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(ACTIVE_INDEX)
-            .key_condition_expression("#apk = :active")
             .expression_attribute_names("#apk", ACTIVE_PK)
-            .expression_attribute_values(":active", s(partition))
-            .into_paginator()
-            .items()
-            .send();
+            .expression_attribute_values(":active", s(partition));
+        let query = match range {
+            None => query.key_condition_expression("#apk = :active"),
+            Some(Range::Due(now)) => query
+                .key_condition_expression("#apk = :active AND #ask BETWEEN :from AND :to")
+                .expression_attribute_names("#ask", ACTIVE_SK)
+                .expression_attribute_values(":from", s(DUE_PREFIX))
+                .expression_attribute_values(":to", s(due_by(now))),
+            // '$' follows '#': every key that does not start with "DUE#"
+            // and sorts after it (a run id, "run_…").
+            Some(Range::Undated) => query
+                .key_condition_expression("#apk = :active AND #ask > :after")
+                .expression_attribute_names("#ask", ACTIVE_SK)
+                .expression_attribute_values(":after", s("DUE$")),
+        };
+        let mut pages = query.into_paginator().items().send();
         while let Some(item) = pages.next().await {
             let item = item.map_err(|e| StoreError::dynamo("Query", e))?;
             let tenant = string_attr(&item, PK).and_then(|pk| parse_tenant_pk(&pk));
@@ -72,6 +101,37 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Puts the run off until `due` in its function's partition: a run in
+    /// training polled with nothing new. Changes neither its version nor
+    /// any field, and only if nobody wrote it since it was read (a write
+    /// makes it due at once, which stands) and it is still in `partition`.
+    pub async fn defer_run(&self, run: &Run, due: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(partition) = active_partition(run.status) else {
+            return Ok(());
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(tenant_pk(&run.tenant_id)))
+            .key(SK, s(run_sk(&run.id)))
+            .update_expression("SET #ask = :due")
+            .condition_expression("#version = :version AND #apk = :partition")
+            .expression_attribute_names("#ask", ACTIVE_SK)
+            .expression_attribute_names("#apk", ACTIVE_PK)
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":due", s(active_sk(due, &run.id)))
+            .expression_attribute_values(":version", n(run.version))
+            .expression_attribute_values(":partition", s(partition))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
     }
 
     /// Takes the run's lease for `owner` until `until`, if nobody else

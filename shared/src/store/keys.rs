@@ -48,6 +48,25 @@ pub fn active_partition(status: RunStatus) -> Option<&'static str> {
         .map(|(partition, _)| *partition)
 }
 
+/// The active index's sort key: when the run is next due for its
+/// function, then the run. A tick queries its partition up to its own
+/// "now", most overdue first; a write of the run makes it due at once (its
+/// new status is work), and a run in training is put off until its next
+/// poll ([`super::Store::defer_run`]). Fixed-width milliseconds sort as
+/// text.
+pub fn active_sk(due: DateTime<Utc>, run: &RunId) -> String {
+    format!("{DUE_PREFIX}{:013}#{run}", due.timestamp_millis().max(0))
+}
+
+/// Every due key starts so; a key that does not is from before runs had
+/// due times (the run id alone) and is always due.
+pub const DUE_PREFIX: &str = "DUE#";
+
+/// The last possible due key at `now`.
+pub fn due_by(now: DateTime<Utc>) -> String {
+    format!("{DUE_PREFIX}{:013}#~", now.timestamp_millis().max(0))
+}
+
 /// The sparse work index: a run is in it while some function has work
 /// for it, under that work's key (today: `ADMIT#{pool}` while waiting for
 /// admission), ordered by when the work came due.
@@ -194,6 +213,19 @@ mod tests {
             delivery_pk(ProviderKind::OpenAi, "msg_1"),
             delivery_pk(ProviderKind::OpenAi, "msg_2")
         );
+    }
+
+    #[test]
+    fn due_keys_sort_by_time_and_fall_due_at_their_moment() {
+        let run = RunId::generate();
+        let early: DateTime<Utc> = "2026-01-02T03:04:05.006Z".parse().unwrap();
+        let late: DateTime<Utc> = "2026-11-02T03:04:05.100Z".parse().unwrap();
+        assert!(active_sk(early, &run) < active_sk(late, &run));
+        assert!(active_sk(early, &run) <= due_by(early));
+        assert!(active_sk(late, &run) > due_by(early));
+        assert!(DUE_PREFIX < active_sk(early, &run).as_str());
+        // a key from before due times (the run id) is outside every due range
+        assert!(run.as_str() > due_by(late).as_str());
     }
 
     #[test]

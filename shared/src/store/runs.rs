@@ -7,8 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::idempotency::IdempotentRequest;
 use super::keys::{
-    ACTIVE_PK, ACTIVE_SK, PK, RUN_PREFIX, SK, WORK_PK, WORK_SK, active_partition, idempotency_sk,
-    run_sk, tenant_pk,
+    ACTIVE_PK, ACTIVE_SK, PK, RUN_PREFIX, SK, WORK_PK, WORK_SK, active_partition, active_sk,
+    idempotency_sk, run_sk, tenant_pk,
 };
 use super::{
     Item, Store, StoreError, cursor, from_item, is_condition_failure, n, s, string_attr, to_item,
@@ -321,7 +321,7 @@ impl Store {
         item.insert(SK.to_owned(), s(run_sk(&run.id)));
         if let Some(partition) = active_partition(run.status) {
             item.insert(ACTIVE_PK.to_owned(), s(partition));
-            item.insert(ACTIVE_SK.to_owned(), s(run.id.as_str()));
+            item.insert(ACTIVE_SK.to_owned(), s(active_sk(run.updated_at, &run.id)));
         }
         if let Some(work) = super::fleet::work_attributes(run) {
             item.extend(work);
@@ -363,7 +363,10 @@ fn update_expression(next: &Run, expected: u64) -> Result<RunUpdate, StoreError>
     let mut removes = Vec::new();
     if let Some(partition) = active_partition(next.status) {
         item.insert(ACTIVE_PK.to_owned(), s(partition));
-        item.insert(ACTIVE_SK.to_owned(), s(next.id.as_str()));
+        item.insert(
+            ACTIVE_SK.to_owned(),
+            s(active_sk(next.updated_at, &next.id)),
+        );
     } else {
         removes.push(ACTIVE_PK);
         removes.push(ACTIVE_SK);

@@ -71,6 +71,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let config = Config::from_lookup(|name| match name {
         // The sandbox never winds down: no test may expire with a real date.
         "MODEL_SHUTDOWN_DATES" => Some("ignore".into()),
+        // The sandbox moves its jobs on by polls: poll on every tick.
+        "TRAINING_POLL_SECONDS" | "PUSHED_POLL_SECONDS" => Some("0".into()),
         "FINETUNE_TABLE" => Some(table.clone()),
         "FINETUNE_BUCKET" => Some(bucket.clone()),
         "OPENAI_BASE_URL" => Some(sandbox.base_url()),

@@ -9,11 +9,13 @@
 //! pass asks these functions what to do.
 
 pub mod fair_share;
+pub mod polling;
 pub mod pool;
 pub mod settings;
 pub mod spend;
 
 pub use fair_share::{Candidate, TenantLoad, admission_order};
+pub use polling::PollPolicy;
 pub use pool::{Admission, PoolBudget, PoolId, PoolIdError};
 pub use settings::FleetSettings;
 pub use spend::{

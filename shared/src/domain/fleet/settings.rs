@@ -25,6 +25,9 @@ pub struct FleetSettings {
     /// The most waiting runs one admission pass reads from a pool's queue
     /// (oldest first): the fair-share order is taken over these.
     pub queue_read: usize,
+    /// How often a job in training is polled (every other phase is due
+    /// each tick).
+    pub polling: super::PollPolicy,
     /// Which account-wide pool scope Bedrock's jobs count against (its
     /// region; a quota is per account and region).
     pub bedrock_scope: String,
@@ -41,6 +44,7 @@ impl Default for FleetSettings {
             busy_patience: Duration::from_secs(24 * 3600),
             cool_down: Duration::from_secs(60),
             queue_read: 2000,
+            polling: super::PollPolicy::default(),
             bedrock_scope: "us-east-1".to_owned(),
         }
     }

@@ -46,6 +46,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "FINETUNE_TABLE" => Some(env.table.clone()),
         "FINETUNE_BUCKET" => Some(env.bucket.clone()),
         "MODEL_SHUTDOWN_DATES" => Some("ignore".into()),
+        // The sandbox moves its jobs on by polls: poll on every tick.
+        "TRAINING_POLL_SECONDS" | "PUSHED_POLL_SECONDS" => Some("0".into()),
         // A prepare-only run never calls OpenAI; start-run wants it enabled.
         "OPENAI_API_KEY" => Some("sk-local-demo".into()),
         "OPENAI_BASE_URL" => Some("http://127.0.0.1:9".into()),

@@ -41,6 +41,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     let config = Config::from_lookup(|name| match name {
         "MODEL_SHUTDOWN_DATES" => Some("ignore".into()),
+        // The sandbox moves its jobs on by polls: poll on every tick.
+        "TRAINING_POLL_SECONDS" | "PUSHED_POLL_SECONDS" => Some("0".into()),
         "FINETUNE_TABLE" => Some(env.table.clone()),
         "FINETUNE_BUCKET" => Some(env.bucket.clone()),
         "OPENAI_BASE_URL" => Some(sandbox.base_url()),
