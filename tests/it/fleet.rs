@@ -339,13 +339,23 @@ async fn a_completed_run_settles_what_its_job_billed_in_place_of_its_estimate() 
     assert_eq!(done.status, RunStatus::Completed, "{:?}", done.error);
 
     // THEN the month's spend is the billed tokens at gpt-4o-mini's
-    // training price plus the evaluation's estimate, nothing held
+    // training price plus what the evaluation's calls billed (not its
+    // estimate, an upper bound), nothing held
     let tokens = done.job.as_ref().and_then(|j| j.trained_tokens).unwrap();
-    let evaluation = done
+    let estimate = done
         .stats
         .as_ref()
         .and_then(|s| s.evaluation_estimated_cost_usd)
-        .unwrap_or(0.0);
+        .unwrap();
+    let evaluation = done
+        .evaluation
+        .as_ref()
+        .and_then(|e| e.cost_usd)
+        .expect("a completed evaluation's cost");
+    assert!(
+        evaluation > 0.0 && evaluation <= estimate,
+        "{evaluation} against the estimate {estimate}"
+    );
     let admission = done.admission.clone().unwrap();
     let billed = admission.cost.expect("the training's billed cost");
     let training = Usd::from_dollars(tokens as f64 * 3.0 / 1_000_000.0);

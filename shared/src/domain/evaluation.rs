@@ -196,6 +196,12 @@ pub struct EvaluationRecord {
     /// The upper bound of what the evaluation's calls cost, recorded
     /// before the first one.
     pub estimated_cost_usd: f64,
+    /// What the calls cost, from the tokens each provider billed at the
+    /// models' prices, once the evaluation completed (`null` before, and
+    /// for an evaluation planned before prices were kept): what the
+    /// tenant's month is settled with.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
     /// Why it was skipped.
     #[serde(default)]
     pub reason: Option<String>,
@@ -225,6 +231,7 @@ impl EvaluationRecord {
             judge_model: None,
             decision: None,
             estimated_cost_usd: 0.0,
+            cost_usd: None,
             reason: Some(reason.into()),
             activation: None,
         }
@@ -249,6 +256,7 @@ impl EvaluationRecord {
             judge_model: summary.judge_model.clone(),
             decision: Some(summary.decision),
             estimated_cost_usd,
+            cost_usd: None,
             reason: None,
             activation: None,
         }

@@ -58,6 +58,12 @@ pub struct ScoredAnswer {
     pub answer: Answer,
     pub score: f64,
     pub truncated: bool,
+    /// What the call was billed for, as the provider counted it (0 in
+    /// rows stored before they were kept).
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
 }
 
 /// The judge's two verdicts on one example and what they add up to.
@@ -69,6 +75,11 @@ pub struct JudgedRow {
     /// The verdict with the candidate's answer shown as B.
     pub candidate_as_b: Option<Verdict>,
     pub outcome: Outcome,
+    /// What the two verdicts were billed for together.
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
 }
 
 /// One evaluated example: what `GET /runs/{id}/evaluation` lists.

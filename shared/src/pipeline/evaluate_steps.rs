@@ -105,6 +105,41 @@ struct Target {
     model: String,
 }
 
+/// The prices an evaluation's calls are billed at.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct PlanPrices {
+    candidate: Price,
+    baseline: Price,
+    #[serde(default)]
+    judge: Option<Price>,
+}
+
+impl PlanPrices {
+    /// What the rows' calls cost, from the tokens each provider billed.
+    fn cost(&self, rows: &[EvaluationRow]) -> f64 {
+        let usd = |price: Price, input: u64, output: u64| {
+            (input as f64 * price.input_per_1k + output as f64 * price.output_per_1k) / 1_000.0
+        };
+        rows.iter()
+            .map(|row| {
+                let judged = match (&row.judge, self.judge) {
+                    (Some(j), Some(price)) => usd(price, j.input_tokens, j.output_tokens),
+                    _ => 0.0,
+                };
+                usd(
+                    self.candidate,
+                    row.candidate.input_tokens,
+                    row.candidate.output_tokens,
+                ) + usd(
+                    self.baseline,
+                    row.baseline.input_tokens,
+                    row.baseline.output_tokens,
+                ) + judged
+            })
+            .sum()
+    }
+}
+
 /// What an evaluation does, fixed when it starts (a resumed evaluation
 /// asks the same models the same examples, even if the tenant activated
 /// another model meanwhile).
@@ -119,6 +154,11 @@ struct Plan {
     indices: Vec<usize>,
     estimated_cost_usd: f64,
     estimated_tokens: u64,
+    /// The candidate's, the baseline's and the judge's prices, with which
+    /// the finished evaluation is priced from its billed tokens (`None` in
+    /// a plan stored before they were kept: its estimate stands).
+    #[serde(default)]
+    prices: Option<PlanPrices>,
     /// The tenant's active model when the plan was made (`None`: it had
     /// none). The evaluation activates its model only if this is still the
     /// active one: a model activated while it ran is the tenant's newer
@@ -427,6 +467,11 @@ impl EvaluateSteps {
             indices: examples.iter().map(|e| e.index).collect(),
             estimated_cost_usd: (estimate.total_usd * 100.0).ceil() / 100.0,
             estimated_tokens: estimate.input_tokens + estimate.output_tokens,
+            prices: Some(PlanPrices {
+                candidate: candidate_price,
+                baseline: baseline_price,
+                judge: judge_price,
+            }),
             active_model,
             active_recorded: true,
         };
@@ -594,6 +639,8 @@ impl EvaluateSteps {
                     candidate_as_a: first.verdict,
                     candidate_as_b: second.verdict,
                     outcome: combine_orders(first.read(), second.read()),
+                    input_tokens: first.input_tokens.saturating_add(second.input_tokens),
+                    output_tokens: first.output_tokens.saturating_add(second.output_tokens),
                 })
             }
             _ => None,
@@ -603,6 +650,8 @@ impl EvaluateSteps {
             model: answer.model,
             answer: answer.answer,
             truncated: answer.truncated,
+            input_tokens: answer.input_tokens,
+            output_tokens: answer.output_tokens,
         };
         let row = EvaluationRow {
             index: example.index,
@@ -831,6 +880,7 @@ fn running(plan: &Plan, run: &Run) -> EvaluationRecord {
         judge_model: run.config.evaluation.judge_model.clone(),
         decision: None,
         estimated_cost_usd: plan.estimated_cost_usd,
+        cost_usd: None,
         reason: None,
         activation: None,
     }
@@ -864,10 +914,12 @@ fn decide(
         seed,
     })
     .map_err(|e| PipelineError::EvaluationFailed(e.to_string()))?;
-    Ok(EvaluationRecord::completed(
-        &summary,
-        plan.estimated_cost_usd,
-    ))
+    let mut record = EvaluationRecord::completed(&summary, plan.estimated_cost_usd);
+    // Rounded up to the cent, as the estimate is.
+    record.cost_usd = plan
+        .prices
+        .map(|prices| (prices.cost(rows) * 100.0).ceil() / 100.0);
+    Ok(record)
 }
 
 /// Both results, or the first error once both have finished.
@@ -1012,6 +1064,8 @@ mod tests {
             answer: Answer::Text { text: "x".into() },
             score,
             truncated: false,
+            input_tokens: 100,
+            output_tokens: 10,
         };
         EvaluationRow {
             index,
@@ -1038,9 +1092,38 @@ mod tests {
             indices: (0..examples).collect(),
             estimated_cost_usd: 0.01,
             estimated_tokens: 100,
+            prices: None,
             active_model: None,
             active_recorded: true,
         }
+    }
+
+    #[test]
+    fn a_completed_evaluation_is_priced_from_the_tokens_its_calls_billed() {
+        // GIVEN 30 rows, each answer billed 100 tokens in and 10 out, and a
+        // plan that kept its prices ($1 / $2 per 1k for the fine-tune,
+        // $0.5 / $1 for the baseline)
+        let rows: Vec<EvaluationRow> = (0..30).map(|i| row(i, 0.5, 0.5)).collect();
+        let mut priced = plan(30);
+        priced.estimated_cost_usd = 9.99;
+        priced.prices = Some(PlanPrices {
+            candidate: Price {
+                input_per_1k: 1.0,
+                output_per_1k: 2.0,
+            },
+            baseline: Price {
+                input_per_1k: 0.5,
+                output_per_1k: 1.0,
+            },
+            judge: None,
+        });
+        // WHEN it is decided
+        let record = decide(&priced, &rows, 42).unwrap();
+        // THEN its cost is the billed tokens at those prices (30 x (0.12 +
+        // 0.06) = $5.40), not the estimate; a plan without prices has none
+        assert_eq!(record.cost_usd, Some(5.4));
+        assert_eq!(record.estimated_cost_usd, 9.99);
+        assert_eq!(decide(&plan(30), &rows, 42).unwrap().cost_usd, None);
     }
 
     #[test]

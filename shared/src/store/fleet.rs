@@ -133,10 +133,17 @@ pub(super) fn release_items(
     }
     if admission.tenant_held && !keep_tenant {
         admission.tenant_held = false;
+        // What the evaluation's calls billed once it completed, else its
+        // estimate (an upper bound), else nothing (it did not run).
         let evaluation = next
-            .stats
+            .evaluation
             .as_ref()
-            .and_then(|s| s.evaluation_estimated_cost_usd)
+            .and_then(|e| e.cost_usd)
+            .or_else(|| {
+                next.stats
+                    .as_ref()
+                    .and_then(|s| s.evaluation_estimated_cost_usd)
+            })
             .map_or(Usd::ZERO, Usd::from_dollars);
         let settle = admission.to_settle(had_job, evaluation);
         items.push(build(

@@ -146,8 +146,8 @@ impl Admission {
     }
 
     /// The amount to settle against the month when the tenant's place is
-    /// given back: the known training cost plus `evaluation` (its
-    /// estimate; the answers are not priced one by one yet), else the
+    /// given back: the known training cost plus `evaluation` (what its
+    /// calls billed, or its estimate while that is not known), else the
     /// reservation when a provider job was created (it may bill), else
     /// nothing.
     pub fn to_settle(&self, had_job: bool, evaluation: Usd) -> Usd {
