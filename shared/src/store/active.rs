@@ -7,7 +7,9 @@ use super::keys::{
     SK, active_partition, active_sk, due_by, parse_tenant_pk, run_sk, tenant_pk,
 };
 use super::runs::epoch_millis;
-use super::{Store, StoreError, from_item, is_condition_failure, n, s, string_attr};
+use super::{
+    Store, StoreError, from_item, is_condition_failure, n, s, string_attr, unless_condition_failed,
+};
 use crate::domain::{Run, RunId, RunStatus, TenantId};
 
 /// A run the monitor should look at.
@@ -127,11 +129,7 @@ impl Store {
             .expression_attribute_values(":partition", s(partition))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        unless_condition_failed("UpdateItem", result)
     }
 
     /// Takes the run's lease for `owner` until `until`, if nobody else
@@ -200,10 +198,6 @@ impl Store {
             .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        unless_condition_failed("UpdateItem", result)
     }
 }

@@ -31,7 +31,9 @@ use super::keys::{
     FLEET_SK, ITEM_SK, LIMITS_SK, PK, POOLS_PK, SK, WORK_INDEX, WORK_PK, WORK_SK, admit_work_pk,
     pool_pk, spend_sk, tenant_pk,
 };
-use super::{Item, Store, StoreError, is_condition_failure, n, s, string_attr};
+use super::{
+    Item, Store, StoreError, is_condition_failure, n, s, string_attr, unless_condition_failed,
+};
 use crate::domain::fleet::{Admission, Month, PoolId, TenantLimits, TenantUsage, Usd};
 use crate::domain::{Run, RunId, TenantId};
 
@@ -440,11 +442,7 @@ impl Store {
             .expression_attribute_values(":until", millis(until))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        unless_condition_failed("UpdateItem", result)
     }
 
     /// Takes `tenant`'s `run` out of `pool`'s holders if it is still there

@@ -137,6 +137,23 @@ where
         .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
+/// The end of a write whose condition may fail without it being an
+/// error (someone else's write stands, or there was nothing to do).
+fn unless_condition_failed<O, E>(
+    op: &'static str,
+    result: Result<O, aws_sdk_dynamodb::error::SdkError<E>>,
+) -> Result<(), StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    aws_sdk_dynamodb::error::SdkError<E>: StdError + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_condition_failure(&e) => Ok(()),
+        Err(e) => Err(StoreError::dynamo(op, e)),
+    }
+}
+
 fn string_attr(item: &Item, name: &str) -> Option<String> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Some(v.clone()),
