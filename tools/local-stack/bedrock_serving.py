@@ -96,6 +96,7 @@ import string
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from datetime import datetime, timezone
 from http import HTTPStatus
 from urllib.parse import parse_qs, unquote
@@ -132,8 +133,12 @@ _lock = threading.RLock()
 # Knobs by custom model ARN; Converse calls by modelId as sent.
 _knobs: dict[str, dict] = {}
 _calls: dict[str, int] = {}
-# Parsed training files by (bucket, key, etag): an evaluation calls often.
-_training_cache: dict[tuple, list] = {}
+# Parsed training files by (bucket, key, etag), most recently used last:
+# an evaluation calls often. Bounded: each entry holds a trigram set per
+# example, and a fleet of runs each with its own file grew the server
+# without end (23 GB at 215 runs of make demo-fleet before the bound).
+_training_cache: "OrderedDict[tuple, list]" = OrderedDict()
+_TRAINING_CACHE_ENTRIES = 8
 # Quotas of concurrent model customization jobs (a Service Quotas value of
 # the account on AWS) by the bucket the jobs write their output to: every
 # test shares one moto server, each with a bucket of its own. No entry:
@@ -763,8 +768,10 @@ def _training_candidates(deployment):
     if obj is None:
         raise BedrockError(424, "ModelErrorException", f"The training data {uri} is not in S3 (local stack).")
     cache_key = (bucket, key, obj.etag)
-    if cache_key in _training_cache:
-        return _training_cache[cache_key]
+    with _lock:
+        if cache_key in _training_cache:
+            _training_cache.move_to_end(cache_key)
+            return _training_cache[cache_key]
     candidates = []
     for line in obj.value.decode("utf-8-sig").splitlines():
         if not line.strip():
@@ -781,7 +788,10 @@ def _training_candidates(deployment):
                 user_text.append(_text_of(message.get("content")))
             elif message.get("role") == "assistant" and message.get("content"):
                 candidates.append((trigrams("\n".join(user_text)), message["content"]))
-    _training_cache[cache_key] = candidates
+    with _lock:
+        _training_cache[cache_key] = candidates
+        while len(_training_cache) > _TRAINING_CACHE_ENTRIES:
+            _training_cache.popitem(last=False)
     return candidates
 
 
