@@ -674,12 +674,15 @@ async fn runs_indexed_before_due_times_are_still_listed_and_move_on_their_next_w
         .await
         .unwrap();
 
+    let due_now = || async {
+        env.store
+            .list_due_runs_in(|s| s == RunStatus::Training, Utc::now())
+            .await
+            .unwrap()
+    };
+
     // WHEN the monitor lists its due runs
-    let due = env
-        .store
-        .list_due_runs_in(|s| s == RunStatus::Training, Utc::now())
-        .await
-        .unwrap();
+    let due = due_now().await;
 
     // THEN the run is there, and once put off it is on the due key
     assert_eq!(due.len(), 1);
@@ -688,10 +691,6 @@ async fn runs_indexed_before_due_times_are_still_listed_and_move_on_their_next_w
         .defer_run(&stored, Utc::now() + chrono::Duration::minutes(5))
         .await
         .unwrap();
-    let due = env
-        .store
-        .list_due_runs_in(|s| s == RunStatus::Training, Utc::now())
-        .await
-        .unwrap();
+    let due = due_now().await;
     assert!(due.is_empty(), "{due:?}");
 }
