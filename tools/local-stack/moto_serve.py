@@ -39,7 +39,9 @@ Usage: python moto_serve.py -H 127.0.0.1 -p PORT
 
 import argparse
 import json
+import os
 import threading
+import time
 from datetime import datetime, timezone
 
 from werkzeug.serving import run_simple
@@ -124,12 +126,81 @@ def _patch_s3_notifications():
     notifications._get_s3_event = complete
 
 
+def _memory_report(path, every=30.0):
+    """Writes what moto holds, every `every` seconds, as JSON lines (local
+    diagnosis only: set MOTO_MEMORY_REPORT to a file)."""
+    import gc
+    import tracemalloc
+
+    traced = os.environ.get("MOTO_TRACEMALLOC") == "1"
+    if traced:
+        tracemalloc.start(8)
+
+    def s3_stats():
+        from moto.s3.models import s3_backends
+
+        out = {}
+        for account in list(s3_backends.keys()):
+            for region in list(s3_backends[account].keys()):
+                for name, bucket in list(s3_backends[account][region].buckets.items()):
+                    versions = 0
+                    memory = 0
+                    for _key, keys in list(bucket.keys.iterlists()):
+                        for key in keys:
+                            versions += 1
+                            buffer = getattr(key, "_value_buffer", None)
+                            if buffer is not None and not getattr(buffer, "_rolled", True):
+                                memory += key.contentsize or 0
+                    out[name] = {"keys": len(bucket.keys), "versions": versions, "bytes_in_memory": memory}
+        return out
+
+    def dynamodb_stats():
+        from moto.dynamodb.models import dynamodb_backends
+
+        out = {}
+        for account in list(dynamodb_backends.keys()):
+            for region in list(dynamodb_backends[account].keys()):
+                for name, table in list(dynamodb_backends[account][region].tables.items()):
+                    out[name] = {"items": table.item_count}
+        return out
+
+    def rss():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS"):
+                    return int(line.split()[1]) // 1024
+        return 0
+
+    def loop():
+        while True:
+            time.sleep(every)
+            entry = {"t": time.time(), "rss_mb": rss(), "objects": len(gc.get_objects())}
+            for name, stats in (("s3", s3_stats), ("dynamodb", dynamodb_stats)):
+                try:
+                    entry[name] = stats()
+                except Exception as error:  # diagnosis must not stop the server
+                    entry[name] = repr(error)
+            if traced:
+                top = tracemalloc.take_snapshot().statistics("traceback")[:12]
+                entry["top"] = [
+                    {"mb": round(stat.size / 1e6, 1), "count": stat.count,
+                     "where": [f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in stat.traceback][-4:]}
+                    for stat in top
+                ]
+            with open(path, "a") as out:
+                out.write(json.dumps(entry) + "\n")
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args()
 
+    if os.environ.get("MOTO_MEMORY_REPORT"):
+        _memory_report(os.environ["MOTO_MEMORY_REPORT"])
     _patch_bedrock_times()
     _patch_s3_notifications()
     bedrock_serving.patch_moto()
